@@ -1,0 +1,86 @@
+"""Silo's exception hierarchy: every error a caller can tell apart, rooted at SiloError.
+
+The native module raises these classes (rust/py/errors.rs maps the Rust error enum onto them
+without a catch-all); python/silo/server/status.py maps each onto one gRPC status.
+Each class also subclasses the nearest builtin so plain `except LookupError` works.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SiloError",
+    "InvalidArgument",
+    "NotFound",
+    "JobNotFound",
+    "TaskNotFound",
+    "AlreadyExists",
+    "JobAlreadyExists",
+    "OutcomeAlreadyRecorded",
+    "FailedPrecondition",
+    "JobTerminal",
+    "LeaseNotHeld",
+    "Unimplemented",
+    "Unavailable",
+    "StoreUnavailable",
+    "InternalError",
+]
+
+
+class SiloError(Exception):
+    """Base of every error Silo raises on purpose."""
+
+
+class InvalidArgument(SiloError, ValueError):
+    """A request field is out of bounds; the message names the field (INVALID_ARGUMENT)."""
+
+
+class NotFound(SiloError, LookupError):
+    """The named object does not exist (NOT_FOUND)."""
+
+
+class JobNotFound(NotFound):
+    """No job with this id in this tenant."""
+
+
+class TaskNotFound(NotFound):
+    """No task with this id."""
+
+
+class AlreadyExists(SiloError):
+    """The thing to create is already there (ALREADY_EXISTS)."""
+
+
+class JobAlreadyExists(AlreadyExists):
+    """A job with this id exists in this tenant, whatever its status."""
+
+
+class OutcomeAlreadyRecorded(AlreadyExists):
+    """An outcome was already recorded for this task."""
+
+
+class FailedPrecondition(SiloError, RuntimeError):
+    """The object is not in a state that allows the call (FAILED_PRECONDITION)."""
+
+
+class JobTerminal(FailedPrecondition):
+    """The job already ended (SUCCEEDED, FAILED or CANCELLED)."""
+
+
+class LeaseNotHeld(FailedPrecondition):
+    """The task's lease expired, belongs to another worker, or its outcome is recorded."""
+
+
+class Unimplemented(SiloError, NotImplementedError):
+    """The feature is not built yet (UNIMPLEMENTED)."""
+
+
+class Unavailable(SiloError, ConnectionError):
+    """The broker cannot serve the call right now; retrying later may succeed (UNAVAILABLE)."""
+
+
+class StoreUnavailable(Unavailable):
+    """The object store failed or this broker was fenced by a newer one; nothing was acknowledged."""
+
+
+class InternalError(SiloError, RuntimeError):
+    """A bug or an unexpected failure; the detail is logged, clients see a fixed message."""

@@ -1,0 +1,261 @@
+//! The broker: validates requests, routes them to the shard that owns the tenant, and
+//! shapes the replies. One method per RPC, named after it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::proto::wire;
+use crate::shard::{JobRef, Shard, ShardConfig, ShardHandle};
+use crate::store::{self, StoreLocation};
+use crate::validate::{self, Limits};
+
+/// Settings of `silo serve` that reach the core.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// A path, `file:///abs`, `memory://` or `s3://bucket/prefix`.
+    pub store: String,
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ms: i64,
+    /// SlateDB WAL flush interval; `None` picks the store's preset.
+    pub flush_interval_ms: Option<u64>,
+    pub max_payload_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            store: "./silo-data".into(),
+            lease_ms: 30_000,
+            flush_interval_ms: None,
+            max_payload_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A running broker. Cheap to share behind an `Arc`; every method may be called concurrently.
+pub struct Broker {
+    /// One shard today: every tenant maps to it. The routing seam is `shard_for`.
+    shard: ShardHandle,
+    limits: Limits,
+    settings: BTreeMap<String, String>,
+}
+
+impl Broker {
+    /// Opens the store and rebuilds the shard's in-memory state.
+    /// Errors: `InvalidArgument` for a bad setting, `StoreUnavailable` when the store fails.
+    pub async fn open(config: BrokerConfig) -> Result<Broker> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn open_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Broker> {
+        if config.lease_ms < 3 {
+            return Err(Error::invalid("lease_ms", "must be at least 3"));
+        }
+        let location = StoreLocation::parse(&config.store)?;
+        let flush_ms = config
+            .flush_interval_ms
+            .unwrap_or_else(|| location.default_flush_interval_ms());
+        if flush_ms == 0 {
+            return Err(Error::invalid("flush_interval_ms", "must be at least 1"));
+        }
+        let (object_store, root) = location.object_store()?;
+        let db = store::open_shard_db(object_store, &root, 0, Duration::from_millis(flush_ms)).await?;
+        let limits = Limits {
+            max_payload_bytes: config.max_payload_bytes,
+        };
+        let shard = Shard::start(
+            db,
+            clock,
+            ShardConfig {
+                lease_ms: config.lease_ms,
+                limits,
+            },
+        )
+        .await?;
+        let settings = BTreeMap::from([
+            ("store".to_string(), config.store.clone()),
+            ("flush_interval_ms".to_string(), flush_ms.to_string()),
+            ("lease_ms".to_string(), config.lease_ms.to_string()),
+            ("max_payload_bytes".to_string(), config.max_payload_bytes.to_string()),
+            ("shards".to_string(), "1".to_string()),
+        ]);
+        Ok(Broker {
+            shard,
+            limits,
+            settings,
+        })
+    }
+
+    /// The effective settings, for logs and benchmark reports.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    fn shard_for(&self, _tenant: &str) -> &ShardHandle {
+        &self.shard
+    }
+
+    /// The shard that issued a task id.
+    fn shard_for_task(&self, _task_id: &str) -> &ShardHandle {
+        &self.shard
+    }
+
+    pub async fn enqueue(&self, req: wire::EnqueueRequest) -> Result<wire::EnqueueResponse> {
+        let job = validate::enqueue(req, &self.limits)?;
+        let shard = self.shard_for(&job.tenant);
+        let mut results = shard.enqueue(vec![job]).await?;
+        let id = results
+            .pop()
+            .ok_or_else(|| Error::Internal("enqueue answered no result".into()))??;
+        Ok(wire::EnqueueResponse { id })
+    }
+
+    pub async fn enqueue_batch(
+        &self,
+        req: wire::EnqueueBatchRequest,
+    ) -> Result<wire::EnqueueBatchResponse> {
+        let entries = validate::enqueue_batch(req, &self.limits)?;
+        let mut results: Vec<Option<Result<String>>> = Vec::with_capacity(entries.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(job) => {
+                    slots.push(results.len());
+                    results.push(None);
+                    valid.push(job);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !valid.is_empty() {
+            let shard = self.shard_for(&valid[0].tenant);
+            let done = shard.enqueue(valid).await?;
+            for (slot, r) in slots.into_iter().zip(done) {
+                results[slot] = Some(r);
+            }
+        }
+        let results = results
+            .into_iter()
+            .map(|r| match r {
+                Some(Ok(id)) => wire::EnqueueResult {
+                    id,
+                    code: 0,
+                    message: String::new(),
+                },
+                Some(Err(e)) => wire::EnqueueResult {
+                    id: String::new(),
+                    code: e.code(),
+                    message: e.public_message(),
+                },
+                None => wire::EnqueueResult {
+                    id: String::new(),
+                    code: 13,
+                    message: "internal error".into(),
+                },
+            })
+            .collect();
+        Ok(wire::EnqueueBatchResponse { results })
+    }
+
+    pub async fn cancel(&self, req: wire::CancelRequest) -> Result<wire::CancelResponse> {
+        validate::job_ref(&req.id, &req.tenant)?;
+        self.shard_for(&req.tenant)
+            .cancel(JobRef {
+                tenant: req.tenant,
+                id: req.id,
+            })
+            .await?;
+        Ok(wire::CancelResponse {})
+    }
+
+    pub async fn lease_tasks(&self, req: wire::LeaseTasksRequest) -> Result<wire::LeaseTasksResponse> {
+        let params = validate::lease(req)?;
+        self.shard.lease(params).await
+    }
+
+    pub async fn heartbeat_task(
+        &self,
+        req: wire::HeartbeatTaskRequest,
+    ) -> Result<wire::HeartbeatTaskResponse> {
+        let params = validate::heartbeat(req, &self.limits)?;
+        self.shard_for_task(&params.task_id).heartbeat(params).await
+    }
+
+    pub async fn report_task_outcome(
+        &self,
+        req: wire::ReportTaskOutcomeRequest,
+    ) -> Result<wire::ReportTaskOutcomeResponse> {
+        let params = validate::report(req, &self.limits)?;
+        let mut results = self.shard_for_task(&params.task_id).report(vec![params]).await?;
+        results
+            .pop()
+            .ok_or_else(|| Error::Internal("report answered no result".into()))??;
+        Ok(wire::ReportTaskOutcomeResponse {})
+    }
+
+    pub async fn report_task_outcomes(
+        &self,
+        req: wire::ReportTaskOutcomesRequest,
+    ) -> Result<wire::ReportTaskOutcomesResponse> {
+        let entries = validate::report_batch(req, &self.limits)?;
+        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(entries.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(p) => {
+                    slots.push(results.len());
+                    results.push(None);
+                    valid.push(p);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !valid.is_empty() {
+            let shard = self.shard_for_task(&valid[0].task_id);
+            for (slot, r) in slots.into_iter().zip(shard.report(valid).await?) {
+                results[slot] = Some(r);
+            }
+        }
+        let results = results
+            .into_iter()
+            .map(|r| match r {
+                Some(Ok(())) => wire::ReportResult {
+                    code: 0,
+                    message: String::new(),
+                },
+                Some(Err(e)) => wire::ReportResult {
+                    code: e.code(),
+                    message: e.public_message(),
+                },
+                None => wire::ReportResult {
+                    code: 13,
+                    message: "internal error".into(),
+                },
+            })
+            .collect();
+        Ok(wire::ReportTaskOutcomesResponse { results })
+    }
+
+    pub async fn get_job(&self, req: wire::GetJobRequest) -> Result<wire::Job> {
+        validate::job_ref(&req.id, &req.tenant)?;
+        self.shard_for(&req.tenant)
+            .get_job(
+                JobRef {
+                    tenant: req.tenant,
+                    id: req.id,
+                },
+                req.include_attempts,
+            )
+            .await
+    }
+
+    /// Finishes queued commands, waits for durability and closes the store. Idempotent.
+    pub async fn close(&self) {
+        self.shard.close().await;
+    }
+}

@@ -1,0 +1,254 @@
+//! Every key of a shard's SlateDB, and the one place their layout is defined.
+//!
+//! A key is a family byte followed by order-preserving fields, so that the byte order of
+//! encoded keys equals the order of the field tuples:
+//! - strings: bytes with 0x00 escaped as 0x00 0xFF, ended by 0x00 0x01 (a prefix sorts first);
+//! - u32/u64: big-endian; i64: big-endian with the sign bit flipped.
+//!
+//! Families (a layout change is a migration: record it here):
+//! - `META  name`                 -> u64 big-endian (shard counters)
+//! - `JOB   tenant job_id`        -> store.JobRecord
+//! - `PAYLOAD tenant job_id`      -> raw payload bytes (written once)
+//! - `ATTEMPT tenant job_id n`    -> wire.Attempt
+//! - `TASK  task_id`              -> store.TaskRef
+//! - `LEASE task_id`              -> store.LeaseRecord (live attempts only)
+//! - `WAITING due_ms seq`         -> store.WaitingRecord (SCHEDULED and PENDING jobs)
+
+use crate::error::{Error, Result};
+
+pub const META: u8 = 0x01;
+pub const JOB: u8 = 0x10;
+pub const PAYLOAD: u8 = 0x11;
+pub const ATTEMPT: u8 = 0x12;
+pub const TASK: u8 = 0x13;
+pub const LEASE: u8 = 0x14;
+pub const WAITING: u8 = 0x15;
+
+/// The META entry holding the next enqueue sequence number of the shard.
+pub const META_NEXT_SEQ: &str = "next_seq";
+
+/// Builds one key field by field.
+#[derive(Debug, Clone, Default)]
+pub struct KeyBuilder(Vec<u8>);
+
+impl KeyBuilder {
+    pub fn family(family: u8) -> Self {
+        let mut v = Vec::with_capacity(48);
+        v.push(family);
+        KeyBuilder(v)
+    }
+
+    pub fn str(mut self, s: &str) -> Self {
+        for &b in s.as_bytes() {
+            self.0.push(b);
+            if b == 0 {
+                self.0.push(0xFF);
+            }
+        }
+        self.0.extend_from_slice(&[0x00, 0x01]);
+        self
+    }
+
+    pub fn u32(mut self, v: u32) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub fn u64(mut self, v: u64) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub fn i64(mut self, v: i64) -> Self {
+        self.0
+            .extend_from_slice(&((v as u64) ^ (1u64 << 63)).to_be_bytes());
+        self
+    }
+
+    pub fn build(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Reads fields back in the order they were written.
+#[derive(Debug)]
+pub struct KeyReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> KeyReader<'a> {
+    /// Starts after the family byte, checking it.
+    pub fn new(key: &'a [u8], family: u8) -> Result<Self> {
+        match key.split_first() {
+            Some((&f, rest)) if f == family => Ok(KeyReader { rest }),
+            _ => Err(corrupt(key)),
+        }
+    }
+
+    pub fn str(&mut self) -> Result<String> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.rest.len() {
+            let b = self.rest[i];
+            if b == 0 {
+                match self.rest.get(i + 1) {
+                    Some(0x01) => {
+                        self.rest = &self.rest[i + 2..];
+                        return String::from_utf8(out).map_err(|_| corrupt(self.rest));
+                    }
+                    Some(0xFF) => {
+                        out.push(0);
+                        i += 2;
+                        continue;
+                    }
+                    _ => return Err(corrupt(self.rest)),
+                }
+            }
+            out.push(b);
+            i += 1;
+        }
+        Err(corrupt(self.rest))
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        if self.rest.len() < N {
+            return Err(corrupt(self.rest));
+        }
+        let (head, tail) = self.rest.split_at(N);
+        self.rest = tail;
+        let mut a = [0u8; N];
+        a.copy_from_slice(head);
+        Ok(a)
+    }
+
+    pub fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.take::<4>()?))
+    }
+
+    pub fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(self.take::<8>()?))
+    }
+
+    pub fn i64(&mut self) -> Result<i64> {
+        Ok((u64::from_be_bytes(self.take::<8>()?) ^ (1u64 << 63)) as i64)
+    }
+}
+
+fn corrupt(key: &[u8]) -> Error {
+    Error::Internal(format!("malformed key {key:02x?}"))
+}
+
+pub fn meta(name: &str) -> Vec<u8> {
+    KeyBuilder::family(META).str(name).build()
+}
+
+pub fn job(tenant: &str, job_id: &str) -> Vec<u8> {
+    KeyBuilder::family(JOB).str(tenant).str(job_id).build()
+}
+
+pub fn payload(tenant: &str, job_id: &str) -> Vec<u8> {
+    KeyBuilder::family(PAYLOAD).str(tenant).str(job_id).build()
+}
+
+pub fn attempt(tenant: &str, job_id: &str, attempt: u32) -> Vec<u8> {
+    KeyBuilder::family(ATTEMPT)
+        .str(tenant)
+        .str(job_id)
+        .u32(attempt)
+        .build()
+}
+
+/// Every attempt of one job, in attempt order.
+pub fn attempts_prefix(tenant: &str, job_id: &str) -> Vec<u8> {
+    KeyBuilder::family(ATTEMPT).str(tenant).str(job_id).build()
+}
+
+pub fn task(task_id: &str) -> Vec<u8> {
+    KeyBuilder::family(TASK).str(task_id).build()
+}
+
+pub fn lease(task_id: &str) -> Vec<u8> {
+    KeyBuilder::family(LEASE).str(task_id).build()
+}
+
+pub fn waiting(due_ms: i64, seq: u64) -> Vec<u8> {
+    KeyBuilder::family(WAITING).i64(due_ms).u64(seq).build()
+}
+
+/// (due_ms, seq) of a WAITING key.
+pub fn parse_waiting(key: &[u8]) -> Result<(i64, u64)> {
+    let mut r = KeyReader::new(key, WAITING)?;
+    Ok((r.i64()?, r.u64()?))
+}
+
+/// The task id of a LEASE key.
+pub fn parse_lease(key: &[u8]) -> Result<String> {
+    KeyReader::new(key, LEASE)?.str()
+}
+
+/// The half-open range of every key of one family.
+pub fn family_range(family: u8) -> std::ops::Range<Vec<u8>> {
+    vec![family]..vec![family + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_str() -> impl Strategy<Value = String> {
+        // Include NUL and 0xFF-ish characters to exercise the escaping.
+        proptest::collection::vec(
+            prop_oneof![Just('\0'), Just('\u{1}'), Just('a'), Just('b'), Just('ÿ'), any::<char>()],
+            0..6,
+        )
+        .prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn attempt_key_order_matches_tuple_order(
+            a in (any_str(), any_str(), any::<u32>()),
+            b in (any_str(), any_str(), any::<u32>()),
+        ) {
+            let ka = attempt(&a.0, &a.1, a.2);
+            let kb = attempt(&b.0, &b.1, b.2);
+            let ta = (a.0.as_bytes(), a.1.as_bytes(), a.2);
+            let tb = (b.0.as_bytes(), b.1.as_bytes(), b.2);
+            prop_assert_eq!(ka.cmp(&kb), ta.cmp(&tb));
+        }
+
+        #[test]
+        fn waiting_key_order_matches_tuple_order(
+            a in (any::<i64>(), any::<u64>()),
+            b in (any::<i64>(), any::<u64>()),
+        ) {
+            prop_assert_eq!(waiting(a.0, a.1).cmp(&waiting(b.0, b.1)), a.cmp(&b));
+        }
+
+        #[test]
+        fn keys_round_trip(s in any_str(), due in any::<i64>(), seq in any::<u64>()) {
+            prop_assert_eq!(parse_lease(&lease(&s)).unwrap(), s.clone());
+            prop_assert_eq!(parse_waiting(&waiting(due, seq)).unwrap(), (due, seq));
+            let k = attempt(&s, &s, 7);
+            let mut r = KeyReader::new(&k, ATTEMPT).unwrap();
+            prop_assert_eq!(r.str().unwrap(), s.clone());
+            prop_assert_eq!(r.str().unwrap(), s);
+            prop_assert_eq!(r.u32().unwrap(), 7);
+        }
+
+        #[test]
+        fn a_job_prefix_never_covers_another_job(t in any_str(), a in any_str(), b in any_str()) {
+            prop_assume!(a != b);
+            let prefix = attempts_prefix(&t, &a);
+            prop_assert!(!attempt(&t, &b, 1).starts_with(&prefix));
+        }
+    }
+
+    #[test]
+    fn families_do_not_overlap() {
+        let r = family_range(JOB);
+        assert!(job("t", "j") >= r.start && job("t", "j") < r.end);
+        assert!(payload("t", "j") >= r.end);
+    }
+}

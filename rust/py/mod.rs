@@ -1,0 +1,183 @@
+//! The Python face of the core (module `silo._native`): thin async wrappers that decode the
+//! request bytes with prost, call the broker, and encode the reply. The only Rust that knows pyo3.
+
+mod errors;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Once};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use prost::Message;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3_async_runtimes::tokio::future_into_py;
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::error::{Error, Result};
+use errors::to_py;
+
+/// Encoded reply bytes, handed to Python as `bytes`.
+struct WireBytes(Vec<u8>);
+
+impl<'py> IntoPyObject<'py> for WireBytes {
+    type Target = PyBytes;
+    type Output = Bound<'py, PyBytes>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> std::result::Result<Self::Output, Self::Error> {
+        Ok(PyBytes::new(py, &self.0))
+    }
+}
+
+/// Runs a core future; a panic becomes an internal error instead of a crashed interpreter.
+async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Internal(format!("panic: {detail}")))
+        }
+    }
+}
+
+/// A running broker over one store (see python/silo/_native.pyi).
+#[pyclass(name = "Broker", module = "silo._native", frozen)]
+struct PyBroker {
+    inner: Arc<Broker>,
+}
+
+impl PyBroker {
+    /// Decode `request` as `Req`, run `op`, encode its reply.
+    fn call<'py, Req, Resp, F, Fut>(
+        &self,
+        py: Python<'py>,
+        request: &[u8],
+        op: F,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        Req: Message + Default + Send + 'static,
+        Resp: Message + 'static,
+        F: FnOnce(Arc<Broker>, Req) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+    {
+        let bytes = Bytes::copy_from_slice(request);
+        let broker = self.inner.clone();
+        future_into_py(py, async move {
+            let reply = guarded(async move {
+                let req = Req::decode(bytes)
+                    .map_err(|e| Error::invalid("request", format!("malformed protobuf: {e}")))?;
+                op(broker, req).await
+            })
+            .await
+            .map_err(to_py)?;
+            Ok(WireBytes(reply.encode_to_vec()))
+        })
+    }
+}
+
+#[pymethods]
+impl PyBroker {
+    #[staticmethod]
+    #[pyo3(signature = (*, store, lease_ms=30_000, flush_interval_ms=None, max_payload_bytes=1_048_576))]
+    fn open(
+        py: Python<'_>,
+        store: String,
+        lease_ms: i64,
+        flush_interval_ms: Option<u64>,
+        max_payload_bytes: usize,
+    ) -> PyResult<Bound<'_, PyAny>> {
+        init_logging();
+        let config = BrokerConfig {
+            store,
+            lease_ms,
+            flush_interval_ms,
+            max_payload_bytes,
+        };
+        future_into_py(py, async move {
+            let broker = guarded(Broker::open(config)).await.map_err(to_py)?;
+            Ok(PyBroker {
+                inner: Arc::new(broker),
+            })
+        })
+    }
+
+    fn enqueue<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.enqueue(r).await })
+    }
+
+    fn enqueue_batch<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.enqueue_batch(r).await })
+    }
+
+    fn cancel<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.cancel(r).await })
+    }
+
+    fn lease_tasks<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.lease_tasks(r).await })
+    }
+
+    fn heartbeat_task<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.heartbeat_task(r).await })
+    }
+
+    fn report_task_outcome<'py>(
+        &self,
+        py: Python<'py>,
+        request: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.report_task_outcome(r).await })
+    }
+
+    fn report_task_outcomes<'py>(
+        &self,
+        py: Python<'py>,
+        request: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.report_task_outcomes(r).await })
+    }
+
+    fn get_job<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.get_job(r).await })
+    }
+
+    fn settings(&self) -> std::collections::BTreeMap<String, String> {
+        self.inner.settings().clone()
+    }
+
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let broker = self.inner.clone();
+        future_into_py(py, async move {
+            broker.close().await;
+            Ok(())
+        })
+    }
+}
+
+/// Logs of the core go to stderr; the level comes from SILO_LOG_LEVEL (default "info").
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let level = std::env::var("SILO_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+        let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,silo={level}"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,silo=info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+    });
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyBroker>()?;
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! Cancel: a waiting job ends at once; a running one ends now and its worker learns it on
+//! the next heartbeat (the attempt keeps its lease until reported or expired).
+
+use super::{JobRef, Shard, Step};
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::wire::JobStatus;
+
+impl Shard {
+    pub(super) async fn cancel(&mut self, st: &mut Step, job_ref: &JobRef) -> Result<()> {
+        let mut job = self
+            .load_job(st, &job_ref.tenant, &job_ref.id)
+            .await?
+            .ok_or(Error::JobNotFound)?;
+        match JobStatus::try_from(job.status) {
+            Ok(JobStatus::Scheduled | JobStatus::Pending) => {
+                let (due, seq) = (job.next_attempt_at_ms, job.wait_seq);
+                if self.scheduled.remove(&(due, seq)).is_none() {
+                    self.ready
+                        .remove(&job.queue, job.priority, &job.tenant, due, seq);
+                }
+                st.txn.delete(keys::waiting(due, seq));
+                job.wait_seq = 0;
+                job.next_attempt_at_ms = 0;
+            }
+            Ok(JobStatus::Running) => self.leases.mark_cancelled(&job.current_task_id),
+            Ok(s @ (JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)) => {
+                return Err(Error::JobTerminal(super::status_name(s as i32)));
+            }
+            Ok(JobStatus::Unspecified) | Err(_) => {
+                return Err(Error::Internal(format!("job has unknown status {}", job.status)));
+            }
+        }
+        job.status = JobStatus::Cancelled as i32;
+        job.updated_at_ms = st.now;
+        self.put_job(st, &job);
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! ReportTaskOutcome(s) and the one place an attempt ends (report or lease expiry): the job
+//! moves on (SUCCEEDED, retry, FAILED or CANCELLED) in the same write that ends the attempt.
+
+use bytes::Bytes;
+
+use super::{Shard, Step};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::{store, wire};
+use crate::retry;
+use crate::validate::{Outcome, ReportParams};
+
+/// The failure code recorded when a lease expires.
+pub const LEASE_EXPIRED: &str = "lease_expired";
+
+impl Shard {
+    pub(super) async fn report(&mut self, st: &mut Step, p: ReportParams) -> Result<()> {
+        let lease = match self.leases.get(&p.task_id) {
+            Some(l) if l.worker_id == p.worker_id => l.clone(),
+            Some(_) => return Err(Error::LeaseNotHeld("the task is leased to another worker")),
+            None => return Err(self.finished_task_error(st, &p.task_id).await),
+        };
+        let mut job = self
+            .load_job(st, &lease.tenant, &lease.job_id)
+            .await?
+            .ok_or_else(|| Error::Internal("job of a live lease is missing".into()))?;
+        let attempt = self
+            .load_attempt(st, &lease.tenant, &lease.job_id, lease.attempt)
+            .await?;
+        self.leases.remove(&p.task_id);
+        self.end_attempt(st, &mut job, attempt, p.outcome);
+        Ok(())
+    }
+
+    /// Why a report for a task without a live lease is refused.
+    async fn finished_task_error(&self, st: &Step, task_id: &str) -> Error {
+        let task_ref = match st.txn.get(&self.db, &keys::task(task_id)).await {
+            Ok(Some(v)) => match codec::decode::<store::TaskRef>(&v) {
+                Ok(r) => r,
+                Err(e) => return e,
+            },
+            Ok(None) => return Error::TaskNotFound,
+            Err(e) => return e,
+        };
+        match self
+            .load_attempt(st, &task_ref.tenant, &task_ref.job_id, task_ref.attempt)
+            .await
+        {
+            Ok(a) if a.failure.as_ref().is_some_and(|f| f.code == LEASE_EXPIRED) => {
+                Error::LeaseNotHeld("the task's lease expired; nothing was recorded")
+            }
+            Ok(_) => Error::OutcomeAlreadyRecorded,
+            Err(e) => e,
+        }
+    }
+
+    /// Ends a live attempt with `outcome` and moves the job on. The caller has already taken
+    /// the lease out of the lease table. Infallible: every read happened before.
+    pub(super) fn end_attempt(
+        &mut self,
+        st: &mut Step,
+        job: &mut store::JobRecord,
+        mut attempt: wire::Attempt,
+        outcome: Outcome,
+    ) {
+        let cancelled = job.status == wire::JobStatus::Cancelled as i32;
+        attempt.finished_at_ms = st.now;
+        st.txn.delete(keys::lease(&attempt.task_id));
+        job.current_task_id.clear();
+        match outcome {
+            Outcome::Success(result) => {
+                attempt.status = wire::AttemptStatus::Succeeded as i32;
+                attempt.result = result.clone();
+                if !cancelled {
+                    self.finish(st, job, wire::JobStatus::Succeeded);
+                    job.result = result;
+                }
+            }
+            Outcome::Failure(failure) => {
+                attempt.status = wire::AttemptStatus::Failed as i32;
+                attempt.failure = Some(failure.clone());
+                let retry_left = job.attempt_count < retry::max_attempts(job.retry_policy.as_ref());
+                let non_retryable = failure.non_retryable;
+                job.last_failure = Some(failure);
+                if cancelled {
+                } else if retry_left && !non_retryable {
+                    self.schedule_retry(st, job);
+                } else {
+                    self.finish(st, job, wire::JobStatus::Failed);
+                }
+            }
+            Outcome::Cancelled => {
+                attempt.status = wire::AttemptStatus::Cancelled as i32;
+                if !cancelled {
+                    self.finish(st, job, wire::JobStatus::Cancelled);
+                }
+            }
+        }
+        st.txn.put(
+            keys::attempt(&job.tenant, &job.id, attempt.attempt),
+            codec::encode(&attempt),
+        );
+        self.put_job(st, job);
+    }
+
+    fn finish(&mut self, st: &Step, job: &mut store::JobRecord, status: wire::JobStatus) {
+        job.status = status as i32;
+        job.updated_at_ms = st.now;
+        job.next_attempt_at_ms = 0;
+    }
+
+    /// The job waits for its next attempt per its retry policy.
+    fn schedule_retry(&mut self, st: &mut Step, job: &mut store::JobRecord) {
+        let policy = job.retry_policy.clone().unwrap_or_default();
+        let delay = retry::backoff_ms(&policy, job.attempt_count, rand::random::<f64>());
+        let due = st.now.saturating_add(delay);
+        job.status = wire::JobStatus::Scheduled as i32;
+        job.updated_at_ms = st.now;
+        job.next_attempt_at_ms = due;
+        job.wait_seq = self.add_waiting(st, job, due);
+    }
+
+    /// A lease ran out: the attempt fails with `lease_expired` and the job moves on.
+    pub(super) async fn expire_lease(&mut self, st: &mut Step, task_id: &str, lease: super::leases::Lease) {
+        let loaded = async {
+            let job = self
+                .load_job(st, &lease.tenant, &lease.job_id)
+                .await?
+                .ok_or_else(|| Error::Internal("job of a live lease is missing".into()))?;
+            let attempt = self
+                .load_attempt(st, &lease.tenant, &lease.job_id, lease.attempt)
+                .await?;
+            Ok::<_, Error>((job, attempt))
+        }
+        .await;
+        match loaded {
+            Ok((mut job, attempt)) => {
+                let failure = wire::TaskFailure {
+                    code: LEASE_EXPIRED.to_string(),
+                    message: "the lease expired before the worker reported an outcome".to_string(),
+                    data: Bytes::new(),
+                    non_retryable: false,
+                };
+                self.end_attempt(st, &mut job, attempt, Outcome::Failure(failure));
+            }
+            Err(e @ Error::StoreUnavailable(_)) => {
+                // Try again shortly: the lease stays until its end is recorded.
+                tracing::warn!(task = %task_id, "cannot expire lease yet: {e}");
+                let mut lease = lease;
+                lease.expires_at_ms = st.now + 1000;
+                self.leases.insert(task_id.to_string(), lease);
+            }
+            Err(e) => {
+                tracing::error!(task = %task_id, "dropping a lease that cannot be expired: {e}");
+                st.txn.delete(keys::lease(task_id));
+            }
+        }
+    }
+}

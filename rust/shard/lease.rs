@@ -1,0 +1,168 @@
+//! LeaseTasks: hands due jobs to a worker as new attempts, or parks the call (long-poll)
+//! until a job becomes due or the wait ends.
+
+use super::leases::Lease;
+use super::ready::Waiting;
+use super::{defer, LeaseWaiter, Reply, Shard, Step};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::{store, wire};
+use crate::retry;
+use crate::validate::LeaseParams;
+
+impl Shard {
+    pub(super) async fn lease_or_park(
+        &mut self,
+        st: &mut Step,
+        params: LeaseParams,
+        reply: Reply<wire::LeaseTasksResponse>,
+    ) {
+        // Older parked calls come first: a new call only takes what they leave.
+        let must_queue = self.waiters.iter().any(|w| self.ready.has_any(&w.params.queues));
+        if !must_queue {
+            match self.lease(st, &params).await {
+                Ok(tasks) if tasks.is_empty() && params.wait_ms > 0 => {}
+                r => {
+                    st.replies.push(defer(reply, r.map(|tasks| wire::LeaseTasksResponse { tasks })));
+                    return;
+                }
+            }
+        }
+        self.waiters.push_back(LeaseWaiter {
+            deadline_ms: st.now + params.wait_ms,
+            params,
+            reply,
+        });
+    }
+
+    /// Serves parked calls, oldest first, from the ready index; answers those whose wait ended.
+    pub(super) async fn serve_waiters(&mut self, st: &mut Step) {
+        let mut keep = std::collections::VecDeque::with_capacity(self.waiters.len());
+        while let Some(w) = self.waiters.pop_front() {
+            if w.reply.is_closed() {
+                continue; // the caller went away: lease nothing for it
+            }
+            if self.ready.has_any(&w.params.queues) {
+                let r = self.lease(st, &w.params).await;
+                match r {
+                    Ok(tasks) if tasks.is_empty() && w.deadline_ms > st.now => keep.push_back(w),
+                    r => st
+                        .replies
+                        .push(defer(w.reply, r.map(|tasks| wire::LeaseTasksResponse { tasks }))),
+                }
+            } else if w.deadline_ms <= st.now {
+                st.replies
+                    .push(defer(w.reply, Ok(wire::LeaseTasksResponse::default())));
+            } else {
+                keep.push_back(w);
+            }
+        }
+        self.waiters = keep;
+    }
+
+    /// Takes up to `max_tasks` due jobs of the named queues and starts an attempt of each.
+    async fn lease(&mut self, st: &mut Step, params: &LeaseParams) -> Result<Vec<wire::Task>> {
+        let mut tasks = Vec::new();
+        while tasks.len() < params.max_tasks as usize {
+            let Some(w) = self.ready.pop(&params.queues) else {
+                break;
+            };
+            match self.start_attempt(st, &w, &params.worker_id).await {
+                Ok(task) => tasks.push(task),
+                Err(e @ Error::StoreUnavailable(_)) => {
+                    self.ready.insert(w);
+                    if tasks.is_empty() {
+                        return Err(e);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    // A waiting entry whose job is gone or unreadable: drop the entry.
+                    tracing::error!(job = %w.job_id, tenant = %w.tenant, "dropping waiting entry: {e}");
+                    st.txn.delete(keys::waiting(w.due_ms, w.seq));
+                }
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Starts attempt n+1 of a due job: a new task id, a lease, and the job RUNNING.
+    async fn start_attempt(&mut self, st: &mut Step, w: &Waiting, worker_id: &str) -> Result<wire::Task> {
+        let mut job = self
+            .load_job(st, &w.tenant, &w.job_id)
+            .await?
+            .ok_or_else(|| Error::Internal("job of a waiting entry is missing".into()))?;
+        let payload = st
+            .txn
+            .get(&self.db, &keys::payload(&w.tenant, &w.job_id))
+            .await?
+            .unwrap_or_default();
+        let task_id = uuid::Uuid::now_v7().simple().to_string();
+        let expires_at_ms = st.now + self.config.lease_ms;
+        job.attempt_count += 1;
+        job.status = wire::JobStatus::Running as i32;
+        job.current_task_id = task_id.clone();
+        job.wait_seq = 0;
+        job.next_attempt_at_ms = 0;
+        job.updated_at_ms = st.now;
+        let attempt = wire::Attempt {
+            attempt: job.attempt_count,
+            task_id: task_id.clone(),
+            worker_id: worker_id.to_string(),
+            status: wire::AttemptStatus::Running as i32,
+            started_at_ms: st.now,
+            ..Default::default()
+        };
+        st.txn.delete(keys::waiting(w.due_ms, w.seq));
+        st.txn.put(
+            keys::attempt(&job.tenant, &job.id, attempt.attempt),
+            codec::encode(&attempt),
+        );
+        st.txn.put(
+            keys::task(&task_id),
+            codec::encode(&store::TaskRef {
+                tenant: job.tenant.clone(),
+                job_id: job.id.clone(),
+                attempt: attempt.attempt,
+            }),
+        );
+        st.txn.put(
+            keys::lease(&task_id),
+            codec::encode(&store::LeaseRecord {
+                tenant: job.tenant.clone(),
+                job_id: job.id.clone(),
+                attempt: attempt.attempt,
+                worker_id: worker_id.to_string(),
+                queue: job.queue.clone(),
+            }),
+        );
+        self.put_job(st, &job);
+        self.leases.insert(
+            task_id.clone(),
+            Lease {
+                tenant: job.tenant.clone(),
+                job_id: job.id.clone(),
+                attempt: attempt.attempt,
+                worker_id: worker_id.to_string(),
+                queue: job.queue.clone(),
+                expires_at_ms,
+                cancelled: false,
+            },
+        );
+        Ok(wire::Task {
+            task_id,
+            is_last_attempt: job.attempt_count >= retry::max_attempts(job.retry_policy.as_ref()),
+            job_id: job.id,
+            tenant: job.tenant,
+            queue: job.queue,
+            priority: job.priority,
+            payload,
+            metadata: job.metadata,
+            attempt: attempt.attempt,
+            heartbeat_interval_ms: self.config.lease_ms / 3,
+            lease_expires_at_ms: expires_at_ms,
+            heartbeat_cursor: job.heartbeat_cursor,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! The lease table: live attempts by task id, with an expiry-ordered timer. Heartbeats move
+//! an expiry in memory only (SPEC §4: a lease extension alone need not be durable).
+
+use std::collections::{BTreeSet, HashMap};
+
+/// A live attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub tenant: String,
+    pub job_id: String,
+    pub attempt: u32,
+    pub worker_id: String,
+    pub queue: String,
+    pub expires_at_ms: i64,
+    /// The job was cancelled while this attempt ran; the worker learns it on heartbeat.
+    pub cancelled: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct LeaseTable {
+    by_task: HashMap<String, Lease>,
+    expiry: BTreeSet<(i64, String)>,
+}
+
+impl LeaseTable {
+    pub fn len(&self) -> usize {
+        self.by_task.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_task.is_empty()
+    }
+
+    pub fn get(&self, task_id: &str) -> Option<&Lease> {
+        self.by_task.get(task_id)
+    }
+
+    pub fn insert(&mut self, task_id: String, lease: Lease) {
+        self.expiry.insert((lease.expires_at_ms, task_id.clone()));
+        if let Some(old) = self.by_task.insert(task_id.clone(), lease) {
+            self.expiry.remove(&(old.expires_at_ms, task_id));
+        }
+    }
+
+    /// Moves a lease's expiry. Returns false if there is no such lease.
+    pub fn extend(&mut self, task_id: &str, expires_at_ms: i64) -> bool {
+        let Some(lease) = self.by_task.get_mut(task_id) else {
+            return false;
+        };
+        self.expiry.remove(&(lease.expires_at_ms, task_id.to_string()));
+        lease.expires_at_ms = expires_at_ms;
+        self.expiry.insert((expires_at_ms, task_id.to_string()));
+        true
+    }
+
+    pub fn mark_cancelled(&mut self, task_id: &str) {
+        if let Some(lease) = self.by_task.get_mut(task_id) {
+            lease.cancelled = true;
+        }
+    }
+
+    pub fn remove(&mut self, task_id: &str) -> Option<Lease> {
+        let lease = self.by_task.remove(task_id)?;
+        self.expiry.remove(&(lease.expires_at_ms, task_id.to_string()));
+        Some(lease)
+    }
+
+    /// The earliest expiry, if any lease is live.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.expiry.first().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns every lease whose expiry is at or before `now_ms`.
+    pub fn take_expired(&mut self, now_ms: i64) -> Vec<(String, Lease)> {
+        let mut out = Vec::new();
+        while let Some((t, _)) = self.expiry.first() {
+            if *t > now_ms {
+                break;
+            }
+            let Some((_, task_id)) = self.expiry.pop_first() else {
+                break;
+            };
+            if let Some(lease) = self.by_task.remove(&task_id) {
+                out.push((task_id, lease));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(expires_at_ms: i64) -> Lease {
+        Lease {
+            tenant: String::new(),
+            job_id: "j".into(),
+            attempt: 1,
+            worker_id: "w".into(),
+            queue: "default".into(),
+            expires_at_ms,
+            cancelled: false,
+        }
+    }
+
+    #[test]
+    fn extension_moves_the_timer() {
+        let mut t = LeaseTable::default();
+        t.insert("a".into(), lease(10));
+        t.insert("b".into(), lease(20));
+        assert!(t.extend("a", 30));
+        assert_eq!(t.next_expiry(), Some(20));
+        let expired: Vec<String> = t.take_expired(25).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(expired, vec!["b".to_string()]);
+        assert_eq!(t.len(), 1);
+        assert!(t.remove("a").is_some());
+        assert!(t.is_empty());
+        assert_eq!(t.next_expiry(), None);
+        assert!(!t.extend("a", 40));
+    }
+}

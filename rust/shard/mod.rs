@@ -1,0 +1,499 @@
+//! The shard actor: the one task that owns and mutates one shard (one SlateDB).
+//!
+//! Callers send a `Command` and await a oneshot reply. The actor drains every waiting command
+//! into one step: it fires due timers, applies the commands to one `Txn`, serves parked
+//! long-polls, writes the step as one `WriteBatch`, and answers every caller of the step once
+//! that batch is durable (`await_durable`), in a spawned task so the next step can start at once
+//! (group commit: SlateDB flushes all steps that arrived within one WAL flush together).
+//!
+//! In-memory state (ready index, timers, lease table, parked long-polls) is a cache rebuilt
+//! from SlateDB by `Shard::open`; only the actor writes it.
+
+mod cancel;
+mod complete;
+mod enqueue;
+mod heartbeat;
+mod lease;
+pub mod leases;
+mod query;
+pub mod ready;
+mod timers;
+mod txn;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slatedb::{Db, WriteHandle};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::{store, wire};
+use crate::validate::{HeartbeatParams, LeaseParams, Limits, NewJob, ReportParams};
+
+use leases::{Lease, LeaseTable};
+use ready::{ReadyIndex, Waiting};
+use txn::Txn;
+
+/// Most commands one step takes from the channel (bounds the latency of a step).
+const MAX_COMMANDS_PER_STEP: usize = 256;
+/// Channel capacity: senders wait when the actor falls this far behind.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// Settings of one shard.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardConfig {
+    pub lease_ms: i64,
+    pub limits: Limits,
+}
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// What callers ask of the actor. Each variant carries validated parameters.
+enum Command {
+    Enqueue(Vec<NewJob>, Reply<Vec<Result<String>>>),
+    Cancel(JobRef, Reply<()>),
+    Lease(LeaseParams, Reply<wire::LeaseTasksResponse>),
+    Heartbeat(HeartbeatParams, Reply<wire::HeartbeatTaskResponse>),
+    Report(Vec<ReportParams>, Reply<Vec<Result<()>>>),
+    GetJob(JobRef, bool, Reply<wire::Job>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A job's address.
+#[derive(Debug, Clone)]
+pub struct JobRef {
+    pub tenant: String,
+    pub id: String,
+}
+
+/// A deferred answer: sent once the step's batch is durable (or failed).
+type Deferred = Box<dyn FnOnce(Result<()>) + Send + Sync>;
+
+fn defer<T: Send + Sync + 'static>(tx: Reply<T>, result: Result<T>) -> Deferred {
+    Box::new(move |durable: Result<()>| {
+        let _ = tx.send(durable.and(result));
+    })
+}
+
+/// The work of one actor step.
+struct Step {
+    now: i64,
+    txn: Txn,
+    replies: Vec<Deferred>,
+}
+
+/// A LeaseTasks call parked until a task is ready or its deadline passes.
+struct LeaseWaiter {
+    params: LeaseParams,
+    deadline_ms: i64,
+    reply: Reply<wire::LeaseTasksResponse>,
+}
+
+/// The cheap, cloneable address of a running shard actor.
+#[derive(Clone)]
+pub struct ShardHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl ShardHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Enqueues jobs in order; each succeeds or fails alone; all are durable together.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<String>>> {
+        self.call(|r| Command::Enqueue(jobs, r)).await
+    }
+
+    pub async fn cancel(&self, job: JobRef) -> Result<()> {
+        self.call(|r| Command::Cancel(job, r)).await
+    }
+
+    pub async fn lease(&self, params: LeaseParams) -> Result<wire::LeaseTasksResponse> {
+        self.call(|r| Command::Lease(params, r)).await
+    }
+
+    pub async fn heartbeat(&self, params: HeartbeatParams) -> Result<wire::HeartbeatTaskResponse> {
+        self.call(|r| Command::Heartbeat(params, r)).await
+    }
+
+    pub async fn report(&self, reports: Vec<ReportParams>) -> Result<Vec<Result<()>>> {
+        self.call(|r| Command::Report(reports, r)).await
+    }
+
+    pub async fn get_job(&self, job: JobRef, include_attempts: bool) -> Result<wire::Job> {
+        self.call(|r| Command::GetJob(job, include_attempts, r)).await
+    }
+
+    /// Finishes queued commands, waits for durability and closes SlateDB.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn shutting_down() -> Error {
+    Error::StoreUnavailable("the broker is shutting down".into())
+}
+
+/// The actor's state. Fields below `db` are caches rebuilt by `open`; only the actor writes them.
+pub struct Shard {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    config: ShardConfig,
+    /// Next enqueue/retry sequence number (persisted in META next_seq by each step using it).
+    next_seq: u64,
+    seq_dirty: bool,
+    /// Due jobs.
+    ready: ReadyIndex,
+    /// Jobs waiting for their start time or retry backoff, by (due, seq).
+    scheduled: BTreeMap<(i64, u64), Waiting>,
+    leases: LeaseTable,
+    waiters: VecDeque<LeaseWaiter>,
+    /// The last write; answers of a step wait on it so none reveals non-durable state.
+    last_write: Option<WriteHandle>,
+    /// Set by a durability waiter when a write failed: memory is ahead of the store.
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Shard {
+    /// Rebuilds the in-memory state from the shard's SlateDB and starts the actor.
+    pub async fn start(db: Db, clock: Arc<dyn Clock>, config: ShardConfig) -> Result<ShardHandle> {
+        let shard = Shard::open(db, clock, config).await?;
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(shard.run(rx));
+        Ok(ShardHandle { tx })
+    }
+
+    async fn open(db: Db, clock: Arc<dyn Clock>, config: ShardConfig) -> Result<Shard> {
+        let now = clock.now_ms();
+        let next_seq = match db.get(keys::meta(keys::META_NEXT_SEQ)).await? {
+            Some(v) => codec::decode_u64(&v)?,
+            None => 1,
+        };
+        let mut shard = Shard {
+            db,
+            clock,
+            config,
+            next_seq,
+            seq_dirty: false,
+            ready: ReadyIndex::default(),
+            scheduled: BTreeMap::new(),
+            leases: LeaseTable::default(),
+            waiters: VecDeque::new(),
+            last_write: None,
+            failed: Arc::new(Mutex::new(None)),
+        };
+        let mut iter = shard.db.scan(keys::family_range(keys::WAITING)).await?;
+        while let Some(kv) = iter.next().await? {
+            let (due_ms, seq) = keys::parse_waiting(&kv.key)?;
+            let rec: store::WaitingRecord = codec::decode(&kv.value)?;
+            shard.add_waiting_to_memory(
+                Waiting {
+                    tenant: rec.tenant,
+                    job_id: rec.job_id,
+                    queue: rec.queue,
+                    priority: rec.priority,
+                    due_ms,
+                    seq,
+                },
+                now,
+            );
+        }
+        // Every RUNNING attempt gets a fresh lease (SPEC §4).
+        let mut iter = shard.db.scan(keys::family_range(keys::LEASE)).await?;
+        while let Some(kv) = iter.next().await? {
+            let task_id = keys::parse_lease(&kv.key)?;
+            let rec: store::LeaseRecord = codec::decode(&kv.value)?;
+            let cancelled = match shard.db.get(keys::job(&rec.tenant, &rec.job_id)).await? {
+                Some(v) => {
+                    let job: store::JobRecord = codec::decode(&v)?;
+                    job.status == wire::JobStatus::Cancelled as i32
+                }
+                None => false,
+            };
+            shard.leases.insert(
+                task_id,
+                Lease {
+                    tenant: rec.tenant,
+                    job_id: rec.job_id,
+                    attempt: rec.attempt,
+                    worker_id: rec.worker_id,
+                    queue: rec.queue,
+                    expires_at_ms: now + config.lease_ms,
+                    cancelled,
+                },
+            );
+        }
+        tracing::info!(
+            ready = shard.ready.len(),
+            scheduled = shard.scheduled.len(),
+            running = shard.leases.len(),
+            "shard opened"
+        );
+        Ok(shard)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut closing: Option<oneshot::Sender<()>> = None;
+        while closing.is_none() {
+            let mut cmds = Vec::new();
+            let sleep = self.time_to_next_deadline();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(c) => cmds.push(c),
+                    None => break,
+                },
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            while cmds.len() < MAX_COMMANDS_PER_STEP {
+                match rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            if let Some(pos) = cmds.iter().position(|c| matches!(c, Command::Close(_))) {
+                // Commands queued after Close are refused when the channel drops.
+                if let Command::Close(tx) = cmds.remove(pos) {
+                    closing = Some(tx);
+                }
+            }
+            self.step(cmds).await;
+        }
+        rx.close();
+        while let Ok(cmd) = rx.try_recv() {
+            self.refuse(cmd, shutting_down());
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.reply.send(Ok(wire::LeaseTasksResponse::default()));
+        }
+        if let Some(h) = self.last_write.take() {
+            let _ = h.await_durable().await;
+        }
+        if let Err(e) = self.db.close().await {
+            tracing::warn!("closing the shard's store: {e}");
+        }
+        if let Some(tx) = closing {
+            let _ = tx.send(());
+        }
+    }
+
+    fn time_to_next_deadline(&self) -> Duration {
+        let next = [
+            self.scheduled.keys().next().map(|(t, _)| *t),
+            self.leases.next_expiry(),
+            self.waiters.iter().map(|w| w.deadline_ms).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            // +1 ms so that a deadline at `t` is past when the step reads the clock.
+            Some(t) => Duration::from_millis((t - self.clock.now_ms() + 1).clamp(0, 60_000) as u64),
+            None => Duration::from_secs(60),
+        }
+    }
+
+    fn refuse(&self, cmd: Command, err: Error) {
+        match cmd {
+            Command::Enqueue(_, r) => drop(r.send(Err(err))),
+            Command::Cancel(_, r) => drop(r.send(Err(err))),
+            Command::Lease(_, r) => drop(r.send(Err(err))),
+            Command::Heartbeat(_, r) => drop(r.send(Err(err))),
+            Command::Report(_, r) => drop(r.send(Err(err))),
+            Command::GetJob(_, _, r) => drop(r.send(Err(err))),
+            Command::Close(r) => drop(r.send(())),
+        }
+    }
+
+    /// One step: timers, commands, long-polls, one write, answers after durability.
+    async fn step(&mut self, cmds: Vec<Command>) {
+        let failure = self.failed.lock().map(|f| f.clone()).unwrap_or(None);
+        if let Some(reason) = failure {
+            // Memory is ahead of the store: refuse everything rather than act on it.
+            for cmd in cmds {
+                self.refuse(cmd, Error::StoreUnavailable(reason.clone()));
+            }
+            return;
+        }
+        let mut st = Step {
+            now: self.clock.now_ms(),
+            txn: Txn::default(),
+            replies: Vec::new(),
+        };
+        self.fire_timers(&mut st).await;
+        for cmd in cmds {
+            self.apply(&mut st, cmd).await;
+        }
+        self.serve_waiters(&mut st).await;
+        self.commit(st).await;
+    }
+
+    async fn apply(&mut self, st: &mut Step, cmd: Command) {
+        match cmd {
+            Command::Enqueue(jobs, reply) => {
+                let mut out = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    out.push(self.enqueue(st, job).await);
+                }
+                st.replies.push(defer(reply, Ok(out)));
+            }
+            Command::Cancel(job, reply) => {
+                let r = self.cancel(st, &job).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::Lease(params, reply) => self.lease_or_park(st, params, reply).await,
+            Command::Heartbeat(params, reply) => {
+                let r = self.heartbeat(st, params).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::Report(reports, reply) => {
+                let mut out = Vec::with_capacity(reports.len());
+                for report in reports {
+                    out.push(self.report(st, report).await);
+                }
+                st.replies.push(defer(reply, Ok(out)));
+            }
+            Command::GetJob(job, include_attempts, reply) => {
+                let r = self.get_job(st, &job, include_attempts).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::Close(reply) => drop(reply.send(())),
+        }
+    }
+
+    /// Writes the step and answers its callers once durable, without blocking the next step.
+    async fn commit(&mut self, mut st: Step) {
+        if self.seq_dirty {
+            st.txn.put(
+                keys::meta(keys::META_NEXT_SEQ),
+                codec::encode_u64(self.next_seq),
+            );
+            self.seq_dirty = false;
+        }
+        if st.replies.is_empty() && st.txn.is_empty() {
+            return;
+        }
+        if let Some(batch) = st.txn.into_batch() {
+            match self.db.write(batch).await {
+                Ok(handle) => self.last_write = Some(handle),
+                Err(e) => {
+                    let err = Error::from(e);
+                    tracing::error!("shard write failed: {err}");
+                    self.mark_failed(err.to_string());
+                    for reply in st.replies {
+                        reply(Err(err.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        let handle = self.last_write.clone();
+        let failed = self.failed.clone();
+        let replies = st.replies;
+        tokio::spawn(async move {
+            let durable = match handle {
+                Some(h) => h.await_durable().await.map_err(Error::from),
+                None => Ok(()),
+            };
+            if let Err(e) = &durable {
+                tracing::error!("shard write did not become durable: {e}");
+                if let Ok(mut f) = failed.lock() {
+                    f.get_or_insert_with(|| e.to_string());
+                }
+            }
+            for reply in replies {
+                reply(durable.clone());
+            }
+        });
+    }
+
+    fn mark_failed(&self, reason: String) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert(reason);
+        }
+    }
+
+    fn alloc_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.seq_dirty = true;
+        seq
+    }
+
+    /// Puts a waiting job in the timer index or, when due, the ready index.
+    fn add_waiting_to_memory(&mut self, w: Waiting, now: i64) {
+        if w.due_ms <= now {
+            self.ready.insert(w);
+        } else {
+            self.scheduled.insert((w.due_ms, w.seq), w);
+        }
+    }
+
+    /// Makes a job wait (durably) until `due_ms`. Returns the waiting entry's sequence.
+    fn add_waiting(&mut self, st: &mut Step, job: &store::JobRecord, due_ms: i64) -> u64 {
+        let seq = self.alloc_seq();
+        let rec = store::WaitingRecord {
+            tenant: job.tenant.clone(),
+            job_id: job.id.clone(),
+            queue: job.queue.clone(),
+            priority: job.priority,
+        };
+        st.txn.put(keys::waiting(due_ms, seq), codec::encode(&rec));
+        self.add_waiting_to_memory(
+            Waiting {
+                tenant: job.tenant.clone(),
+                job_id: job.id.clone(),
+                queue: job.queue.clone(),
+                priority: job.priority,
+                due_ms,
+                seq,
+            },
+            st.now,
+        );
+        seq
+    }
+
+    /// Loads a job record as the step sees it.
+    async fn load_job(&self, st: &Step, tenant: &str, id: &str) -> Result<Option<store::JobRecord>> {
+        match st.txn.get(&self.db, &keys::job(tenant, id)).await? {
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_job(&self, st: &mut Step, job: &store::JobRecord) {
+        st.txn.put(keys::job(&job.tenant, &job.id), codec::encode(job));
+    }
+
+    async fn load_attempt(&self, st: &Step, tenant: &str, id: &str, n: u32) -> Result<wire::Attempt> {
+        match st.txn.get(&self.db, &keys::attempt(tenant, id, n)).await? {
+            Some(v) => codec::decode(&v),
+            None => Err(Error::Internal(format!("attempt {n} of job {id:?} is missing"))),
+        }
+    }
+}
+
+/// The wire name of a job status.
+pub(crate) fn status_name(status: i32) -> &'static str {
+    match wire::JobStatus::try_from(status) {
+        Ok(wire::JobStatus::Scheduled) => "SCHEDULED",
+        Ok(wire::JobStatus::Pending) => "PENDING",
+        Ok(wire::JobStatus::Running) => "RUNNING",
+        Ok(wire::JobStatus::Succeeded) => "SUCCEEDED",
+        Ok(wire::JobStatus::Failed) => "FAILED",
+        Ok(wire::JobStatus::Cancelled) => "CANCELLED",
+        Ok(wire::JobStatus::Unspecified) | Err(_) => "UNSPECIFIED",
+    }
+}

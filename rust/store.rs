@@ -1,0 +1,138 @@
+//! Opening a store: parses the store URL into an object store and opens the shard's SlateDB.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use slatedb::config::Settings;
+use slatedb::Db;
+
+use crate::error::{Error, Result};
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A local directory (a bare path or `file:///abs/path`).
+    Local(PathBuf),
+    /// `memory://`: gone when the process ends (tests).
+    Memory,
+    /// `s3://bucket/prefix`, configured by the standard `AWS_*` variables.
+    S3 { bucket: String, prefix: String },
+}
+
+impl StoreLocation {
+    /// Parses a store URL. A string without a scheme is a local path.
+    pub fn parse(url: &str) -> Result<Self> {
+        if url.is_empty() {
+            return Err(Error::invalid("store", "must not be empty"));
+        }
+        if url == "memory://" || url == "memory:" {
+            return Ok(StoreLocation::Memory);
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::invalid("store", "s3:// URL needs a bucket: s3://bucket/prefix"));
+            }
+            return Ok(StoreLocation::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if let Some(rest) = url.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                return Err(Error::invalid("store", "file:// URL needs an absolute path: file:///abs/path"));
+            }
+            return Ok(StoreLocation::Local(PathBuf::from(rest)));
+        }
+        if url.contains("://") {
+            return Err(Error::invalid(
+                "store",
+                format!("unsupported store URL {url:?}: use a path, file://, memory:// or s3://"),
+            ));
+        }
+        Ok(StoreLocation::Local(PathBuf::from(url)))
+    }
+
+    /// The WAL flush interval that suits this kind of store: a few ms on local disk, tens of ms
+    /// on S3, where every flush is a billed PUT.
+    pub fn default_flush_interval_ms(&self) -> u64 {
+        match self {
+            StoreLocation::Local(_) => 2,
+            StoreLocation::Memory => 1,
+            StoreLocation::S3 { .. } => 50,
+        }
+    }
+
+    /// The object store and the path prefix inside it.
+    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, Path)> {
+        match self {
+            StoreLocation::Memory => Ok((Arc::new(InMemory::new()), Path::from(""))),
+            StoreLocation::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::StoreUnavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+                    Error::StoreUnavailable(format!("cannot use {}: {e}", dir.display()))
+                })?;
+                Ok((Arc::new(fs), Path::from("")))
+            }
+            StoreLocation::S3 { bucket, prefix } => {
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| Error::StoreUnavailable(format!("s3 store: {e}")))?;
+                Ok((Arc::new(s3), Path::from(prefix.as_str())))
+            }
+        }
+    }
+}
+
+/// Opens the SlateDB of shard `n` under the store.
+pub async fn open_shard_db(
+    store: Arc<dyn ObjectStore>,
+    root: &Path,
+    shard: u32,
+    flush_interval: Duration,
+) -> Result<Db> {
+    let path = root.clone().join("shards").join(shard.to_string().as_str());
+    let settings = Settings {
+        flush_interval: Some(flush_interval),
+        ..Settings::default()
+    };
+    Db::builder(path, store)
+        .with_settings(settings)
+        .build()
+        .await
+        .map_err(|e| Error::StoreUnavailable(format!("cannot open shard {shard}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_scheme() {
+        assert_eq!(StoreLocation::parse("./d").unwrap(), StoreLocation::Local("./d".into()));
+        assert_eq!(
+            StoreLocation::parse("file:///a/b").unwrap(),
+            StoreLocation::Local("/a/b".into())
+        );
+        assert_eq!(StoreLocation::parse("memory://").unwrap(), StoreLocation::Memory);
+        assert_eq!(
+            StoreLocation::parse("s3://b/p/q/").unwrap(),
+            StoreLocation::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert!(StoreLocation::parse("gs://x").is_err());
+        assert!(StoreLocation::parse("file://rel").is_err());
+        assert!(StoreLocation::parse("s3:///p").is_err());
+    }
+}

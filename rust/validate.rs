@@ -1,0 +1,403 @@
+//! Request validation: turns wire requests into the core's parameter structs, or an
+//! `InvalidArgument` naming the field. Runs in the caller's task, before the shard actor.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::proto::wire;
+
+pub const MAX_NAME_CHARS: usize = 127;
+pub const MAX_BATCH: usize = 1000;
+pub const MAX_TASKS: u32 = 1000;
+pub const MAX_WAIT_MS: i64 = 60_000;
+pub const MAX_METADATA_ENTRIES: usize = 32;
+pub const MAX_METADATA_VALUE_CHARS: usize = 1024;
+pub const MAX_CONCURRENCY_LIMITS: usize = 8;
+pub const MAX_SCHEDULE_ENTRIES: usize = 1000;
+pub const MAX_FAILURE_MESSAGE_CHARS: usize = 65_536;
+pub const DEFAULT_PRIORITY: u32 = 50;
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Limits that come from the server's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_payload_bytes: usize,
+}
+
+/// A validated job to enqueue. `id` is filled in when the request left it empty.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub tenant: String,
+    pub queue: String,
+    pub priority: u32,
+    /// As given; the actor turns 0 or a past time into "now".
+    pub start_at_ms: i64,
+    pub retry_policy: Option<wire::RetryPolicy>,
+    pub concurrency_limits: Vec<wire::ConcurrencyLimit>,
+    pub payload: Bytes,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A validated LeaseTasks call.
+#[derive(Debug, Clone)]
+pub struct LeaseParams {
+    pub worker_id: String,
+    pub max_tasks: u32,
+    /// Distinct queue names, "" already replaced by "default".
+    pub queues: Vec<String>,
+    pub wait_ms: i64,
+}
+
+/// A validated HeartbeatTask call.
+#[derive(Debug, Clone)]
+pub struct HeartbeatParams {
+    pub task_id: String,
+    pub worker_id: String,
+    pub cursor: Bytes,
+}
+
+/// What a worker reports.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Success(Bytes),
+    Failure(wire::TaskFailure),
+    Cancelled,
+}
+
+/// A validated report of one task's outcome.
+#[derive(Debug, Clone)]
+pub struct ReportParams {
+    pub task_id: String,
+    pub worker_id: String,
+    pub outcome: Outcome,
+}
+
+/// Checks a name: 1..=127 Unicode characters, none of them a control character.
+fn name(field: &str, value: &str, required: bool) -> Result<()> {
+    if value.is_empty() {
+        return if required {
+            Err(Error::invalid(field, "is required"))
+        } else {
+            Ok(())
+        };
+    }
+    check_chars(field, value, MAX_NAME_CHARS)
+}
+
+fn check_chars(field: &str, value: &str, max: usize) -> Result<()> {
+    let mut n = 0;
+    for c in value.chars() {
+        n += 1;
+        if c.is_control() {
+            return Err(Error::invalid(field, "must not contain control characters"));
+        }
+    }
+    if n > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max} characters (got {n})"),
+        ));
+    }
+    Ok(())
+}
+
+fn bytes_limit(field: &str, value: &[u8], limits: &Limits) -> Result<()> {
+    if value.len() > limits.max_payload_bytes {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be at most {} bytes (got {})",
+                limits.max_payload_bytes,
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A new random, time-sortable job id (UUIDv7).
+pub fn new_job_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Validates one EnqueueRequest (field names relative to the request).
+pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
+    name("id", &req.id, false)?;
+    name("tenant", &req.tenant, false)?;
+    name("queue", &req.queue, false)?;
+    let priority = match req.priority {
+        0 => DEFAULT_PRIORITY,
+        p @ 1..=100 => p,
+        p => return Err(Error::invalid("priority", format!("must be 1..100 (got {p})"))),
+    };
+    if req.start_at_ms < 0 {
+        return Err(Error::invalid("start_at_ms", "must not be negative"));
+    }
+    if let Some(p) = &req.retry_policy {
+        retry_policy(p)?;
+    }
+    if req.concurrency_limits.len() > MAX_CONCURRENCY_LIMITS {
+        return Err(Error::invalid(
+            "concurrency_limits",
+            format!("at most {MAX_CONCURRENCY_LIMITS} limits"),
+        ));
+    }
+    for (i, l) in req.concurrency_limits.iter().enumerate() {
+        name(&format!("concurrency_limits[{i}].key"), &l.key, true)?;
+        if l.max_concurrency == 0 {
+            return Err(Error::invalid(
+                format!("concurrency_limits[{i}].max_concurrency"),
+                "must be at least 1",
+            ));
+        }
+    }
+    bytes_limit("payload", &req.payload, limits)?;
+    if req.metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(Error::invalid(
+            "metadata",
+            format!("at most {MAX_METADATA_ENTRIES} entries (got {})", req.metadata.len()),
+        ));
+    }
+    for (k, v) in &req.metadata {
+        name("metadata key", k, true)?;
+        check_chars(&format!("metadata[{k}]"), v, MAX_METADATA_VALUE_CHARS)?;
+    }
+    if !req.concurrency_limits.is_empty() {
+        return Err(Error::Unimplemented("concurrency_limits"));
+    }
+    Ok(NewJob {
+        id: if req.id.is_empty() {
+            new_job_id()
+        } else {
+            req.id
+        },
+        tenant: req.tenant,
+        queue: queue_name(req.queue),
+        priority,
+        start_at_ms: req.start_at_ms,
+        retry_policy: req.retry_policy,
+        concurrency_limits: req.concurrency_limits,
+        payload: req.payload,
+        metadata: req.metadata,
+    })
+}
+
+fn retry_policy(p: &wire::RetryPolicy) -> Result<()> {
+    if p.schedule_ms.len() > MAX_SCHEDULE_ENTRIES {
+        return Err(Error::invalid(
+            "retry_policy.schedule_ms",
+            format!("at most {MAX_SCHEDULE_ENTRIES} entries"),
+        ));
+    }
+    if p.schedule_ms.iter().any(|&d| d < 0) {
+        return Err(Error::invalid("retry_policy.schedule_ms", "delays must not be negative"));
+    }
+    if p.initial_backoff_ms < 0 {
+        return Err(Error::invalid("retry_policy.initial_backoff_ms", "must not be negative"));
+    }
+    if p.max_backoff_ms < 0 {
+        return Err(Error::invalid("retry_policy.max_backoff_ms", "must not be negative"));
+    }
+    let m = p.backoff_multiplier;
+    if !m.is_finite() || (m != 0.0 && m < 1.0) {
+        return Err(Error::invalid(
+            "retry_policy.backoff_multiplier",
+            "must be 0 (default 2.0) or a finite number >= 1",
+        ));
+    }
+    Ok(())
+}
+
+fn queue_name(queue: String) -> String {
+    if queue.is_empty() {
+        DEFAULT_QUEUE.to_string()
+    } else {
+        queue
+    }
+}
+
+/// Validates an EnqueueBatch: over 1000 entries fails the whole call; otherwise each entry
+/// is validated alone (fields named `jobs[i].field`).
+pub fn enqueue_batch(
+    req: wire::EnqueueBatchRequest,
+    limits: &Limits,
+) -> Result<Vec<Result<NewJob>>> {
+    if req.jobs.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "jobs",
+            format!("at most {MAX_BATCH} jobs per batch (got {})", req.jobs.len()),
+        ));
+    }
+    Ok(req
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, j)| enqueue(j, limits).map_err(|e| e.in_field(&format!("jobs[{i}]."))))
+        .collect())
+}
+
+/// Validates a job reference (Cancel, GetJob).
+pub fn job_ref(id: &str, tenant: &str) -> Result<()> {
+    name("id", id, true)?;
+    name("tenant", tenant, false)
+}
+
+pub fn lease(req: wire::LeaseTasksRequest) -> Result<LeaseParams> {
+    name("worker_id", &req.worker_id, true)?;
+    if req.max_tasks == 0 || req.max_tasks > MAX_TASKS {
+        return Err(Error::invalid(
+            "max_tasks",
+            format!("must be 1..{MAX_TASKS} (got {})", req.max_tasks),
+        ));
+    }
+    if req.wait_ms < 0 {
+        return Err(Error::invalid("wait_ms", "must not be negative"));
+    }
+    if req.wait_ms > MAX_WAIT_MS {
+        return Err(Error::invalid("wait_ms", format!("must be at most {MAX_WAIT_MS}")));
+    }
+    let mut queues: Vec<String> = Vec::new();
+    for (i, q) in req.queues.into_iter().enumerate() {
+        name(&format!("queues[{i}]"), &q, false)?;
+        let q = queue_name(q);
+        if !queues.contains(&q) {
+            queues.push(q);
+        }
+    }
+    if queues.is_empty() {
+        queues.push(DEFAULT_QUEUE.to_string());
+    }
+    Ok(LeaseParams {
+        worker_id: req.worker_id,
+        max_tasks: req.max_tasks,
+        queues,
+        wait_ms: req.wait_ms,
+    })
+}
+
+pub fn heartbeat(req: wire::HeartbeatTaskRequest, limits: &Limits) -> Result<HeartbeatParams> {
+    name("task_id", &req.task_id, true)?;
+    name("worker_id", &req.worker_id, true)?;
+    bytes_limit("cursor", &req.cursor, limits)?;
+    Ok(HeartbeatParams {
+        task_id: req.task_id,
+        worker_id: req.worker_id,
+        cursor: req.cursor,
+    })
+}
+
+pub fn report(req: wire::ReportTaskOutcomeRequest, limits: &Limits) -> Result<ReportParams> {
+    use wire::report_task_outcome_request::Outcome as W;
+    name("task_id", &req.task_id, true)?;
+    name("worker_id", &req.worker_id, true)?;
+    let outcome = match req.outcome {
+        None => {
+            return Err(Error::invalid(
+                "outcome",
+                "one of result, failure or cancelled is required",
+            ))
+        }
+        Some(W::Result(r)) => {
+            bytes_limit("result", &r, limits)?;
+            Outcome::Success(r)
+        }
+        Some(W::Failure(f)) => {
+            check_chars("failure.code", &f.code, MAX_NAME_CHARS)?;
+            if f.message.chars().count() > MAX_FAILURE_MESSAGE_CHARS {
+                return Err(Error::invalid(
+                    "failure.message",
+                    format!("must be at most {MAX_FAILURE_MESSAGE_CHARS} characters"),
+                ));
+            }
+            bytes_limit("failure.data", &f.data, limits)?;
+            Outcome::Failure(f)
+        }
+        Some(W::Cancelled(_)) => Outcome::Cancelled,
+    };
+    Ok(ReportParams {
+        task_id: req.task_id,
+        worker_id: req.worker_id,
+        outcome,
+    })
+}
+
+/// Validates a ReportTaskOutcomes: over 1000 entries fails the whole call; otherwise each
+/// report is validated alone (fields named `reports[i].field`).
+pub fn report_batch(
+    req: wire::ReportTaskOutcomesRequest,
+    limits: &Limits,
+) -> Result<Vec<Result<ReportParams>>> {
+    if req.reports.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "reports",
+            format!("at most {MAX_BATCH} reports per call (got {})", req.reports.len()),
+        ));
+    }
+    Ok(req
+        .reports
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| report(r, limits).map_err(|e| e.in_field(&format!("reports[{i}]."))))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_payload_bytes: 16,
+    };
+
+    fn field_of(e: Error) -> String {
+        match e {
+            Error::InvalidArgument { field, .. } => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_are_counted_in_characters() {
+        let ok = "é".repeat(127);
+        assert!(name("id", &ok, true).is_ok());
+        assert_eq!(field_of(name("id", &"é".repeat(128), true).unwrap_err()), "id");
+        assert_eq!(field_of(name("id", "a\nb", true).unwrap_err()), "id");
+    }
+
+    #[test]
+    fn enqueue_defaults_and_bounds() {
+        let job = enqueue(wire::EnqueueRequest::default(), &LIMITS).unwrap();
+        assert_eq!(job.priority, DEFAULT_PRIORITY);
+        assert_eq!(job.queue, DEFAULT_QUEUE);
+        assert_eq!(job.id.len(), 36);
+        let over = wire::EnqueueRequest {
+            priority: 101,
+            ..Default::default()
+        };
+        assert_eq!(field_of(enqueue(over, &LIMITS).unwrap_err()), "priority");
+        let big = wire::EnqueueRequest {
+            payload: Bytes::from(vec![0u8; 17]),
+            ..Default::default()
+        };
+        assert_eq!(field_of(enqueue(big, &LIMITS).unwrap_err()), "payload");
+    }
+
+    #[test]
+    fn batch_entries_name_their_index() {
+        let req = wire::EnqueueBatchRequest {
+            jobs: vec![
+                wire::EnqueueRequest::default(),
+                wire::EnqueueRequest {
+                    priority: 500,
+                    ..Default::default()
+                },
+            ],
+        };
+        let out = enqueue_batch(req, &LIMITS).unwrap();
+        assert!(out[0].is_ok());
+        assert_eq!(field_of(out[1].clone().unwrap_err()), "jobs[1].priority");
+    }
+}
