@@ -1,6 +1,9 @@
 //! Generates the prost types of proto/ at build time with protox (pure Rust: no system protoc).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/silo/v1/silo.proto", "proto/silo/store/v1/store.proto"];
+    let protos = [
+        "proto/silo/v1/silo.proto",
+        "proto/silo/store/v1/store.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

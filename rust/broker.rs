@@ -62,7 +62,8 @@ impl Broker {
             return Err(Error::invalid("flush_interval_ms", "must be at least 1"));
         }
         let (object_store, root) = location.object_store()?;
-        let db = store::open_shard_db(object_store, &root, 0, Duration::from_millis(flush_ms)).await?;
+        let db =
+            store::open_shard_db(object_store, &root, 0, Duration::from_millis(flush_ms)).await?;
         let limits = Limits {
             max_payload_bytes: config.max_payload_bytes,
         };
@@ -79,7 +80,10 @@ impl Broker {
             ("store".to_string(), config.store.clone()),
             ("flush_interval_ms".to_string(), flush_ms.to_string()),
             ("lease_ms".to_string(), config.lease_ms.to_string()),
-            ("max_payload_bytes".to_string(), config.max_payload_bytes.to_string()),
+            (
+                "max_payload_bytes".to_string(),
+                config.max_payload_bytes.to_string(),
+            ),
             ("shards".to_string(), "1".to_string()),
         ]);
         Ok(Broker {
@@ -172,7 +176,10 @@ impl Broker {
         Ok(wire::CancelResponse {})
     }
 
-    pub async fn lease_tasks(&self, req: wire::LeaseTasksRequest) -> Result<wire::LeaseTasksResponse> {
+    pub async fn lease_tasks(
+        &self,
+        req: wire::LeaseTasksRequest,
+    ) -> Result<wire::LeaseTasksResponse> {
         let params = validate::lease(req)?;
         self.shard.lease(params).await
     }
@@ -190,7 +197,10 @@ impl Broker {
         req: wire::ReportTaskOutcomeRequest,
     ) -> Result<wire::ReportTaskOutcomeResponse> {
         let params = validate::report(req, &self.limits)?;
-        let mut results = self.shard_for_task(&params.task_id).report(vec![params]).await?;
+        let mut results = self
+            .shard_for_task(&params.task_id)
+            .report(vec![params])
+            .await?;
         results
             .pop()
             .ok_or_else(|| Error::Internal("report answered no result".into()))??;

@@ -13,6 +13,7 @@
 //! - `TASK  task_id`              -> store.TaskRef
 //! - `LEASE task_id`              -> store.LeaseRecord (live attempts only)
 //! - `WAITING due_ms seq`         -> store.WaitingRecord (SCHEDULED and PENDING jobs)
+//! - `LIMIT tenant key`           -> u64 big-endian: the key's max concurrency (last enqueue wins)
 
 use crate::error::{Error, Result};
 
@@ -23,6 +24,7 @@ pub const ATTEMPT: u8 = 0x12;
 pub const TASK: u8 = 0x13;
 pub const LEASE: u8 = 0x14;
 pub const WAITING: u8 = 0x15;
+pub const LIMIT: u8 = 0x16;
 
 /// The META entry holding the next enqueue sequence number of the shard.
 pub const META_NEXT_SEQ: &str = "next_seq";
@@ -175,6 +177,10 @@ pub fn waiting(due_ms: i64, seq: u64) -> Vec<u8> {
     KeyBuilder::family(WAITING).i64(due_ms).u64(seq).build()
 }
 
+pub fn limit(tenant: &str, key: &str) -> Vec<u8> {
+    KeyBuilder::family(LIMIT).str(tenant).str(key).build()
+}
+
 /// (due_ms, seq) of a WAITING key.
 pub fn parse_waiting(key: &[u8]) -> Result<(i64, u64)> {
     let mut r = KeyReader::new(key, WAITING)?;
@@ -199,7 +205,14 @@ mod tests {
     fn any_str() -> impl Strategy<Value = String> {
         // Include NUL and 0xFF-ish characters to exercise the escaping.
         proptest::collection::vec(
-            prop_oneof![Just('\0'), Just('\u{1}'), Just('a'), Just('b'), Just('ÿ'), any::<char>()],
+            prop_oneof![
+                Just('\0'),
+                Just('\u{1}'),
+                Just('a'),
+                Just('b'),
+                Just('ÿ'),
+                any::<char>()
+            ],
             0..6,
         )
         .prop_map(|v| v.into_iter().collect())

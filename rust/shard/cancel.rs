@@ -15,9 +15,16 @@ impl Shard {
         match JobStatus::try_from(job.status) {
             Ok(JobStatus::Scheduled | JobStatus::Pending) => {
                 let (due, seq) = (job.next_attempt_at_ms, job.wait_seq);
-                if self.scheduled.remove(&(due, seq)).is_none() {
+                if self.scheduled.remove(&(due, seq)).is_some() {
+                } else if let Some(w) =
                     self.ready
-                        .remove(&job.queue, job.priority, &job.tenant, due, seq);
+                        .remove(&job.queue, job.priority, &job.tenant, due, seq)
+                {
+                    let admitted = self.conc.unreserve(&w);
+                    self.ready_all(admitted);
+                } else {
+                    self.conc
+                        .remove_waiter(&job.tenant, &job.id, due, seq, job.priority);
                 }
                 st.txn.delete(keys::waiting(due, seq));
                 job.wait_seq = 0;
@@ -28,7 +35,10 @@ impl Shard {
                 return Err(Error::JobTerminal(super::status_name(s as i32)));
             }
             Ok(JobStatus::Unspecified) | Err(_) => {
-                return Err(Error::Internal(format!("job has unknown status {}", job.status)));
+                return Err(Error::Internal(format!(
+                    "job has unknown status {}",
+                    job.status
+                )));
             }
         }
         job.status = JobStatus::Cancelled as i32;

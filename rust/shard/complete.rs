@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::leases::Lease;
 use super::{Shard, Step};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ impl Shard {
             .load_attempt(st, &lease.tenant, &lease.job_id, lease.attempt)
             .await?;
         self.leases.remove(&p.task_id);
-        self.end_attempt(st, &mut job, attempt, p.outcome);
+        self.end_attempt(st, &lease, &mut job, attempt, p.outcome);
         Ok(())
     }
 
@@ -55,11 +56,13 @@ impl Shard {
         }
     }
 
-    /// Ends a live attempt with `outcome` and moves the job on. The caller has already taken
-    /// the lease out of the lease table. Infallible: every read happened before.
+    /// Ends a live attempt with `outcome` and moves the job on; the attempt's concurrency slots
+    /// free in this same step (the only place they free). The caller has already taken the
+    /// lease out of the lease table. Infallible: every read happened before.
     pub(super) fn end_attempt(
         &mut self,
         st: &mut Step,
+        lease: &Lease,
         job: &mut store::JobRecord,
         mut attempt: wire::Attempt,
         outcome: Outcome,
@@ -67,6 +70,10 @@ impl Shard {
         let cancelled = job.status == wire::JobStatus::Cancelled as i32;
         attempt.finished_at_ms = st.now;
         st.txn.delete(keys::lease(&attempt.task_id));
+        let admitted = self
+            .conc
+            .release(&lease.tenant, &lease.keys, &attempt.task_id);
+        self.ready_all(admitted);
         job.current_task_id.clear();
         match outcome {
             Outcome::Success(result) => {
@@ -122,7 +129,7 @@ impl Shard {
     }
 
     /// A lease ran out: the attempt fails with `lease_expired` and the job moves on.
-    pub(super) async fn expire_lease(&mut self, st: &mut Step, task_id: &str, lease: super::leases::Lease) {
+    pub(super) async fn expire_lease(&mut self, st: &mut Step, task_id: &str, lease: Lease) {
         let loaded = async {
             let job = self
                 .load_job(st, &lease.tenant, &lease.job_id)
@@ -142,7 +149,7 @@ impl Shard {
                     data: Bytes::new(),
                     non_retryable: false,
                 };
-                self.end_attempt(st, &mut job, attempt, Outcome::Failure(failure));
+                self.end_attempt(st, &lease, &mut job, attempt, Outcome::Failure(failure));
             }
             Err(e @ Error::StoreUnavailable(_)) => {
                 // Try again shortly: the lease stays until its end is recorded.
@@ -154,6 +161,8 @@ impl Shard {
             Err(e) => {
                 tracing::error!(task = %task_id, "dropping a lease that cannot be expired: {e}");
                 st.txn.delete(keys::lease(task_id));
+                let admitted = self.conc.release(&lease.tenant, &lease.keys, task_id);
+                self.ready_all(admitted);
             }
         }
     }

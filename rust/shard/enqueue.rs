@@ -1,6 +1,7 @@
 //! Enqueue: a new job waits (durably) for its start time, then for a worker.
 
 use super::{Shard, Step};
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::proto::{store, wire};
@@ -29,6 +30,9 @@ impl Shard {
             next_attempt_at_ms: due,
             ..Default::default()
         };
+        for limit in &rec.concurrency_limits {
+            self.set_limit(st, &rec.tenant, &limit.key, limit.max_concurrency);
+        }
         rec.seq = self.alloc_seq();
         rec.wait_seq = self.add_waiting(st, &rec, due);
         if !job.payload.is_empty() {
@@ -36,5 +40,18 @@ impl Shard {
         }
         self.put_job(st, &rec);
         Ok(rec.id)
+    }
+
+    /// The most recently enqueued job that names a key sets its limit (durably). A raised
+    /// limit admits waiters at once; a lowered one preempts nothing.
+    fn set_limit(&mut self, st: &mut Step, tenant: &str, key: &str, limit: u32) {
+        st.txn.put(
+            keys::limit(tenant, key),
+            codec::encode_u64(u64::from(limit)),
+        );
+        if self.conc.knows(tenant, key) {
+            let admitted = self.conc.set_limit(tenant, key, limit);
+            self.ready_all(admitted);
+        }
     }
 }

@@ -46,7 +46,9 @@ impl Shard {
     /// FAILED_PRECONDITION (its lease expired or its outcome is recorded).
     pub(super) async fn ended_task_error(&self, st: &Step, task_id: &str) -> Error {
         match st.txn.get(&self.db, &keys::task(task_id)).await {
-            Ok(Some(_)) => Error::LeaseNotHeld("the task's lease ended: it expired or its outcome is recorded"),
+            Ok(Some(_)) => {
+                Error::LeaseNotHeld("the task's lease ended: it expired or its outcome is recorded")
+            }
             Ok(None) => Error::TaskNotFound,
             Err(e) => e,
         }

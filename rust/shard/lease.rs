@@ -19,12 +19,18 @@ impl Shard {
         reply: Reply<wire::LeaseTasksResponse>,
     ) {
         // Older parked calls come first: a new call only takes what they leave.
-        let must_queue = self.waiters.iter().any(|w| self.ready.has_any(&w.params.queues));
+        let must_queue = self
+            .waiters
+            .iter()
+            .any(|w| self.ready.has_any(&w.params.queues));
         if !must_queue {
             match self.lease(st, &params).await {
                 Ok(tasks) if tasks.is_empty() && params.wait_ms > 0 => {}
                 r => {
-                    st.replies.push(defer(reply, r.map(|tasks| wire::LeaseTasksResponse { tasks })));
+                    st.replies.push(defer(
+                        reply,
+                        r.map(|tasks| wire::LeaseTasksResponse { tasks }),
+                    ));
                     return;
                 }
             }
@@ -47,9 +53,10 @@ impl Shard {
                 let r = self.lease(st, &w.params).await;
                 match r {
                     Ok(tasks) if tasks.is_empty() && w.deadline_ms > st.now => keep.push_back(w),
-                    r => st
-                        .replies
-                        .push(defer(w.reply, r.map(|tasks| wire::LeaseTasksResponse { tasks }))),
+                    r => st.replies.push(defer(
+                        w.reply,
+                        r.map(|tasks| wire::LeaseTasksResponse { tasks }),
+                    )),
                 }
             } else if w.deadline_ms <= st.now {
                 st.replies
@@ -69,7 +76,16 @@ impl Shard {
                 break;
             };
             match self.start_attempt(st, &w, &params.worker_id).await {
-                Ok(task) => tasks.push(task),
+                Ok(Some(task)) => {
+                    self.conc.on_lease(&w, &task.task_id);
+                    tasks.push(task);
+                }
+                Ok(None) => {
+                    // A stale entry (the job moved on): never dispatch it.
+                    st.txn.delete(keys::waiting(w.due_ms, w.seq));
+                    let admitted = self.conc.unreserve(&w);
+                    self.ready_all(admitted);
+                }
                 Err(e @ Error::StoreUnavailable(_)) => {
                     self.ready.insert(w);
                     if tasks.is_empty() {
@@ -81,6 +97,8 @@ impl Shard {
                     // A waiting entry whose job is gone or unreadable: drop the entry.
                     tracing::error!(job = %w.job_id, tenant = %w.tenant, "dropping waiting entry: {e}");
                     st.txn.delete(keys::waiting(w.due_ms, w.seq));
+                    let admitted = self.conc.unreserve(&w);
+                    self.ready_all(admitted);
                 }
             }
         }
@@ -88,11 +106,20 @@ impl Shard {
     }
 
     /// Starts attempt n+1 of a due job: a new task id, a lease, and the job RUNNING.
-    async fn start_attempt(&mut self, st: &mut Step, w: &Waiting, worker_id: &str) -> Result<wire::Task> {
+    /// `None` when the entry is stale: the job no longer waits on this entry.
+    async fn start_attempt(
+        &mut self,
+        st: &mut Step,
+        w: &Waiting,
+        worker_id: &str,
+    ) -> Result<Option<wire::Task>> {
         let mut job = self
             .load_job(st, &w.tenant, &w.job_id)
             .await?
             .ok_or_else(|| Error::Internal("job of a waiting entry is missing".into()))?;
+        if job.status != wire::JobStatus::Scheduled as i32 || job.wait_seq != w.seq {
+            return Ok(None);
+        }
         let payload = st
             .txn
             .get(&self.db, &keys::payload(&w.tenant, &w.job_id))
@@ -135,6 +162,7 @@ impl Shard {
                 attempt: attempt.attempt,
                 worker_id: worker_id.to_string(),
                 queue: job.queue.clone(),
+                concurrency_keys: w.keys.clone(),
             }),
         );
         self.put_job(st, &job);
@@ -146,11 +174,12 @@ impl Shard {
                 attempt: attempt.attempt,
                 worker_id: worker_id.to_string(),
                 queue: job.queue.clone(),
+                keys: w.keys.clone(),
                 expires_at_ms,
                 cancelled: false,
             },
         );
-        Ok(wire::Task {
+        Ok(Some(wire::Task {
             task_id,
             is_last_attempt: job.attempt_count >= retry::max_attempts(job.retry_policy.as_ref()),
             job_id: job.id,
@@ -163,6 +192,6 @@ impl Shard {
             heartbeat_interval_ms: self.config.lease_ms / 3,
             lease_expires_at_ms: expires_at_ms,
             heartbeat_cursor: job.heartbeat_cursor,
-        })
+        }))
     }
 }

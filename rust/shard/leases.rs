@@ -11,6 +11,8 @@ pub struct Lease {
     pub attempt: u32,
     pub worker_id: String,
     pub queue: String,
+    /// Concurrency keys whose slot this attempt holds.
+    pub keys: Vec<String>,
     pub expires_at_ms: i64,
     /// The job was cancelled while this attempt ran; the worker learns it on heartbeat.
     pub cancelled: bool,
@@ -47,7 +49,8 @@ impl LeaseTable {
         let Some(lease) = self.by_task.get_mut(task_id) else {
             return false;
         };
-        self.expiry.remove(&(lease.expires_at_ms, task_id.to_string()));
+        self.expiry
+            .remove(&(lease.expires_at_ms, task_id.to_string()));
         lease.expires_at_ms = expires_at_ms;
         self.expiry.insert((expires_at_ms, task_id.to_string()));
         true
@@ -61,7 +64,8 @@ impl LeaseTable {
 
     pub fn remove(&mut self, task_id: &str) -> Option<Lease> {
         let lease = self.by_task.remove(task_id)?;
-        self.expiry.remove(&(lease.expires_at_ms, task_id.to_string()));
+        self.expiry
+            .remove(&(lease.expires_at_ms, task_id.to_string()));
         Some(lease)
     }
 
@@ -99,6 +103,7 @@ mod tests {
             attempt: 1,
             worker_id: "w".into(),
             queue: "default".into(),
+            keys: Vec::new(),
             expires_at_ms,
             cancelled: false,
         }

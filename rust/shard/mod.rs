@@ -11,6 +11,7 @@
 
 mod cancel;
 mod complete;
+pub mod concurrency;
 mod enqueue;
 mod heartbeat;
 mod lease;
@@ -34,6 +35,7 @@ use crate::keys;
 use crate::proto::{store, wire};
 use crate::validate::{HeartbeatParams, LeaseParams, Limits, NewJob, ReportParams};
 
+use concurrency::ConcurrencyTable;
 use leases::{Lease, LeaseTable};
 use ready::{ReadyIndex, Waiting};
 use txn::Txn;
@@ -102,10 +104,7 @@ pub struct ShardHandle {
 impl ShardHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .await
-            .map_err(|_| shutting_down())?;
+        self.tx.send(make(tx)).await.map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
     }
 
@@ -131,7 +130,8 @@ impl ShardHandle {
     }
 
     pub async fn get_job(&self, job: JobRef, include_attempts: bool) -> Result<wire::Job> {
-        self.call(|r| Command::GetJob(job, include_attempts, r)).await
+        self.call(|r| Command::GetJob(job, include_attempts, r))
+            .await
     }
 
     /// Finishes queued commands, waits for durability and closes SlateDB.
@@ -160,6 +160,8 @@ pub struct Shard {
     /// Jobs waiting for their start time or retry backoff, by (due, seq).
     scheduled: BTreeMap<(i64, u64), Waiting>,
     leases: LeaseTable,
+    /// Concurrency slots: holders (live attempts), reservations (admitted jobs), waiters.
+    conc: ConcurrencyTable,
     waiters: VecDeque<LeaseWaiter>,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
@@ -191,6 +193,7 @@ impl Shard {
             ready: ReadyIndex::default(),
             scheduled: BTreeMap::new(),
             leases: LeaseTable::default(),
+            conc: ConcurrencyTable::default(),
             waiters: VecDeque::new(),
             last_write: None,
             failed: Arc::new(Mutex::new(None)),
@@ -199,7 +202,9 @@ impl Shard {
         while let Some(kv) = iter.next().await? {
             let (due_ms, seq) = keys::parse_waiting(&kv.key)?;
             let rec: store::WaitingRecord = codec::decode(&kv.value)?;
-            shard.add_waiting_to_memory(
+            // Admission (ready index or a key's waiters) happens in the first step's timers.
+            shard.scheduled.insert(
+                (due_ms, seq),
                 Waiting {
                     tenant: rec.tenant,
                     job_id: rec.job_id,
@@ -207,8 +212,8 @@ impl Shard {
                     priority: rec.priority,
                     due_ms,
                     seq,
+                    keys: rec.concurrency_keys,
                 },
-                now,
             );
         }
         // Every RUNNING attempt gets a fresh lease (SPEC §4).
@@ -223,6 +228,13 @@ impl Shard {
                 }
                 None => false,
             };
+            let no_step = Txn::default();
+            shard
+                .ensure_limits(&no_step, &rec.tenant, &rec.concurrency_keys)
+                .await?;
+            shard
+                .conc
+                .restore_holder(&rec.tenant, &rec.concurrency_keys, &task_id);
             shard.leases.insert(
                 task_id,
                 Lease {
@@ -231,6 +243,7 @@ impl Shard {
                     attempt: rec.attempt,
                     worker_id: rec.worker_id,
                     queue: rec.queue,
+                    keys: rec.concurrency_keys,
                     expires_at_ms: now + config.lease_ms,
                     cancelled,
                 },
@@ -336,6 +349,8 @@ impl Shard {
         for cmd in cmds {
             self.apply(&mut st, cmd).await;
         }
+        // Admit what the commands made due (enqueues, immediate retries) before serving.
+        self.fire_timers(&mut st).await;
         self.serve_waiters(&mut st).await;
         self.commit(st).await;
     }
@@ -432,26 +447,21 @@ impl Shard {
         seq
     }
 
-    /// Puts a waiting job in the timer index or, when due, the ready index.
-    fn add_waiting_to_memory(&mut self, w: Waiting, now: i64) {
-        if w.due_ms <= now {
-            self.ready.insert(w);
-        } else {
-            self.scheduled.insert((w.due_ms, w.seq), w);
-        }
-    }
-
-    /// Makes a job wait (durably) until `due_ms`. Returns the waiting entry's sequence.
+    /// Makes a job wait (durably) until `due_ms`; the step's timers admit it once due.
+    /// Returns the waiting entry's sequence.
     fn add_waiting(&mut self, st: &mut Step, job: &store::JobRecord, due_ms: i64) -> u64 {
         let seq = self.alloc_seq();
+        let concurrency_keys = job_keys(job);
         let rec = store::WaitingRecord {
             tenant: job.tenant.clone(),
             job_id: job.id.clone(),
             queue: job.queue.clone(),
             priority: job.priority,
+            concurrency_keys: concurrency_keys.clone(),
         };
         st.txn.put(keys::waiting(due_ms, seq), codec::encode(&rec));
-        self.add_waiting_to_memory(
+        self.scheduled.insert(
+            (due_ms, seq),
             Waiting {
                 tenant: job.tenant.clone(),
                 job_id: job.id.clone(),
@@ -459,14 +469,49 @@ impl Shard {
                 priority: job.priority,
                 due_ms,
                 seq,
+                keys: concurrency_keys,
             },
-            st.now,
         );
         seq
     }
 
+    /// Loads into the concurrency table the limit of every key it does not hold yet.
+    async fn ensure_limits(&mut self, txn: &Txn, tenant: &str, keys: &[String]) -> Result<()> {
+        for key in keys {
+            if self.conc.knows(tenant, key) {
+                continue;
+            }
+            let limit = match txn.get(&self.db, &keys::limit(tenant, key)).await? {
+                Some(v) => codec::decode_u64(&v)?.min(u64::from(u32::MAX)) as u32,
+                None => {
+                    tracing::error!(
+                        tenant,
+                        key,
+                        "no stored limit for a concurrency key; using 1"
+                    );
+                    1
+                }
+            };
+            let admitted = self.conc.set_limit(tenant, key, limit);
+            self.ready_all(admitted);
+        }
+        Ok(())
+    }
+
+    /// Due jobs that the concurrency table admitted go to the ready index.
+    fn ready_all(&mut self, admitted: Vec<Waiting>) {
+        for w in admitted {
+            self.ready.insert(w);
+        }
+    }
+
     /// Loads a job record as the step sees it.
-    async fn load_job(&self, st: &Step, tenant: &str, id: &str) -> Result<Option<store::JobRecord>> {
+    async fn load_job(
+        &self,
+        st: &Step,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<store::JobRecord>> {
         match st.txn.get(&self.db, &keys::job(tenant, id)).await? {
             Some(v) => Ok(Some(codec::decode(&v)?)),
             None => Ok(None),
@@ -474,15 +519,32 @@ impl Shard {
     }
 
     fn put_job(&self, st: &mut Step, job: &store::JobRecord) {
-        st.txn.put(keys::job(&job.tenant, &job.id), codec::encode(job));
+        st.txn
+            .put(keys::job(&job.tenant, &job.id), codec::encode(job));
     }
 
-    async fn load_attempt(&self, st: &Step, tenant: &str, id: &str, n: u32) -> Result<wire::Attempt> {
+    async fn load_attempt(
+        &self,
+        st: &Step,
+        tenant: &str,
+        id: &str,
+        n: u32,
+    ) -> Result<wire::Attempt> {
         match st.txn.get(&self.db, &keys::attempt(tenant, id, n)).await? {
             Some(v) => codec::decode(&v),
-            None => Err(Error::Internal(format!("attempt {n} of job {id:?} is missing"))),
+            None => Err(Error::Internal(format!(
+                "attempt {n} of job {id:?} is missing"
+            ))),
         }
     }
+}
+
+/// The concurrency keys a job names, in order.
+pub(crate) fn job_keys(job: &store::JobRecord) -> Vec<String> {
+    job.concurrency_limits
+        .iter()
+        .map(|l| l.key.clone())
+        .collect()
 }
 
 /// The wire name of a job status.

@@ -32,7 +32,13 @@ impl Shard {
                 attempts.push(codec::decode::<wire::Attempt>(&v)?);
             }
         }
-        Ok(to_wire_job(rec, payload, attempts, st.now))
+        let waiting_on = self
+            .conc
+            .waiting_on(&rec.tenant, &rec.id)
+            .map(str::to_string);
+        let mut job = to_wire_job(rec, payload, attempts, st.now);
+        job.waiting_on_keys = waiting_on.into_iter().collect();
+        Ok(job)
     }
 }
 
@@ -68,5 +74,6 @@ pub fn to_wire_job(
         result: rec.result,
         last_failure: rec.last_failure,
         attempts,
+        waiting_on_keys: Vec::new(),
     }
 }

@@ -13,6 +13,8 @@ pub struct Waiting {
     pub priority: u32,
     pub due_ms: i64,
     pub seq: u64,
+    /// Concurrency keys the job needs a slot of (see concurrency.rs).
+    pub keys: Vec<String>,
 }
 
 /// One priority level of one queue: each tenant's jobs in (due, seq) order, and the turn
@@ -88,20 +90,19 @@ impl ReadyIndex {
         }
     }
 
-    /// Removes one entry (cancel). Returns whether it was there.
-    pub fn remove(&mut self, queue: &str, priority: u32, tenant: &str, due_ms: i64, seq: u64) -> bool {
-        let Some(q) = self.queues.get_mut(queue) else {
-            return false;
-        };
-        let Some(level) = q.levels.get_mut(&Reverse(priority)) else {
-            return false;
-        };
-        let Some(jobs) = level.tenants.get_mut(tenant) else {
-            return false;
-        };
-        if jobs.remove(&(due_ms, seq)).is_none() {
-            return false;
-        }
+    /// Removes one entry (cancel) and returns it, if it was there.
+    pub fn remove(
+        &mut self,
+        queue: &str,
+        priority: u32,
+        tenant: &str,
+        due_ms: i64,
+        seq: u64,
+    ) -> Option<Waiting> {
+        let q = self.queues.get_mut(queue)?;
+        let level = q.levels.get_mut(&Reverse(priority))?;
+        let jobs = level.tenants.get_mut(tenant)?;
+        let removed = jobs.remove(&(due_ms, seq))?;
         self.len -= 1;
         if jobs.is_empty() {
             level.tenants.remove(tenant);
@@ -113,7 +114,7 @@ impl ReadyIndex {
         if q.levels.is_empty() {
             self.queues.remove(queue);
         }
-        true
+        Some(removed)
     }
 
     /// Whether any of these queues has a due job.
@@ -152,6 +153,7 @@ mod tests {
             priority,
             due_ms,
             seq,
+            keys: Vec::new(),
         }
     }
 
@@ -207,8 +209,8 @@ mod tests {
         let mut ix = ReadyIndex::default();
         ix.insert(w("t", "q", 50, 0, 1));
         ix.insert(w("u", "q", 50, 0, 2));
-        assert!(ix.remove("q", 50, "t", 0, 1));
-        assert!(!ix.remove("q", 50, "t", 0, 1));
+        assert!(ix.remove("q", 50, "t", 0, 1).is_some());
+        assert!(ix.remove("q", 50, "t", 0, 1).is_none());
         assert_eq!(drain(&mut ix, &["q"]), vec![2]);
         assert!(ix.queues.is_empty());
     }
