@@ -3,6 +3,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/silo/v1/silo.proto",
         "proto/silo/store/v1/store.proto",
+        "proto/silo/admin/v1/admin.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::proto::wire;
+use crate::proto::{admin, wire};
 use crate::shard::{JobRef, Shard, ShardConfig, ShardHandle};
-use crate::store::{self, StoreLocation};
+use crate::store::instrumented::{FaultSwitch, Faults, InstrumentedStore, RequestCounts};
+use crate::store::{ShardStore, StoreLocation, StoreSettings};
 use crate::validate::{self, Limits};
 
 /// Settings of `silo serve` that reach the core.
@@ -22,6 +23,15 @@ pub struct BrokerConfig {
     /// SlateDB WAL flush interval; `None` picks the store's preset.
     pub flush_interval_ms: Option<u64>,
     pub max_payload_bytes: usize,
+    /// Object-store retries per call before a call fails with UNAVAILABLE.
+    pub store_max_retries: u32,
+    /// SlateDB in-memory block cache (metadata cache is a quarter of it).
+    pub cache_bytes: u64,
+    /// Garbage collection of obsolete store files: how often, and how old a file must be.
+    pub gc_interval_ms: u64,
+    pub gc_min_age_ms: u64,
+    /// Whether Admin.SetFaults may inject object-store faults (tests only).
+    pub fault_injection: bool,
 }
 
 impl Default for BrokerConfig {
@@ -31,6 +41,11 @@ impl Default for BrokerConfig {
             lease_ms: 30_000,
             flush_interval_ms: None,
             max_payload_bytes: 1 << 20,
+            store_max_retries: 3,
+            cache_bytes: 64 << 20,
+            gc_interval_ms: 60_000,
+            gc_min_age_ms: 300_000,
+            fault_injection: false,
         }
     }
 }
@@ -41,6 +56,9 @@ pub struct Broker {
     shard: ShardHandle,
     limits: Limits,
     settings: BTreeMap<String, String>,
+    requests: Arc<RequestCounts>,
+    /// Present only with `fault_injection`.
+    faults: Option<FaultSwitch>,
 }
 
 impl Broker {
@@ -61,14 +79,25 @@ impl Broker {
         if flush_ms == 0 {
             return Err(Error::invalid("flush_interval_ms", "must be at least 1"));
         }
+        if config.gc_interval_ms == 0 {
+            return Err(Error::invalid("gc_interval_ms", "must be at least 1"));
+        }
         let (object_store, root) = location.object_store()?;
-        let db =
-            store::open_shard_db(object_store, &root, 0, Duration::from_millis(flush_ms)).await?;
+        let (object_store, requests, fault_switch) = InstrumentedStore::wrap(object_store);
+        let settings = StoreSettings {
+            flush_interval: Duration::from_millis(flush_ms),
+            max_retries: config.store_max_retries,
+            block_cache_bytes: config.cache_bytes,
+            meta_cache_bytes: config.cache_bytes / 4,
+            gc_interval: Duration::from_millis(config.gc_interval_ms),
+            gc_min_age: Duration::from_millis(config.gc_min_age_ms),
+        };
+        let store = ShardStore::new(&location, object_store, &root, 0, settings);
         let limits = Limits {
             max_payload_bytes: config.max_payload_bytes,
         };
         let shard = Shard::start(
-            db,
+            store,
             clock,
             ShardConfig {
                 lease_ms: config.lease_ms,
@@ -84,12 +113,31 @@ impl Broker {
                 "max_payload_bytes".to_string(),
                 config.max_payload_bytes.to_string(),
             ),
+            (
+                "store_max_retries".to_string(),
+                config.store_max_retries.to_string(),
+            ),
+            ("cache_bytes".to_string(), config.cache_bytes.to_string()),
+            (
+                "gc_interval_ms".to_string(),
+                config.gc_interval_ms.to_string(),
+            ),
+            (
+                "gc_min_age_ms".to_string(),
+                config.gc_min_age_ms.to_string(),
+            ),
+            (
+                "fault_injection".to_string(),
+                config.fault_injection.to_string(),
+            ),
             ("shards".to_string(), "1".to_string()),
         ]);
         Ok(Broker {
             shard,
             limits,
             settings,
+            requests,
+            faults: config.fault_injection.then_some(fault_switch),
         })
     }
 
@@ -264,8 +312,59 @@ impl Broker {
             .await
     }
 
+    /// Admin.GetStats: object-store request counts, settings, RSS and in-memory gauges.
+    pub async fn get_stats(&self, _req: admin::GetStatsRequest) -> Result<admin::Stats> {
+        Ok(admin::Stats {
+            object_store_requests: self.requests.snapshot().into_iter().collect(),
+            settings: self.settings.clone().into_iter().collect(),
+            rss_bytes: rss_bytes(),
+            gauges: self.shard.gauges().await?.into_iter().collect(),
+        })
+    }
+
+    /// Admin.SetFaults: what the object store does to each call from now on.
+    /// Errors: `FaultInjectionDisabled` unless the broker was opened with `fault_injection`.
+    pub async fn set_faults(
+        &self,
+        req: admin::SetFaultsRequest,
+    ) -> Result<admin::SetFaultsResponse> {
+        let switch = self.faults.as_ref().ok_or(Error::FaultInjectionDisabled)?;
+        if !(0.0..=1.0).contains(&req.error_rate) {
+            return Err(Error::invalid("error_rate", "must be within 0..1"));
+        }
+        if req.added_latency_ms < 0 {
+            return Err(Error::invalid("added_latency_ms", "must not be negative"));
+        }
+        switch.set(Faults {
+            error_rate: req.error_rate,
+            added_latency_ms: req.added_latency_ms as u64,
+            stall: req.stall,
+        });
+        tracing::warn!(?req, "object-store faults set");
+        Ok(admin::SetFaultsResponse {})
+    }
+
+    /// Resolves once a newer broker has fenced this one off the store: from then on every call
+    /// fails with UNAVAILABLE, and the process should stop serving.
+    pub async fn fenced(&self) {
+        self.shard.fenced().await;
+    }
+
     /// Finishes queued commands, waits for durability and closes the store. Idempotent.
     pub async fn close(&self) {
         self.shard.close().await;
     }
+}
+
+/// Resident set size of this process (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }

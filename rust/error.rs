@@ -23,6 +23,9 @@ pub enum Error {
     /// The task's lease expired, belongs to another worker, or its outcome is recorded.
     #[error("{0}")]
     LeaseNotHeld(&'static str),
+    /// SetFaults on a server started without --fault-injection.
+    #[error("fault injection is off: start the server with --fault-injection")]
+    FaultInjectionDisabled,
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
     /// The object store failed, the broker was fenced, or it is shutting down. Nothing that
@@ -61,7 +64,7 @@ impl Error {
             Error::InvalidArgument { .. } => 3,
             Error::JobNotFound | Error::TaskNotFound => 5,
             Error::JobAlreadyExists | Error::OutcomeAlreadyRecorded => 6,
-            Error::JobTerminal(_) | Error::LeaseNotHeld(_) => 9,
+            Error::JobTerminal(_) | Error::LeaseNotHeld(_) | Error::FaultInjectionDisabled => 9,
             Error::Unimplemented(_) => 12,
             Error::Internal(_) => 13,
             Error::StoreUnavailable(_) => 14,

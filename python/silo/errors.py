@@ -19,6 +19,7 @@ __all__ = [
     "FailedPrecondition",
     "JobTerminal",
     "LeaseNotHeld",
+    "FaultInjectionDisabled",
     "Unimplemented",
     "Unavailable",
     "StoreUnavailable",
@@ -68,6 +69,10 @@ class JobTerminal(FailedPrecondition):
 
 class LeaseNotHeld(FailedPrecondition):
     """The task's lease expired, belongs to another worker, or its outcome is recorded."""
+
+
+class FaultInjectionDisabled(FailedPrecondition):
+    """Admin.SetFaults on a server started without --fault-injection."""
 
 
 class Unimplemented(SiloError, NotImplementedError):

@@ -15,6 +15,7 @@ fn class_name(e: &Error) -> &'static str {
         Error::OutcomeAlreadyRecorded => "OutcomeAlreadyRecorded",
         Error::JobTerminal(_) => "JobTerminal",
         Error::LeaseNotHeld(_) => "LeaseNotHeld",
+        Error::FaultInjectionDisabled => "FaultInjectionDisabled",
         Error::Unimplemented(_) => "Unimplemented",
         Error::StoreUnavailable(_) => "StoreUnavailable",
         Error::Internal(_) => "InternalError",

@@ -84,13 +84,30 @@ impl PyBroker {
 #[pymethods]
 impl PyBroker {
     #[staticmethod]
-    #[pyo3(signature = (*, store, lease_ms=30_000, flush_interval_ms=None, max_payload_bytes=1_048_576))]
+    #[pyo3(signature = (
+        *,
+        store,
+        lease_ms=30_000,
+        flush_interval_ms=None,
+        max_payload_bytes=1_048_576,
+        store_max_retries=3,
+        cache_bytes=64 << 20,
+        gc_interval_ms=60_000,
+        gc_min_age_ms=300_000,
+        fault_injection=false,
+    ))]
+    #[allow(clippy::too_many_arguments)] // keyword-only in Python: the parameter struct is BrokerConfig
     fn open(
         py: Python<'_>,
         store: String,
         lease_ms: i64,
         flush_interval_ms: Option<u64>,
         max_payload_bytes: usize,
+        store_max_retries: u32,
+        cache_bytes: u64,
+        gc_interval_ms: u64,
+        gc_min_age_ms: u64,
+        fault_injection: bool,
     ) -> PyResult<Bound<'_, PyAny>> {
         init_logging();
         let config = BrokerConfig {
@@ -98,6 +115,11 @@ impl PyBroker {
             lease_ms,
             flush_interval_ms,
             max_payload_bytes,
+            store_max_retries,
+            cache_bytes,
+            gc_interval_ms,
+            gc_min_age_ms,
+            fault_injection,
         };
         future_into_py(py, async move {
             let broker = guarded(Broker::open(config)).await.map_err(to_py)?;
@@ -151,6 +173,23 @@ impl PyBroker {
 
     fn get_job<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
         self.call(py, request, |b, r| async move { b.get_job(r).await })
+    }
+
+    fn get_stats<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.get_stats(r).await })
+    }
+
+    fn set_faults<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        self.call(py, request, |b, r| async move { b.set_faults(r).await })
+    }
+
+    /// Resolves once a newer broker has fenced this one off the store.
+    fn wait_fenced<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let broker = self.inner.clone();
+        future_into_py(py, async move {
+            broker.fenced().await;
+            Ok(())
+        })
     }
 
     fn settings(&self) -> std::collections::BTreeMap<String, String> {

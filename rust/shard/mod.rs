@@ -25,14 +25,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use slatedb::{Db, WriteHandle};
-use tokio::sync::{mpsc, oneshot};
+use slatedb::{CloseReason, Db, ErrorKind, WriteHandle};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::proto::{store, wire};
+use crate::store::ShardStore;
 use crate::validate::{HeartbeatParams, LeaseParams, Limits, NewJob, ReportParams};
 
 use concurrency::ConcurrencyTable;
@@ -62,6 +63,7 @@ enum Command {
     Heartbeat(HeartbeatParams, Reply<wire::HeartbeatTaskResponse>),
     Report(Vec<ReportParams>, Reply<Vec<Result<()>>>),
     GetJob(JobRef, bool, Reply<wire::Job>),
+    Gauges(Reply<BTreeMap<String, i64>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -99,6 +101,7 @@ struct LeaseWaiter {
 #[derive(Clone)]
 pub struct ShardHandle {
     tx: mpsc::Sender<Command>,
+    fenced: watch::Receiver<bool>,
 }
 
 impl ShardHandle {
@@ -134,6 +137,17 @@ impl ShardHandle {
             .await
     }
 
+    /// Sizes of the in-memory state (ready, scheduled, running, lease_waiters, concurrency_keys).
+    pub async fn gauges(&self) -> Result<BTreeMap<String, i64>> {
+        self.call(Command::Gauges).await
+    }
+
+    /// Resolves once a newer broker has fenced this one off the store.
+    pub async fn fenced(&self) {
+        let mut rx = self.fenced.clone();
+        let _ = rx.wait_for(|f| *f).await;
+    }
+
     /// Finishes queued commands, waits for durability and closes SlateDB.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
@@ -147,9 +161,71 @@ fn shutting_down() -> Error {
     Error::StoreUnavailable("the broker is shutting down".into())
 }
 
+const FENCED: &str = "fenced: a newer broker opened this store; this one no longer serves it";
+
+/// Failure state of one opened SlateDB: set when a write or a flush failed, or the database
+/// closed under us. Memory is then ahead of the store and must be rebuilt before serving.
+#[derive(Default)]
+struct DbHealth {
+    failed: Mutex<Option<String>>,
+}
+
+impl DbHealth {
+    fn fail(&self, reason: String) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert(reason);
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().map(|f| f.clone()).unwrap_or(None)
+    }
+}
+
+/// Records a SlateDB error against the database it came from.
+fn record_failure(health: &DbHealth, fenced: &watch::Sender<bool>, e: &slatedb::Error) {
+    if matches!(e.kind(), ErrorKind::Closed(CloseReason::Fenced)) {
+        tracing::error!("{FENCED}");
+        fenced.send_replace(true);
+    }
+    health.fail(e.to_string());
+}
+
+/// Watches a database for closing under us (fencing noticed by SlateDB, or a fatal error).
+fn watch_db(db: &Db, health: Arc<DbHealth>, fenced: Arc<watch::Sender<bool>>) {
+    let mut rx = db.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let reason = rx.borrow_and_update().close_reason;
+            match reason {
+                Some(CloseReason::Clean) => return,
+                Some(CloseReason::Fenced) => {
+                    tracing::error!("{FENCED}");
+                    fenced.send_replace(true);
+                    health.fail(FENCED.into());
+                    return;
+                }
+                Some(other) => {
+                    health.fail(format!("the store closed: {other:?}"));
+                    return;
+                }
+                None => {}
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 /// The actor's state. Fields below `db` are caches rebuilt by `open`; only the actor writes them.
 pub struct Shard {
+    store: ShardStore,
     db: Db,
+    health: Arc<DbHealth>,
+    fenced: Arc<watch::Sender<bool>>,
+    /// Earliest time of the next attempt to reopen a failed store.
+    recover_after_ms: i64,
     clock: Arc<dyn Clock>,
     config: ShardConfig,
     /// Next enqueue/retry sequence number (persisted in META next_seq by each step using it).
@@ -165,30 +241,29 @@ pub struct Shard {
     waiters: VecDeque<LeaseWaiter>,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
-    /// Set by a durability waiter when a write failed: memory is ahead of the store.
-    failed: Arc<Mutex<Option<String>>>,
 }
 
 impl Shard {
-    /// Rebuilds the in-memory state from the shard's SlateDB and starts the actor.
-    pub async fn start(db: Db, clock: Arc<dyn Clock>, config: ShardConfig) -> Result<ShardHandle> {
-        let shard = Shard::open(db, clock, config).await?;
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(shard.run(rx));
-        Ok(ShardHandle { tx })
-    }
-
-    async fn open(db: Db, clock: Arc<dyn Clock>, config: ShardConfig) -> Result<Shard> {
-        let now = clock.now_ms();
-        let next_seq = match db.get(keys::meta(keys::META_NEXT_SEQ)).await? {
-            Some(v) => codec::decode_u64(&v)?,
-            None => 1,
-        };
+    /// Opens the shard's SlateDB, rebuilds the in-memory state from it and starts the actor.
+    pub async fn start(
+        store: ShardStore,
+        clock: Arc<dyn Clock>,
+        config: ShardConfig,
+    ) -> Result<ShardHandle> {
+        let db = store.open().await?;
+        let (fenced_tx, fenced_rx) = watch::channel(false);
+        let fenced = Arc::new(fenced_tx);
+        let health = Arc::new(DbHealth::default());
+        watch_db(&db, health.clone(), fenced.clone());
         let mut shard = Shard {
+            store,
             db,
+            health,
+            fenced,
+            recover_after_ms: 0,
             clock,
             config,
-            next_seq,
+            next_seq: 1,
             seq_dirty: false,
             ready: ReadyIndex::default(),
             scheduled: BTreeMap::new(),
@@ -196,8 +271,32 @@ impl Shard {
             conc: ConcurrencyTable::default(),
             waiters: VecDeque::new(),
             last_write: None,
-            failed: Arc::new(Mutex::new(None)),
         };
+        shard.load().await?;
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(shard.run(rx));
+        Ok(ShardHandle {
+            tx,
+            fenced: fenced_rx,
+        })
+    }
+
+    /// (Re)builds every cache from the store: waiting jobs, live leases (each with a fresh
+    /// expiry, SPEC §4), concurrency holders and the sequence counter.
+    async fn load(&mut self) -> Result<()> {
+        let now = self.clock.now_ms();
+        let config = self.config;
+        self.next_seq = match self.db.get(keys::meta(keys::META_NEXT_SEQ)).await? {
+            Some(v) => codec::decode_u64(&v)?,
+            None => 1,
+        };
+        self.seq_dirty = false;
+        self.ready = ReadyIndex::default();
+        self.scheduled = BTreeMap::new();
+        self.leases = LeaseTable::default();
+        self.conc = ConcurrencyTable::default();
+        self.last_write = None;
+        let shard = self;
         let mut iter = shard.db.scan(keys::family_range(keys::WAITING)).await?;
         while let Some(kv) = iter.next().await? {
             let (due_ms, seq) = keys::parse_waiting(&kv.key)?;
@@ -253,9 +352,9 @@ impl Shard {
             ready = shard.ready.len(),
             scheduled = shard.scheduled.len(),
             running = shard.leases.len(),
-            "shard opened"
+            "shard loaded"
         );
-        Ok(shard)
+        Ok(())
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -307,6 +406,7 @@ impl Shard {
             self.scheduled.keys().next().map(|(t, _)| *t),
             self.leases.next_expiry(),
             self.waiters.iter().map(|w| w.deadline_ms).min(),
+            self.health.failure().map(|_| self.recover_after_ms),
         ]
         .into_iter()
         .flatten()
@@ -326,15 +426,63 @@ impl Shard {
             Command::Heartbeat(_, r) => drop(r.send(Err(err))),
             Command::Report(_, r) => drop(r.send(Err(err))),
             Command::GetJob(_, _, r) => drop(r.send(Err(err))),
+            Command::Gauges(r) => drop(r.send(Err(err))),
             Command::Close(r) => drop(r.send(())),
         }
     }
 
+    /// After a failed write the store may hold less than memory does: reopen the store and
+    /// rebuild from it (at most once a second). Never after fencing: the newer broker owns it.
+    async fn recover(&mut self) -> std::result::Result<(), String> {
+        if *self.fenced.borrow() {
+            return Err(FENCED.into());
+        }
+        let Some(reason) = self.health.failure() else {
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        if now < self.recover_after_ms {
+            return Err(reason);
+        }
+        self.recover_after_ms = now + 1000;
+        for w in self.waiters.drain(..) {
+            let _ = w.reply.send(Err(Error::StoreUnavailable(reason.clone())));
+        }
+        let db = match self.store.open().await {
+            Ok(db) => db,
+            Err(e) => return Err(format!("{reason}; reopening failed: {e}")),
+        };
+        let old = std::mem::replace(&mut self.db, db);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), old.close()).await;
+        });
+        self.health = Arc::new(DbHealth::default());
+        watch_db(&self.db, self.health.clone(), self.fenced.clone());
+        if let Err(e) = self.load().await {
+            self.health.fail(e.to_string());
+            return Err(e.to_string());
+        }
+        tracing::info!("the store is back: shard reopened and rebuilt");
+        Ok(())
+    }
+
+    fn gauges(&self) -> BTreeMap<String, i64> {
+        BTreeMap::from([
+            ("ready".to_string(), self.ready.len() as i64),
+            ("scheduled".to_string(), self.scheduled.len() as i64),
+            ("running".to_string(), self.leases.len() as i64),
+            ("lease_waiters".to_string(), self.waiters.len() as i64),
+            (
+                "concurrency_keys".to_string(),
+                self.conc.keys_in_use() as i64,
+            ),
+        ])
+    }
+
     /// One step: timers, commands, long-polls, one write, answers after durability.
     async fn step(&mut self, cmds: Vec<Command>) {
-        let failure = self.failed.lock().map(|f| f.clone()).unwrap_or(None);
-        if let Some(reason) = failure {
-            // Memory is ahead of the store: refuse everything rather than act on it.
+        if let Err(reason) = self.recover().await {
+            // Memory may be ahead of the store: refuse everything rather than act on it.
             for cmd in cmds {
                 self.refuse(cmd, Error::StoreUnavailable(reason.clone()));
             }
@@ -384,6 +532,7 @@ impl Shard {
                 let r = self.get_job(st, &job, include_attempts).await;
                 st.replies.push(defer(reply, r));
             }
+            Command::Gauges(reply) => st.replies.push(defer(reply, Ok(self.gauges()))),
             Command::Close(reply) => drop(reply.send(())),
         }
     }
@@ -404,9 +553,9 @@ impl Shard {
             match self.db.write(batch).await {
                 Ok(handle) => self.last_write = Some(handle),
                 Err(e) => {
-                    let err = Error::from(e);
-                    tracing::error!("shard write failed: {err}");
-                    self.mark_failed(err.to_string());
+                    tracing::error!("shard write failed: {e}");
+                    record_failure(&self.health, &self.fenced, &e);
+                    let err = Error::StoreUnavailable(e.to_string());
                     for reply in st.replies {
                         reply(Err(err.clone()));
                     }
@@ -415,29 +564,25 @@ impl Shard {
             }
         }
         let handle = self.last_write.clone();
-        let failed = self.failed.clone();
+        let health = self.health.clone();
+        let fenced = self.fenced.clone();
         let replies = st.replies;
         tokio::spawn(async move {
             let durable = match handle {
-                Some(h) => h.await_durable().await.map_err(Error::from),
+                Some(h) => match h.await_durable().await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        tracing::error!("shard write did not become durable: {e}");
+                        record_failure(&health, &fenced, &e);
+                        Err(Error::StoreUnavailable(e.to_string()))
+                    }
+                },
                 None => Ok(()),
             };
-            if let Err(e) = &durable {
-                tracing::error!("shard write did not become durable: {e}");
-                if let Ok(mut f) = failed.lock() {
-                    f.get_or_insert_with(|| e.to_string());
-                }
-            }
             for reply in replies {
                 reply(durable.clone());
             }
         });
-    }
-
-    fn mark_failed(&self, reason: String) {
-        if let Ok(mut f) = self.failed.lock() {
-            f.get_or_insert(reason);
-        }
     }
 
     fn alloc_seq(&mut self) -> u64 {

@@ -1,4 +1,6 @@
-//! Opening a store: parses the store URL into an object store and opens the shard's SlateDB.
+//! Opening a store: parses the store URL into an object store and opens a shard's SlateDB.
+
+pub mod instrumented;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::ObjectStore;
-use slatedb::config::Settings;
+use slatedb::config::{GarbageCollectorDirectoryOptions, GarbageCollectorOptions, Settings};
+use slatedb::db_cache::moka::{MokaCache, MokaCacheOptions};
+use slatedb::db_cache::SplitCache;
 use slatedb::Db;
 
 use crate::error::{Error, Result};
@@ -99,23 +103,95 @@ impl StoreLocation {
     }
 }
 
-/// Opens the SlateDB of shard `n` under the store.
-pub async fn open_shard_db(
-    store: Arc<dyn ObjectStore>,
-    root: &Path,
-    shard: u32,
-    flush_interval: Duration,
-) -> Result<Db> {
-    let path = root.clone().join("shards").join(shard.to_string().as_str());
-    let settings = Settings {
-        flush_interval: Some(flush_interval),
-        ..Settings::default()
-    };
-    Db::builder(path, store)
-        .with_settings(settings)
-        .build()
-        .await
-        .map_err(|e| Error::StoreUnavailable(format!("cannot open shard {shard}: {e}")))
+/// Storage settings of `silo serve` (each a flag and a `SILO_*` variable).
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// SlateDB WAL flush interval: the floor of an acknowledged write's latency.
+    pub flush_interval: Duration,
+    /// Object-store retries per call before SlateDB gives up (an outage then surfaces as
+    /// UNAVAILABLE instead of a hang).
+    pub max_retries: u32,
+    /// Block cache and metadata cache sizes (in-memory, per shard).
+    pub block_cache_bytes: u64,
+    pub meta_cache_bytes: u64,
+    /// Garbage collection of obsolete WAL, manifest and SST files.
+    pub gc_interval: Duration,
+    pub gc_min_age: Duration,
+}
+
+/// Everything needed to open (and reopen, after an outage) one shard's SlateDB.
+#[derive(Clone)]
+pub struct ShardStore {
+    object_store: Arc<dyn ObjectStore>,
+    path: Path,
+    local: bool,
+    settings: StoreSettings,
+}
+
+impl ShardStore {
+    pub fn new(
+        location: &StoreLocation,
+        object_store: Arc<dyn ObjectStore>,
+        root: &Path,
+        shard: u32,
+        settings: StoreSettings,
+    ) -> Self {
+        ShardStore {
+            object_store,
+            path: root.clone().join("shards").join(shard.to_string().as_str()),
+            local: matches!(location, StoreLocation::Local(_)),
+            settings,
+        }
+    }
+
+    fn slatedb_settings(&self) -> Settings {
+        let s = &self.settings;
+        let gc_dir = GarbageCollectorDirectoryOptions {
+            interval: Some(s.gc_interval),
+            min_age: s.gc_min_age,
+            dry_run: false,
+        };
+        Settings {
+            flush_interval: Some(s.flush_interval),
+            object_store_max_retries: Some(s.max_retries),
+            garbage_collector_options: Some(GarbageCollectorOptions {
+                manifest_options: Some(gc_dir),
+                wal_options: Some(gc_dir),
+                compacted_options: Some(gc_dir),
+                compactions_options: Some(gc_dir),
+                // A local directory cannot do the conditional overwrites boundary files need
+                // (SlateDB documents turning them off for LocalFileSystem).
+                boundary_files_enabled: !self.local,
+                object_store_max_retries: Some(s.max_retries),
+                ..GarbageCollectorOptions::default()
+            }),
+            ..Settings::default()
+        }
+    }
+
+    /// Opens the shard's SlateDB; a newer opener fences any older writer of the same path.
+    pub async fn open(&self) -> Result<Db> {
+        let cache = SplitCache::new()
+            .with_block_cache(Some(Arc::new(MokaCache::new_with_opts(MokaCacheOptions {
+                max_capacity: self.settings.block_cache_bytes,
+                time_to_live: None,
+                time_to_idle: None,
+            }))))
+            .with_meta_cache(Some(Arc::new(MokaCache::new_with_opts(MokaCacheOptions {
+                max_capacity: self.settings.meta_cache_bytes,
+                time_to_live: None,
+                time_to_idle: None,
+            }))))
+            .build();
+        Db::builder(self.path.clone(), self.object_store.clone())
+            .with_settings(self.slatedb_settings())
+            .with_db_cache(Arc::new(cache), 0)
+            .build()
+            .await
+            .map_err(|e| {
+                Error::StoreUnavailable(format!("cannot open the store at {}: {e}", self.path))
+            })
+    }
 }
 
 #[cfg(test)]
