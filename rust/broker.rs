@@ -344,6 +344,17 @@ impl Broker {
         Ok(admin::SetFaultsResponse {})
     }
 
+    /// Admin.GetConcurrencyKey: the slot accounting of one key.
+    pub async fn get_concurrency_key(
+        &self,
+        req: admin::GetConcurrencyKeyRequest,
+    ) -> Result<admin::ConcurrencyKeyState> {
+        validate::concurrency_key(&req.tenant, &req.key)?;
+        self.shard_for(&req.tenant)
+            .describe_key(req.tenant, req.key)
+            .await
+    }
+
     /// Resolves once a newer broker has fenced this one off the store: from then on every call
     /// fails with UNAVAILABLE, and the process should stop serving.
     pub async fn fenced(&self) {

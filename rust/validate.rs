@@ -262,6 +262,12 @@ pub fn job_ref(id: &str, tenant: &str) -> Result<()> {
     name("tenant", tenant, false)
 }
 
+/// Validates a concurrency key reference (Admin.GetConcurrencyKey).
+pub fn concurrency_key(tenant: &str, key: &str) -> Result<()> {
+    name("tenant", tenant, false)?;
+    name("key", key, true)
+}
+
 pub fn lease(req: wire::LeaseTasksRequest) -> Result<LeaseParams> {
     name("worker_id", &req.worker_id, true)?;
     if req.max_tasks == 0 || req.max_tasks > MAX_TASKS {

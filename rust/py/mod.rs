@@ -183,6 +183,18 @@ impl PyBroker {
         self.call(py, request, |b, r| async move { b.set_faults(r).await })
     }
 
+    fn get_concurrency_key<'py>(
+        &self,
+        py: Python<'py>,
+        request: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.call(
+            py,
+            request,
+            |b, r| async move { b.get_concurrency_key(r).await },
+        )
+    }
+
     /// Resolves once a newer broker has fenced this one off the store.
     fn wait_fenced<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let broker = self.inner.clone();

@@ -195,6 +195,19 @@ impl ConcurrencyTable {
             .map_or(0, |s| s.holders.len())
     }
 
+    /// A key's accounting: (limit, holders sorted, reservations, waiters best first).
+    pub fn describe(&self, tenant: &str, key: &str) -> (u32, Vec<String>, u32, Vec<String>) {
+        match self.keys.get(&(tenant.to_string(), key.to_string())) {
+            None => (0, Vec::new(), 0, Vec::new()),
+            Some(s) => {
+                let mut holders: Vec<String> = s.holders.iter().cloned().collect();
+                holders.sort();
+                let waiters = s.waiters.values().map(|w| w.job_id.clone()).collect();
+                (s.limit, holders, s.reserved, waiters)
+            }
+        }
+    }
+
     /// Hands free slots of `id` to its best waiters. A waiter blocked on another of its keys
     /// moves to that key's queue. Returns the jobs admitted.
     fn grant(&mut self, id: &KeyId) -> Vec<Waiting> {

@@ -32,7 +32,7 @@ use crate::clock::Clock;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::{store, wire};
+use crate::proto::{admin, store, wire};
 use crate::store::ShardStore;
 use crate::validate::{HeartbeatParams, LeaseParams, Limits, NewJob, ReportParams};
 
@@ -64,6 +64,7 @@ enum Command {
     Report(Vec<ReportParams>, Reply<Vec<Result<()>>>),
     GetJob(JobRef, bool, Reply<wire::Job>),
     Gauges(Reply<BTreeMap<String, i64>>),
+    DescribeKey(String, String, Reply<admin::ConcurrencyKeyState>),
     Close(oneshot::Sender<()>),
 }
 
@@ -140,6 +141,15 @@ impl ShardHandle {
     /// Sizes of the in-memory state (ready, scheduled, running, lease_waiters, concurrency_keys).
     pub async fn gauges(&self) -> Result<BTreeMap<String, i64>> {
         self.call(Command::Gauges).await
+    }
+
+    /// The slot accounting of one concurrency key.
+    pub async fn describe_key(
+        &self,
+        tenant: String,
+        key: String,
+    ) -> Result<admin::ConcurrencyKeyState> {
+        self.call(|r| Command::DescribeKey(tenant, key, r)).await
     }
 
     /// Resolves once a newer broker has fenced this one off the store.
@@ -427,6 +437,7 @@ impl Shard {
             Command::Report(_, r) => drop(r.send(Err(err))),
             Command::GetJob(_, _, r) => drop(r.send(Err(err))),
             Command::Gauges(r) => drop(r.send(Err(err))),
+            Command::DescribeKey(_, _, r) => drop(r.send(Err(err))),
             Command::Close(r) => drop(r.send(())),
         }
     }
@@ -533,6 +544,16 @@ impl Shard {
                 st.replies.push(defer(reply, r));
             }
             Command::Gauges(reply) => st.replies.push(defer(reply, Ok(self.gauges()))),
+            Command::DescribeKey(tenant, key, reply) => {
+                let (limit, holders, reserved, waiters) = self.conc.describe(&tenant, &key);
+                let state = admin::ConcurrencyKeyState {
+                    limit,
+                    holders,
+                    reserved,
+                    waiters,
+                };
+                st.replies.push(defer(reply, Ok(state)));
+            }
             Command::Close(reply) => drop(reply.send(())),
         }
     }
