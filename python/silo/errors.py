@@ -84,7 +84,7 @@ class Unavailable(SiloError, ConnectionError):
 
 
 class StoreUnavailable(Unavailable):
-    """The object store failed or this broker was fenced by a newer one; nothing was acknowledged."""
+    """The object store failed, or a newer broker fenced this one; nothing was acknowledged."""
 
 
 class InternalError(SiloError, RuntimeError):

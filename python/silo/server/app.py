@@ -1,0 +1,232 @@
+"""Runs the broker as a gRPC server: Silo and Admin services, standard health service, graceful
+shutdown.
+
+Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
+SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let calls in flight finish, close the
+broker (which flushes SlateDB and answers parked LeaseTasks long-polls), let those answers go
+out, close the server, and return 0. If a newer broker fences this one off the store, the same
+shutdown runs and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from grpclib.health.check import ServiceStatus
+from grpclib.health.service import OVERALL, Health
+from grpclib.protocol import H2Protocol
+from grpclib.server import Server
+
+from silo import errors
+from silo.server.codec import PassthroughCodec
+from silo.server.service import BrokerApi, CallTracker, services
+
+if TYPE_CHECKING:
+    from silo.config import ServeConfig
+
+__all__ = ["DRAIN_GRACE_S", "RunningServer", "bind", "format_address", "run", "start_server"]
+
+log = logging.getLogger("silo.server")
+
+#: How long a shutdown waits for calls in flight (other than LeaseTasks long-polls, which the
+#: broker's close answers) before closing the broker anyway.
+DRAIN_GRACE_S: Final = 10.0
+#: After the broker is closed, how long the remaining calls get to send their answers.
+CLOSE_GRACE_S: Final = 2.0
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+
+
+def format_address(host: str, port: int) -> str:
+    """`HOST:PORT`, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (port 0 picks a free one), ready to be served.
+
+    Raises OSError if the address cannot be resolved or bound.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, type_, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Server(Server):
+    """grpclib's Server, plus closing the client connections at shutdown.
+
+    Why: grpclib's close() cancels handlers but leaves connections open, and on Python >= 3.12
+    `wait_closed()` waits for every connection to drop, so a connected idle worker would hang the
+    shutdown. This relies on grpclib 0.4.9's `_protocol_factory` (the version is pinned).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        self._protocols.add(protocol)
+        return protocol
+
+    def close_connections(self) -> None:
+        """Close every client connection; streams still open are terminated."""
+        for protocol in list(self._protocols):
+            processor = getattr(protocol, "processor", None)  # set once the connection is made
+            if processor is not None:
+                processor.close("the broker is shutting down")
+
+
+@dataclass
+class RunningServer:
+    """A started gRPC server over a broker; `host`/`port` are the bound address."""
+
+    server: _Server
+    tracker: CallTracker
+    health: ServiceStatus
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """The bound address as `HOST:PORT`."""
+        return format_address(self.host, self.port)
+
+    async def drain(self, grace_s: float = DRAIN_GRACE_S) -> bool:
+        """Refuse new calls and wait up to `grace_s` for the calls in flight, LeaseTasks
+        long-polls excepted; True if they all finished.
+
+        Does not close the broker or the listener: close the broker (which answers the parked
+        long-polls), then call `close()`.
+        """
+        self.tracker.draining = True
+        self.health.set(False)
+        try:
+            await asyncio.wait_for(self.tracker.wait_idle(include_long_polls=False), grace_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Wait up to `grace_s` for the remaining calls, then close the listener and every
+        connection; calls still running then are cancelled."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.tracker.wait_idle(), grace_s)
+        self.server.close()
+        self.server.close_connections()
+        await self.server.wait_closed()
+
+
+async def start_server(broker: BrokerApi, sock: socket.socket) -> RunningServer:
+    """Serve `broker` on the bound socket `sock` (taken over: closing the server closes it).
+
+    Serves silo.v1.Silo, silo.admin.v1.Admin and grpc.health.v1.Health; health answers SERVING
+    for "" and "silo.v1.Silo" until the server drains.
+    """
+    tracker = CallTracker()
+    silo, admin = services(broker, tracker)
+    health_status = ServiceStatus()
+    health_status.set(True)
+    health = Health({silo: [health_status], OVERALL: [health_status]})
+    server = _Server([silo, admin, health], codec=PassthroughCodec())
+    await server.start(sock=sock)
+    host, port = sock.getsockname()[:2]
+    return RunningServer(server, tracker, health_status, host=host, port=port)
+
+
+async def run(config: ServeConfig) -> int:
+    """Run `silo serve` until SIGTERM or SIGINT (exit code 0) or until fenced (1).
+
+    Exit 1 with one line on stderr if the address cannot be bound, the native module is missing
+    or the store cannot be opened.
+    """
+    try:
+        from silo._native import Broker
+    except ImportError as exc:
+        return _fail(f"the native module is not built ({exc}); run `make install`")
+
+    stop = _install_stop_signals()  # before the store opens, so an early SIGTERM is clean too
+    host, port = config.host_port
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {config.listen}: {exc}")
+
+    try:
+        broker = await Broker.open(
+            store=config.store,
+            lease_ms=config.lease_ms,
+            flush_interval_ms=config.flush_interval_ms,
+            max_payload_bytes=config.max_payload_bytes,
+            store_max_retries=config.store_max_retries,
+            cache_bytes=config.cache_bytes,
+            gc_interval_ms=config.gc_interval_ms,
+            gc_min_age_ms=config.gc_min_age_ms,
+            fault_injection=config.fault_injection,
+        )
+    except errors.SiloError as exc:
+        sock.close()
+        return _fail(f"cannot open store {config.store!r}: {exc}")
+
+    log.info("broker settings: %s", broker.settings())
+    running = await start_server(broker, sock)
+    exit_code = EXIT_OK
+    if not stop.is_set():
+        print(f"listening on {running.address}", flush=True)
+        fenced = asyncio.ensure_future(broker.wait_fenced())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({fenced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if fenced.done():
+            print(
+                f"silo: a newer broker opened store {config.store!r}; this one stops serving",
+                file=sys.stderr,
+                flush=True,
+            )
+            exit_code = EXIT_FAILURE
+        else:
+            fenced.cancel()
+
+    log.info("shutting down: draining %d call(s) in flight", running.tracker.in_flight)
+    if not await running.drain():
+        log.warning("calls still in flight after %.0f s; closing the broker", DRAIN_GRACE_S)
+    try:
+        await broker.close()
+    except errors.SiloError as exc:
+        print(f"silo: error while closing the store: {exc}", file=sys.stderr, flush=True)
+        exit_code = EXIT_FAILURE
+    await running.close()
+    log.info("stopped")
+    return exit_code
+
+
+def _install_stop_signals() -> asyncio.Event:
+    """An event set by the first SIGTERM or SIGINT (instead of KeyboardInterrupt)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _fail(message: str) -> int:
+    print(f"silo: {message}", file=sys.stderr, flush=True)
+    return EXIT_FAILURE
