@@ -153,6 +153,9 @@ impl ShardStore {
         };
         Settings {
             flush_interval: Some(s.flush_interval),
+            // Sized for a small machine: a 32 MiB memtable, at most 256 MiB not yet in L0.
+            l0_sst_size_bytes: 32 << 20,
+            max_unflushed_bytes: 256 << 20,
             object_store_max_retries: Some(s.max_retries),
             garbage_collector_options: Some(GarbageCollectorOptions {
                 manifest_options: Some(gc_dir),

@@ -1,0 +1,164 @@
+"""Small helpers shared by the tests: the clock, status assertions and request shorthands."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from silo._proto.silo.v1 import (
+    EnqueueRequest,
+    GetJobRequest,
+    HeartbeatTaskRequest,
+    HeartbeatTaskResponse,
+    Job,
+    JobStatus,
+    LeaseTasksRequest,
+    ReportTaskOutcomeRequest,
+    SiloStub,
+    Task,
+    TaskCancelled,
+    TaskFailure,
+)
+
+# Lease duration of `short_lease_server`: short enough to wait for expiry, long enough that a
+# test on a busy 2-core machine can heartbeat or report in time.
+SHORT_LEASE_MS = 600
+
+# Slack for comparing timestamps taken by the server with the test's clock (same machine, same
+# wall clock; the server only rounds to milliseconds).
+CLOCK_SLACK_MS = 2
+
+# Tolerance for "this delay was applied": the server may read its clock more than once per
+# operation.
+DELAY_TOLERANCE_MS = 50
+
+
+def now_ms() -> int:
+    """Wall-clock Unix milliseconds, as the server's timestamps."""
+    return time.time_ns() // 1_000_000
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def assert_between(value: int, low: int, high: int, what: str = "value") -> None:
+    assert low - CLOCK_SLACK_MS <= value <= high + CLOCK_SLACK_MS, (
+        f"{what}={value} not within [{low}, {high}] (slack {CLOCK_SLACK_MS} ms)"
+    )
+
+
+async def expect_status(
+    call: Awaitable[Any], status: Status, *, names: str | None = None
+) -> GRPCError:
+    """Await `call`, assert it fails with `status` (and that the message names `names`)."""
+    with pytest.raises(GRPCError) as info:
+        await call
+    err = info.value
+    assert err.status is status, f"expected {status.name}, got {err.status.name}: {err.message!r}"
+    if names is not None:
+        assert names.lower() in (err.message or "").lower(), (
+            f"{status.name} message {err.message!r} does not name {names!r}"
+        )
+    return err
+
+
+async def enqueue(stub: SiloStub, **fields: Any) -> str:
+    """Enqueue one job and return its id."""
+    return (await stub.enqueue(EnqueueRequest(**fields))).id
+
+
+async def lease(
+    stub: SiloStub,
+    queues: Iterable[str],
+    *,
+    worker: str = "worker-1",
+    max_tasks: int = 1,
+    wait_ms: int = 0,
+) -> list[Task]:
+    req = LeaseTasksRequest(
+        worker_id=worker, max_tasks=max_tasks, queues=list(queues), wait_ms=wait_ms
+    )
+    return list((await stub.lease_tasks(req)).tasks)
+
+
+async def lease_one(
+    stub: SiloStub, queue: str, *, worker: str = "worker-1", wait_ms: int = 10_000
+) -> Task:
+    """Lease exactly one task of `queue`, long-polling up to `wait_ms` for it."""
+    tasks = await lease(stub, [queue], worker=worker, max_tasks=1, wait_ms=wait_ms)
+    assert len(tasks) == 1, f"expected one task from {queue!r} within {wait_ms} ms, got {tasks}"
+    return tasks[0]
+
+
+async def report_result(
+    stub: SiloStub, task: Task, result: bytes = b"ok", *, worker: str = "worker-1"
+) -> None:
+    await stub.report_task_outcome(
+        ReportTaskOutcomeRequest(task_id=task.task_id, worker_id=worker, result=result)
+    )
+
+
+async def report_failure(
+    stub: SiloStub,
+    task: Task,
+    *,
+    code: str = "boom",
+    message: str = "it broke",
+    data: bytes = b"",
+    non_retryable: bool = False,
+    worker: str = "worker-1",
+) -> None:
+    failure = TaskFailure(code=code, message=message, data=data, non_retryable=non_retryable)
+    await stub.report_task_outcome(
+        ReportTaskOutcomeRequest(task_id=task.task_id, worker_id=worker, failure=failure)
+    )
+
+
+async def report_cancelled(stub: SiloStub, task: Task, *, worker: str = "worker-1") -> None:
+    await stub.report_task_outcome(
+        ReportTaskOutcomeRequest(task_id=task.task_id, worker_id=worker, cancelled=TaskCancelled())
+    )
+
+
+async def heartbeat(
+    stub: SiloStub, task: Task | str, *, worker: str = "worker-1", cursor: bytes = b""
+) -> HeartbeatTaskResponse:
+    task_id = task if isinstance(task, str) else task.task_id
+    return await stub.heartbeat_task(
+        HeartbeatTaskRequest(task_id=task_id, worker_id=worker, cursor=cursor)
+    )
+
+
+async def get_job(stub: SiloStub, job_id: str, tenant: str = "", *, attempts: bool = True) -> Job:
+    return await stub.get_job(GetJobRequest(id=job_id, tenant=tenant, include_attempts=attempts))
+
+
+async def wait_for_status(
+    stub: SiloStub,
+    job_id: str,
+    tenant: str,
+    statuses: Iterable[JobStatus],
+    *,
+    timeout: float = 10.0,
+) -> Job:
+    """Poll GetJob until the job is in one of `statuses` (for transitions no call can await,
+    such as a lease expiring or a start time passing); fails after `timeout` seconds."""
+    wanted = set(statuses)
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await get_job(stub, job_id, tenant)
+        if job.status in wanted:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"job {job_id} still {job.status!r} after {timeout}s; wanted {sorted(wanted)}"
+            )
+        # Polling interval: the transition has no event a client can subscribe to.
+        await asyncio.sleep(0.02)
