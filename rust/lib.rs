@@ -6,6 +6,7 @@ pub mod clock;
 pub mod codec;
 pub mod error;
 pub mod keys;
+pub mod lifecycle;
 pub mod proto;
 pub mod retry;
 pub mod shard;

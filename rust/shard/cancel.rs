@@ -4,6 +4,7 @@
 use super::{JobRef, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::lifecycle::{self, Event};
 use crate::proto::wire::JobStatus;
 
 impl Shard {
@@ -12,8 +13,10 @@ impl Shard {
             .load_job(st, &job_ref.tenant, &job_ref.id)
             .await?
             .ok_or(Error::JobNotFound)?;
-        match JobStatus::try_from(job.status) {
-            Ok(JobStatus::Scheduled | JobStatus::Pending) => {
+        let from = lifecycle::stored(job.status)?;
+        let to = lifecycle::transition(from, Event::Cancel)?;
+        match from {
+            JobStatus::Scheduled | JobStatus::Pending => {
                 let (due, seq) = (job.next_attempt_at_ms, job.wait_seq);
                 if self.scheduled.remove(&(due, seq)).is_some() {
                 } else if let Some(w) =
@@ -30,18 +33,10 @@ impl Shard {
                 job.wait_seq = 0;
                 job.next_attempt_at_ms = 0;
             }
-            Ok(JobStatus::Running) => self.leases.mark_cancelled(&job.current_task_id),
-            Ok(s @ (JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled)) => {
-                return Err(Error::JobTerminal(super::status_name(s as i32)));
-            }
-            Ok(JobStatus::Unspecified) | Err(_) => {
-                return Err(Error::Internal(format!(
-                    "job has unknown status {}",
-                    job.status
-                )));
-            }
+            // The attempt keeps its lease and slots until reported or expired.
+            _ => self.leases.mark_cancelled(&job.current_task_id),
         }
-        job.status = JobStatus::Cancelled as i32;
+        job.status = to as i32;
         job.updated_at_ms = st.now;
         self.put_job(st, &job);
         Ok(())

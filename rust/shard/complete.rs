@@ -8,6 +8,8 @@ use super::{Shard, Step};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::lifecycle::{self, Event};
+use crate::proto::wire::JobStatus;
 use crate::proto::{store, wire};
 use crate::retry;
 use crate::validate::{Outcome, ReportParams};
@@ -67,7 +69,6 @@ impl Shard {
         mut attempt: wire::Attempt,
         outcome: Outcome,
     ) {
-        let cancelled = job.status == wire::JobStatus::Cancelled as i32;
         attempt.finished_at_ms = st.now;
         st.txn.delete(keys::lease(&attempt.task_id));
         let admitted = self
@@ -75,34 +76,40 @@ impl Shard {
             .release(&lease.tenant, &lease.keys, &attempt.task_id);
         self.ready_all(admitted);
         job.current_task_id.clear();
-        match outcome {
-            Outcome::Success(result) => {
+        let mut result = None;
+        let event = match outcome {
+            Outcome::Success(r) => {
                 attempt.status = wire::AttemptStatus::Succeeded as i32;
-                attempt.result = result.clone();
-                if !cancelled {
-                    self.finish(st, job, wire::JobStatus::Succeeded);
-                    job.result = result;
-                }
+                attempt.result = r.clone();
+                result = Some(r);
+                Event::Succeeded
             }
             Outcome::Failure(failure) => {
                 attempt.status = wire::AttemptStatus::Failed as i32;
                 attempt.failure = Some(failure.clone());
-                let retry_left = job.attempt_count < retry::max_attempts(job.retry_policy.as_ref());
-                let non_retryable = failure.non_retryable;
+                let retry = !failure.non_retryable
+                    && job.attempt_count < retry::max_attempts(job.retry_policy.as_ref());
                 job.last_failure = Some(failure);
-                if cancelled {
-                } else if retry_left && !non_retryable {
-                    self.schedule_retry(st, job);
-                } else {
-                    self.finish(st, job, wire::JobStatus::Failed);
-                }
+                Event::Failed { retry }
             }
             Outcome::Cancelled => {
                 attempt.status = wire::AttemptStatus::Cancelled as i32;
-                if !cancelled {
-                    self.finish(st, job, wire::JobStatus::Cancelled);
+                Event::WorkerCancelled
+            }
+        };
+        let from = lifecycle::stored(job.status);
+        match from.and_then(|from| lifecycle::transition(from, event).map(|to| (from, to))) {
+            Ok((from, to)) if from == to => {} // cancelled while running: stays CANCELLED
+            Ok((_, JobStatus::Scheduled)) => self.schedule_retry(st, job),
+            Ok((_, to)) => {
+                job.status = to as i32;
+                job.updated_at_ms = st.now;
+                job.next_attempt_at_ms = 0;
+                if let (JobStatus::Succeeded, Some(r)) = (to, result) {
+                    job.result = r;
                 }
             }
+            Err(e) => tracing::error!(job = %job.id, "attempt ended on a job in a bad state: {e}"),
         }
         st.txn.put(
             keys::attempt(&job.tenant, &job.id, attempt.attempt),
@@ -111,18 +118,12 @@ impl Shard {
         self.put_job(st, job);
     }
 
-    fn finish(&mut self, st: &Step, job: &mut store::JobRecord, status: wire::JobStatus) {
-        job.status = status as i32;
-        job.updated_at_ms = st.now;
-        job.next_attempt_at_ms = 0;
-    }
-
     /// The job waits for its next attempt per its retry policy.
     fn schedule_retry(&mut self, st: &mut Step, job: &mut store::JobRecord) {
         let policy = job.retry_policy.clone().unwrap_or_default();
         let delay = retry::backoff_ms(&policy, job.attempt_count, rand::random::<f64>());
         let due = st.now.saturating_add(delay);
-        job.status = wire::JobStatus::Scheduled as i32;
+        job.status = JobStatus::Scheduled as i32;
         job.updated_at_ms = st.now;
         job.next_attempt_at_ms = due;
         job.wait_seq = self.add_waiting(st, job, due);

@@ -7,6 +7,7 @@ use super::{defer, LeaseWaiter, Reply, Shard, Step};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::lifecycle::{self, Event};
 use crate::proto::{store, wire};
 use crate::retry;
 use crate::validate::LeaseParams;
@@ -117,7 +118,11 @@ impl Shard {
             .load_job(st, &w.tenant, &w.job_id)
             .await?
             .ok_or_else(|| Error::Internal("job of a waiting entry is missing".into()))?;
-        if job.status != wire::JobStatus::Scheduled as i32 || job.wait_seq != w.seq {
+        let waiting_here = job.wait_seq == w.seq;
+        let Ok(to) = lifecycle::transition(lifecycle::stored(job.status)?, Event::Lease) else {
+            return Ok(None);
+        };
+        if !waiting_here {
             return Ok(None);
         }
         let payload = st
@@ -128,7 +133,7 @@ impl Shard {
         let task_id = uuid::Uuid::now_v7().simple().to_string();
         let expires_at_ms = st.now + self.config.lease_ms;
         job.attempt_count += 1;
-        job.status = wire::JobStatus::Running as i32;
+        job.status = to as i32;
         job.current_task_id = task_id.clone();
         job.wait_seq = 0;
         job.next_attempt_at_ms = 0;

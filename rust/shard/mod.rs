@@ -712,16 +712,3 @@ pub(crate) fn job_keys(job: &store::JobRecord) -> Vec<String> {
         .map(|l| l.key.clone())
         .collect()
 }
-
-/// The wire name of a job status.
-pub(crate) fn status_name(status: i32) -> &'static str {
-    match wire::JobStatus::try_from(status) {
-        Ok(wire::JobStatus::Scheduled) => "SCHEDULED",
-        Ok(wire::JobStatus::Pending) => "PENDING",
-        Ok(wire::JobStatus::Running) => "RUNNING",
-        Ok(wire::JobStatus::Succeeded) => "SUCCEEDED",
-        Ok(wire::JobStatus::Failed) => "FAILED",
-        Ok(wire::JobStatus::Cancelled) => "CANCELLED",
-        Ok(wire::JobStatus::Unspecified) | Err(_) => "UNSPECIFIED",
-    }
-}
