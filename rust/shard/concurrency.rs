@@ -29,6 +29,9 @@ struct KeyState {
     holders: HashSet<String>,
     reserved: u32,
     waiters: BTreeMap<WaiterOrder, Waiting>,
+    /// Parked jobs (waiting on any key) that name this key: their limits must stay known so
+    /// that a grant can admit them without reading the store.
+    pins: u32,
 }
 
 impl KeyState {
@@ -37,7 +40,7 @@ impl KeyState {
     }
 
     fn idle(&self) -> bool {
-        self.holders.is_empty() && self.reserved == 0 && self.waiters.is_empty()
+        self.holders.is_empty() && self.reserved == 0 && self.waiters.is_empty() && self.pins == 0
     }
 }
 
@@ -103,10 +106,27 @@ impl ConcurrencyTable {
     }
 
     fn park(&mut self, key: String, w: Waiting) {
+        for k in &w.keys {
+            self.keys
+                .entry((w.tenant.clone(), k.clone()))
+                .or_default()
+                .pins += 1;
+        }
         self.blocked_on
             .insert((w.tenant.clone(), w.job_id.clone()), key.clone());
         let state = self.keys.entry((w.tenant.clone(), key)).or_default();
         state.waiters.insert(order(&w), w);
+    }
+
+    /// Undoes the pins of a job that left a waiter queue; forgets keys left idle.
+    fn unpin(&mut self, w: &Waiting) {
+        for k in &w.keys {
+            let id = (w.tenant.clone(), k.clone());
+            if let Some(s) = self.keys.get_mut(&id) {
+                s.pins = s.pins.saturating_sub(1);
+            }
+            self.forget_if_idle(&id);
+        }
     }
 
     /// An admitted job was leased: its reservations become holdings by `task_id`.
@@ -174,8 +194,12 @@ impl ConcurrencyTable {
             return false;
         };
         let id = (tenant.to_string(), key);
-        if let Some(s) = self.keys.get_mut(&id) {
-            s.waiters.remove(&(Reverse(priority), due_ms, seq));
+        let removed = self
+            .keys
+            .get_mut(&id)
+            .and_then(|s| s.waiters.remove(&(Reverse(priority), due_ms, seq)));
+        if let Some(w) = removed {
+            self.unpin(&w);
         }
         self.forget_if_idle(&id);
         true
@@ -221,9 +245,12 @@ impl ConcurrencyTable {
             };
             self.blocked_on
                 .remove(&(w.tenant.clone(), w.job_id.clone()));
-            if let Some(w) = self.admit(w) {
-                admitted.push(w);
+            // Its keys are pinned, so all are known; unpin only after admitting (a re-park
+            // pins them again).
+            if let Some(a) = self.admit(w.clone()) {
+                admitted.push(a);
             }
+            self.unpin(&w);
         }
         admitted
     }
@@ -320,6 +347,32 @@ mod tests {
         assert!(c.admit(w("b", 50, 2, &["k"])).is_none());
         assert!(c.remove_waiter("t", "b", 0, 2, 50));
         assert!(c.release("t", &["k".into()], "ta").is_empty());
+        assert_eq!(c.keys_in_use(), 0);
+    }
+
+    #[test]
+    fn a_parked_job_keeps_its_other_keys_known() {
+        let mut c = ConcurrencyTable::default();
+        c.set_limit("t", "a", 1);
+        c.set_limit("t", "b", 1);
+        let x = c.admit(w("x", 50, 1, &["a"])).unwrap();
+        c.on_lease(&x, "tx");
+        // j waits on a; b has no user but j, and must stay known with its limit.
+        assert!(c.admit(w("j", 50, 2, &["a", "b"])).is_none());
+        assert_eq!(c.describe("t", "b").0, 1);
+        assert_eq!(ids(&c.release("t", &["a".into()], "tx")), vec!["j"]);
+    }
+
+    #[test]
+    fn cancelling_a_parked_job_forgets_all_its_idle_keys() {
+        let mut c = ConcurrencyTable::default();
+        c.set_limit("t", "shared", 1);
+        c.set_limit("t", "own", 1);
+        let x = c.admit(w("x", 50, 1, &["shared"])).unwrap();
+        c.on_lease(&x, "tx");
+        assert!(c.admit(w("j", 50, 2, &["own", "shared"])).is_none());
+        assert!(c.remove_waiter("t", "j", 0, 2, 50));
+        assert!(c.release("t", &["shared".into()], "tx").is_empty());
         assert_eq!(c.keys_in_use(), 0);
     }
 
