@@ -1,4 +1,4 @@
-"""The `silo` command: `silo serve` runs the broker (`silo bench` comes in a later issue).
+"""The `silo` command: `silo serve` runs the broker; `silo bench SCENARIO` measures one.
 
 Exit codes: 0 after a clean shutdown, 1 when the broker cannot start (store, address, native
 module), 2 for bad usage or a bad setting. Errors are one line on stderr, never a traceback.
@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             metavar = name.split("_")[-1].upper()
             serve.add_argument(flag(name), dest=name, metavar=metavar, help=text)
-    # `silo bench` (later issue) registers its subparser here.
+    from silo import bench  # light: argparse only, no grpcio
+
+    bench.register(commands)
     return parser
 
 
@@ -67,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "bench":
+        from silo import bench
+
+        return bench.run(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest
 
 

@@ -1,0 +1,58 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Stats(_message.Message):
+    __slots__ = ("object_store_requests", "settings", "rss_bytes", "gauges")
+    class ObjectStoreRequestsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class GaugesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    OBJECT_STORE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GAUGES_FIELD_NUMBER: _ClassVar[int]
+    object_store_requests: _containers.ScalarMap[str, int]
+    settings: _containers.ScalarMap[str, str]
+    rss_bytes: int
+    gauges: _containers.ScalarMap[str, int]
+    def __init__(self, object_store_requests: _Optional[_Mapping[str, int]] = ..., settings: _Optional[_Mapping[str, str]] = ..., rss_bytes: _Optional[int] = ..., gauges: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class SetFaultsRequest(_message.Message):
+    __slots__ = ("error_rate", "added_latency_ms", "stall")
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    ADDED_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    STALL_FIELD_NUMBER: _ClassVar[int]
+    error_rate: float
+    added_latency_ms: int
+    stall: bool
+    def __init__(self, error_rate: _Optional[float] = ..., added_latency_ms: _Optional[int] = ..., stall: _Optional[bool] = ...) -> None: ...
+
+class SetFaultsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

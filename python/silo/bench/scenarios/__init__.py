@@ -1,0 +1,1 @@
+"""One module per `silo bench` scenario, each with `run(bench: Bench) -> None`."""

@@ -1,0 +1,73 @@
+"""`silo bench dispatch`: an idle broker with --workers parked in LeaseTasks(wait_ms); one job
+every --interval-ms; latency from Enqueue's answer (and from its call) to the worker's receipt."""
+
+from __future__ import annotations
+
+from silo.bench.measure import latency_fields
+from silo.bench.procs import DONE, Task
+from silo.bench.runner import Bench
+from silo.bench.work import DispatchProducer, DispatchWorker, dispatch_producer, dispatch_worker
+
+
+def run(bench: Bench) -> None:
+    args = bench.args
+    workers = bench.split(args.workers)
+    tasks = [
+        Task(
+            dispatch_worker,
+            DispatchWorker(threads=n, queue=bench.queue, wait_ms=args.wait_ms),
+            "worker",
+        )
+        for n in workers
+    ]
+    tasks.insert(
+        0,
+        Task(
+            dispatch_producer,
+            DispatchProducer(
+                jobs=args.jobs,
+                interval=args.interval_ms / 1000,
+                queue=bench.queue,
+                payload_bytes=args.payload_bytes,
+                pills=sum(workers),
+            ),
+            "producer",
+        ),
+    )
+    timeout = args.jobs * args.interval_ms / 1000 + 60 + args.wait_ms / 1000
+    result = bench.phase("dispatch", tasks, total=args.jobs, timeout_s=timeout)
+    [produced] = result.by_role("producer")
+    answered = dict(zip(produced["ids"], produced["answered"], strict=True))
+    sent = dict(zip(produced["ids"], produced["sent"], strict=True))
+    from_answer: list[float] = []
+    from_call: list[float] = []
+    for value in result.by_role("worker"):
+        for job_id, received in zip(value["ids"], value["received"], strict=True):
+            if job_id in answered:
+                from_answer.append(received - answered[job_id])
+                from_call.append(received - sent[job_id])
+    a = latency_fields(from_answer)
+    c = latency_fields(from_call, "from_call_")
+    early = sum(1 for x in from_answer if x < 0)
+    bench.report.add(
+        {
+            "phase": f"dispatch x{sum(workers)} workers",
+            "jobs": len(from_answer),
+            "seconds": round(result.wall_s, 2),
+            **a,
+            "from_call_p50_ms": c["from_call_p50_ms"],
+            "from_call_p99_ms": c["from_call_p99_ms"],
+            "before_answer": early,
+            "errors": result.counters[2],
+            **result.cpu_fields(),
+        }
+    )
+    if result.counters[DONE] < len(answered):
+        bench.report.notes.append(
+            f"only {result.counters[DONE]:,} of {len(answered):,} jobs reached a worker"
+        )
+    if early:
+        bench.report.notes.append(
+            f"{early} task(s) reached a worker before the producer saw Enqueue's answer "
+            "(negative latency from the answer; counted as measured)"
+        )

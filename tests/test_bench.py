@@ -1,0 +1,188 @@
+"""Smoke tests of `silo bench`: every scenario runs seconds-long with tiny sizes against a real
+broker and prints its summary and valid JSON. Figures are not asserted (STYLE.md habit 12: goals
+live in BENCHMARKS.md), only that the harness works and counts what it did."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from silo import bench
+from silo.bench.options import parse_size, parse_sizes
+from silo.testing import ServerProcess
+
+# Tiny sizes: one load-generator process per role, a second or two per phase.
+SMOKE_ARGS: dict[str, list[str]] = {
+    "enqueue": [
+        "--clients",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--batch-size",
+        "10",
+        "--batch-clients",
+        "2",
+    ],
+    "burn-down": [
+        "--jobs",
+        "2000",
+        "--enqueue-batch",
+        "100",
+        "--lease-batch",
+        "100",
+        "--report-batch",
+        "50",
+        "--enqueuers",
+        "2",
+        "--workers",
+        "2",
+    ],
+    "steady": ["--rates", "50,500", "--duration", "1", "--workers", "2"],
+    "dispatch": ["--jobs", "20", "--interval-ms", "10", "--workers", "2", "--wait-ms", "2000"],
+    "backlog": ["--steps", "0,2k", "--probes", "10", "--settle-s", "0", "--fill-batch", "500"],
+    "tenants": [
+        "--tenants",
+        "20",
+        "--jobs-per-tenant",
+        "3",
+        "--big-tenant-jobs",
+        "2000",
+        "--small-rate",
+        "200",
+        "--workers",
+        "2",
+    ],
+    "cost": ["--rate", "100", "--duration", "1", "--workers", "2"],
+}
+
+
+def run_bench(scenario: str, *extra: str) -> tuple[dict[str, Any], str]:
+    """Run `python -m silo.bench SCENARIO ... --json -`; the parsed JSON and the human output."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "silo.bench",
+        scenario,
+        *SMOKE_ARGS[scenario],
+        "--procs",
+        "1",
+        "--progress-s",
+        "0.5",
+        "--json",
+        "-",
+        *extra,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, f"{cmd} exited {proc.returncode}\n{proc.stderr[-4000:]}"
+    doc = json.loads(proc.stdout)
+    assert f"== silo bench {scenario}: results" in proc.stderr, proc.stderr[-4000:]
+    assert doc["scenario"] == scenario
+    assert doc["settings"]["cores"] >= 1
+    assert doc["results"], "no result rows"
+    for row in doc["results"]:
+        assert row.get("errors", 0) == 0, row
+        assert "loadgen_cores" in row, row
+    return doc, proc.stderr
+
+
+def test_enqueue() -> None:
+    doc, out = run_bench("enqueue")
+    single, batch = doc["results"]
+    assert single["phase"] == "single x2" and single["jobs"] > 0 and single["p99_ms"] > 0
+    assert batch["batch"] == 10 and batch["jobs"] >= 10
+    assert doc["settings"]["broker"] == "subprocess"
+    assert "[enqueue single x2]" in out  # progress lines
+
+
+def test_burn_down_batched() -> None:
+    doc, _ = run_bench("burn-down")
+    rows = {r["phase"]: r for r in doc["results"]}
+    assert rows["enqueue (batched)"]["jobs"] == 2000
+    assert rows["end to end (batched)"]["jobs"] == 2000
+    assert rows["end to end (batched)"]["jobs_per_s"] > 0
+
+
+def test_burn_down_per_job() -> None:
+    doc, _ = run_bench(
+        "burn-down", "--per-job", "--jobs", "100", "--enqueuers", "4", "--workers", "4"
+    )
+    rows = {r["phase"]: r for r in doc["results"]}
+    assert rows["end to end (per-job)"]["jobs"] == 100
+    assert rows["lease (per-job)"]["call"] == "LeaseTasks max 1"
+
+
+def test_steady() -> None:
+    doc, _ = run_bench("steady")
+    for row, rate in zip(doc["results"], (50, 500), strict=True):
+        assert row["rate"] == rate
+        assert row["completed"] == row["jobs"] == rate  # one second of arrivals
+        assert 0 < row["start_p50_ms"] <= row["done_p50_ms"]
+
+
+def test_dispatch() -> None:
+    doc, _ = run_bench("dispatch")
+    [row] = doc["results"]
+    assert row["jobs"] == 20
+    assert row["from_call_p50_ms"] > 0
+
+
+def test_backlog() -> None:
+    doc, _ = run_bench("backlog")
+    first, second = doc["results"]
+    assert (first["queued"], second["queued"]) == (0, 2000)
+    assert second["broker_rss_mb"] > 0  # /proc of the broker subprocess
+    assert second["lease_p50_ms"] > 0
+
+
+def test_tenants() -> None:
+    doc, _ = run_bench("tenants")
+    fill, small = doc["results"]
+    assert fill["jobs"] == 2000
+    assert small["jobs"] == 60
+    assert small["start_p50_ms"] > 0
+
+
+def test_cost() -> None:
+    doc, _ = run_bench("cost")
+    [row] = doc["results"]
+    assert row["completed"] == 100
+    if doc["settings"]["admin_stats"] == "available":
+        assert row["requests_per_1k_jobs"] is not None
+        assert row["usd_per_million_jobs"] >= 0
+    else:  # Admin/GetStats not served: figures are n/a, and a note says why
+        assert row["usd_per_million_jobs"] is None
+        assert any("GetStats" in note for note in doc["notes"])
+
+
+def test_against_running_broker(shared_server: ServerProcess) -> None:
+    doc, _ = run_bench("enqueue", "--target", shared_server.address, "--batch-size", "0")
+    assert doc["settings"]["broker"] == "attached"
+    assert doc["settings"]["address"] == shared_server.address
+    [row] = doc["results"]
+    assert row["jobs"] > 0
+
+
+def test_register_adds_bench_to_a_parser() -> None:
+    parser = argparse.ArgumentParser(prog="silo")
+    bench.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "backlog", "--steps", "0,1M,2.5M", "--target", "h:1"])
+    assert (args.command, args.scenario, args.target) == ("bench", "backlog", "h:1")
+    assert args.steps == [0, 1_000_000, 2_500_000]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("1000", 1000), ("1_000", 1000), ("10k", 10_000), ("1M", 10**6)]
+)
+def test_parse_size(text: str, value: int) -> None:
+    assert parse_size(text) == value
+
+
+def test_parse_sizes_rejects_garbage() -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_sizes("1,lots")
