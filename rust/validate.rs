@@ -30,6 +30,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: String,
+    /// The server made the id (a UUIDv7): it cannot collide, so no existence check is needed.
+    pub id_generated: bool,
     pub tenant: String,
     pub queue: String,
     pub priority: u32,
@@ -174,6 +176,7 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
         check_chars(&format!("metadata[{k}]"), v, MAX_METADATA_VALUE_CHARS)?;
     }
     Ok(NewJob {
+        id_generated: req.id.is_empty(),
         id: if req.id.is_empty() {
             new_job_id()
         } else {

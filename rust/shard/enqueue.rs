@@ -11,7 +11,7 @@ impl Shard {
     /// Adds one validated job. ALREADY_EXISTS when the tenant has a job with this id, whatever
     /// its status (also one enqueued earlier in the same batch).
     pub(super) async fn enqueue(&mut self, st: &mut Step, job: NewJob) -> Result<String> {
-        if self.load_job(st, &job.tenant, &job.id).await?.is_some() {
+        if !job.id_generated && self.load_job(st, &job.tenant, &job.id).await?.is_some() {
             return Err(Error::JobAlreadyExists);
         }
         let due = job.start_at_ms.max(st.now);

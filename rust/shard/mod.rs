@@ -201,6 +201,26 @@ fn record_failure(health: &DbHealth, fenced: &watch::Sender<bool>, e: &slatedb::
     health.fail(e.to_string());
 }
 
+/// Group commit without waiting out the flush interval: the actor kicks this task after each
+/// write, and it flushes the WAL at once unless a flush is running, in which case the writes
+/// that arrived meanwhile go in the next flush. Ends when the sender is dropped (reopen, close)
+/// or the database closed. Used on local stores, where a flush is cheap; on S3 every flush is a
+/// billed PUT, so the flush interval alone paces them.
+fn spawn_flusher(db: Db) -> mpsc::Sender<()> {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            if let Err(e) = db.flush().await {
+                if matches!(e.kind(), ErrorKind::Closed(_)) {
+                    return;
+                }
+                tracing::warn!("WAL flush failed: {e}");
+            }
+        }
+    });
+    tx
+}
+
 /// Watches a database for closing under us (fencing noticed by SlateDB, or a fatal error).
 fn watch_db(db: &Db, health: Arc<DbHealth>, fenced: Arc<watch::Sender<bool>>) {
     let mut rx = db.subscribe();
@@ -251,6 +271,8 @@ pub struct Shard {
     waiters: VecDeque<LeaseWaiter>,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
+    /// Asks the flusher task for a WAL flush now (local stores only; see `spawn_flusher`).
+    flush_now: Option<mpsc::Sender<()>>,
 }
 
 impl Shard {
@@ -265,6 +287,7 @@ impl Shard {
         let fenced = Arc::new(fenced_tx);
         let health = Arc::new(DbHealth::default());
         watch_db(&db, health.clone(), fenced.clone());
+        let flush_now = store.eager_flush().then(|| spawn_flusher(db.clone()));
         let mut shard = Shard {
             store,
             db,
@@ -281,6 +304,7 @@ impl Shard {
             conc: ConcurrencyTable::default(),
             waiters: VecDeque::new(),
             last_write: None,
+            flush_now,
         };
         shard.load().await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -469,6 +493,10 @@ impl Shard {
         });
         self.health = Arc::new(DbHealth::default());
         watch_db(&self.db, self.health.clone(), self.fenced.clone());
+        self.flush_now = self
+            .store
+            .eager_flush()
+            .then(|| spawn_flusher(self.db.clone()));
         if let Err(e) = self.load().await {
             self.health.fail(e.to_string());
             return Err(e.to_string());
@@ -572,7 +600,13 @@ impl Shard {
         }
         if let Some(batch) = st.txn.into_batch() {
             match self.db.write(batch).await {
-                Ok(handle) => self.last_write = Some(handle),
+                Ok(handle) => {
+                    self.last_write = Some(handle);
+                    if let Some(kick) = &self.flush_now {
+                        // Full channel: a flush is already due and will include this write.
+                        let _ = kick.try_send(());
+                    }
+                }
                 Err(e) => {
                     tracing::error!("shard write failed: {e}");
                     record_failure(&self.health, &self.fenced, &e);

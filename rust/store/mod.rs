@@ -125,6 +125,7 @@ pub struct ShardStore {
     object_store: Arc<dyn ObjectStore>,
     path: Path,
     local: bool,
+    eager_flush: bool,
     settings: StoreSettings,
 }
 
@@ -140,8 +141,15 @@ impl ShardStore {
             object_store,
             path: root.clone().join("shards").join(shard.to_string().as_str()),
             local: matches!(location, StoreLocation::Local(_)),
+            eager_flush: !matches!(location, StoreLocation::S3 { .. }),
             settings,
         }
+    }
+
+    /// Whether to flush the WAL as soon as a write waits (local stores: a flush is a cheap
+    /// file write) rather than only every flush interval (S3: a flush is a billed PUT).
+    pub fn eager_flush(&self) -> bool {
+        self.eager_flush
     }
 
     fn slatedb_settings(&self) -> Settings {
