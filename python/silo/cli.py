@@ -94,7 +94,11 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here so `import silo` and `silo --help` work before the native module is built.
     from silo.server.app import run
 
-    code = asyncio.run(run(config))
+    # uvloop's C event loop and transports roughly halve the per-call cost of the Python side.
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        code = runner.run(run(config))
     if "silo._native" in sys.modules:
         _exit_now(code)
     return code
