@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from grpclib.const import Status
 from helpers import (
     SHORT_LEASE_MS,
@@ -19,6 +20,10 @@ from helpers import (
     unique,
 )
 from silo._proto.silo.v1 import AttemptStatus, CancelRequest, JobStatus, RetryPolicy, SiloStub
+
+# Core behaviour: runs once per store kind (file and S3), see conftest.
+pytestmark = pytest.mark.all_stores
+
 
 RETRY_NOW = RetryPolicy(max_retries=3, schedule_ms=[0])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from grpclib.const import Status
 from helpers import (
     enqueue,
@@ -26,6 +27,10 @@ from silo._proto.silo.v1 import (
     RetryPolicy,
 )
 from silo.testing import ServerProcess
+
+# Core behaviour: runs once per store kind (file and S3), see conftest.
+pytestmark = pytest.mark.all_stores
+
 
 T = "tenant-d"
 

@@ -24,6 +24,10 @@ from silo._proto.silo.v1 import (
 )
 from silo.testing import ServerProcess
 
+# Core behaviour: runs once per store kind (file and S3), see conftest.
+pytestmark = pytest.mark.all_stores
+
+
 CONTROL_CHARS = ["\x00", "\t", "\n", "\x1b", "\x7f", "\x85"]
 
 

@@ -30,6 +30,10 @@ from silo._proto.silo.v1 import (
     SiloStub,
 )
 
+# Core behaviour: runs once per store kind (file and S3), see conftest.
+pytestmark = pytest.mark.all_stores
+
+
 # ------------------------------------------------------------------------------------ order
 
 

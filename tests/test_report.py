@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from grpclib.const import Status
 from helpers import (
     assert_between,
@@ -28,6 +29,10 @@ from silo._proto.silo.v1 import (
     TaskCancelled,
     TaskFailure,
 )
+
+# Core behaviour: runs once per store kind (file and S3), see conftest.
+pytestmark = pytest.mark.all_stores
+
 
 RETRY_NOW = RetryPolicy(max_retries=3, schedule_ms=[0])
 OK = Status.OK.value

@@ -92,10 +92,10 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Imported here so `import silo` and `silo --help` work before the native module is built.
-    from silo.server.app import run
-
-    # uvloop's C event loop and transports roughly halve the per-call cost of the Python side.
+    # uvloop's C event loop and transports cut the per-call cost of the Python side.
     import uvloop
+
+    from silo.server.app import run
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         code = runner.run(run(config))
