@@ -110,6 +110,10 @@ impl Broker {
             ("flush_interval_ms".to_string(), flush_ms.to_string()),
             ("lease_ms".to_string(), config.lease_ms.to_string()),
             (
+                "index_page_size".to_string(),
+                crate::shard::INDEX_PAGE_SIZE.to_string(),
+            ),
+            (
                 "max_payload_bytes".to_string(),
                 config.max_payload_bytes.to_string(),
             ),

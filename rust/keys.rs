@@ -12,8 +12,13 @@
 //! - `ATTEMPT tenant job_id n`    -> wire.Attempt
 //! - `TASK  task_id`              -> store.TaskRef
 //! - `LEASE task_id`              -> store.LeaseRecord (live attempts only)
-//! - `WAITING due_ms seq`         -> store.WaitingRecord (SCHEDULED and PENDING jobs)
+//! - `WAITING due_ms seq`         -> store.QueuedJob (a job waiting for its start time or backoff)
 //! - `LIMIT tenant key`           -> u64 big-endian: the key's max concurrency (last enqueue wins)
+//! - `READY queue !priority tenant due_ms seq` -> store.QueuedJob (a due job waiting for a
+//!   worker; `!priority` is `u32::MAX - priority`, so the highest priority sorts first)
+//!
+//! Migrations: session 2 replaced the WAITING value (store.WaitingRecord) with store.QueuedJob
+//! and added READY; stores written before cannot be read (no release had shipped).
 
 use crate::error::{Error, Result};
 
@@ -25,9 +30,14 @@ pub const TASK: u8 = 0x13;
 pub const LEASE: u8 = 0x14;
 pub const WAITING: u8 = 0x15;
 pub const LIMIT: u8 = 0x16;
+pub const READY: u8 = 0x17;
 
 /// The META entry holding the next enqueue sequence number of the shard.
 pub const META_NEXT_SEQ: &str = "next_seq";
+/// The META entries counting the WAITING and READY entries (the `scheduled` and `ready`
+/// gauges, which must not cost a scan of the backlog).
+pub const META_SCHEDULED_JOBS: &str = "scheduled_jobs";
+pub const META_READY_JOBS: &str = "ready_jobs";
 
 /// Builds one key field by field.
 #[derive(Debug, Clone, Default)]
@@ -181,6 +191,41 @@ pub fn limit(tenant: &str, key: &str) -> Vec<u8> {
     KeyBuilder::family(LIMIT).str(tenant).str(key).build()
 }
 
+/// One (queue, priority, tenant) group of the READY family: the jobs of one tenant that one
+/// priority level of one queue hands out in (due, seq) order.
+pub fn ready_group(queue: &str, priority: u32, tenant: &str) -> Vec<u8> {
+    KeyBuilder::family(READY)
+        .str(queue)
+        .u32(u32::MAX - priority)
+        .str(tenant)
+        .build()
+}
+
+/// A READY key: its group followed by (due_ms, seq).
+pub fn ready(group: &[u8], due_ms: i64, seq: u64) -> Vec<u8> {
+    let mut k = KeyBuilder(Vec::with_capacity(group.len() + 16));
+    k.0.extend_from_slice(group);
+    k.i64(due_ms).u64(seq).build()
+}
+
+/// (queue, priority, tenant, due_ms, seq) of a READY key.
+pub fn parse_ready(key: &[u8]) -> Result<(String, u32, String, i64, u64)> {
+    let mut r = KeyReader::new(key, READY)?;
+    Ok((r.str()?, u32::MAX - r.u32()?, r.str()?, r.i64()?, r.u64()?))
+}
+
+/// The first key after every key that starts with `prefix` (None: no such key).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// (due_ms, seq) of a WAITING key.
 pub fn parse_waiting(key: &[u8]) -> Result<(i64, u64)> {
     let mut r = KeyReader::new(key, WAITING)?;
@@ -237,6 +282,27 @@ mod tests {
             b in (any::<i64>(), any::<u64>()),
         ) {
             prop_assert_eq!(waiting(a.0, a.1).cmp(&waiting(b.0, b.1)), a.cmp(&b));
+        }
+
+        #[test]
+        fn ready_key_order_matches_tuple_order(
+            a in (any_str(), any::<u32>(), any_str(), any::<i64>(), any::<u64>()),
+            b in (any_str(), any::<u32>(), any_str(), any::<i64>(), any::<u64>()),
+        ) {
+            let ka = ready(&ready_group(&a.0, a.1, &a.2), a.3, a.4);
+            let kb = ready(&ready_group(&b.0, b.1, &b.2), b.3, b.4);
+            // Highest priority first.
+            let ta = (a.0.as_bytes(), std::cmp::Reverse(a.1), a.2.as_bytes(), a.3, a.4);
+            let tb = (b.0.as_bytes(), std::cmp::Reverse(b.1), b.2.as_bytes(), b.3, b.4);
+            prop_assert_eq!(ka.cmp(&kb), ta.cmp(&tb));
+            prop_assert_eq!(parse_ready(&ka).unwrap(), a.clone());
+            let group = ready_group(&a.0, a.1, &a.2);
+            prop_assert!(ka.starts_with(&group));
+            let end = prefix_end(&group).unwrap();
+            prop_assert!(ka < end);
+            if !kb.starts_with(&group) {
+                prop_assert!(kb < group || kb >= end);
+            }
         }
 
         #[test]

@@ -1,10 +1,12 @@
 //! Cancel: a waiting job ends at once; a running one ends now and its worker learns it on
 //! the next heartbeat (the attempt keeps its lease until reported or expired).
 
-use super::{JobRef, Shard, Step};
+use super::ready::Waiting;
+use super::{job_keys, JobRef, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::lifecycle::{self, Event};
+use crate::proto::store;
 use crate::proto::wire::JobStatus;
 
 impl Shard {
@@ -15,30 +17,55 @@ impl Shard {
             .ok_or(Error::JobNotFound)?;
         let from = lifecycle::stored(job.status)?;
         let to = lifecycle::transition(from, Event::Cancel)?;
-        match from {
-            JobStatus::Scheduled | JobStatus::Pending => {
-                let (due, seq) = (job.next_attempt_at_ms, job.wait_seq);
-                if self.scheduled.remove(&(due, seq)).is_some() {
-                } else if let Some(w) =
-                    self.ready
-                        .remove(&job.queue, job.priority, &job.tenant, due, seq)
-                {
-                    let admitted = self.conc.unreserve(&w);
-                    self.ready_all(admitted);
-                } else {
-                    self.conc
-                        .remove_waiter(&job.tenant, &job.id, due, seq, job.priority);
-                }
-                st.txn.delete(keys::waiting(due, seq));
-                job.wait_seq = 0;
-                job.next_attempt_at_ms = 0;
-            }
-            // The attempt keeps its lease and slots until reported or expired.
-            _ => self.leases.mark_cancelled(&job.current_task_id),
+        // A running attempt keeps its lease and slots until reported or expired.
+        if matches!(from, JobStatus::Scheduled | JobStatus::Pending) {
+            self.unqueue(st, &job).await?;
+            job.wait_seq = 0;
+            job.next_attempt_at_ms = 0;
         }
         job.status = to as i32;
         job.updated_at_ms = st.now;
         self.put_job(st, &job);
+        if let Some(lease) = self.leases.get_mut(&job.current_task_id) {
+            lease.cancelled = true;
+            lease.job = job;
+        }
+        Ok(())
+    }
+
+    /// Takes a waiting job out of the store and of memory, wherever it waits: a timer, a
+    /// ready group's head, a concurrency key's waiters, or only the store.
+    async fn unqueue(&mut self, st: &mut Step, job: &store::JobRecord) -> Result<()> {
+        let w = Waiting {
+            tenant: job.tenant.clone(),
+            job_id: job.id.clone(),
+            queue: job.queue.clone(),
+            priority: job.priority,
+            due_ms: job.next_attempt_at_ms,
+            seq: job.wait_seq,
+            keys: job_keys(job),
+        };
+        let waiting_key = keys::waiting(w.due_ms, w.seq);
+        let scheduled = self.timers.remove(&w.sort_key()).is_some()
+            || st.txn.get(&self.db, &waiting_key).await?.is_some();
+        if scheduled {
+            self.forget_key(st, &w, waiting_key);
+            self.scheduled_jobs = self.scheduled_jobs.saturating_sub(1);
+        } else {
+            if let Some((w, refill)) = self.ready.remove(&w.group(), w.sort_key()) {
+                let admitted = self.conc.unreserve(&w);
+                self.ready_all(admitted);
+                if let Some(g) = refill {
+                    self.refill_or_rebuild(st, &g).await;
+                }
+            } else {
+                self.conc
+                    .remove_waiter(&w.tenant, &w.job_id, w.due_ms, w.seq, w.priority);
+            }
+            self.forget_key(st, &w, w.ready_key());
+            self.ready_jobs = self.ready_jobs.saturating_sub(1);
+        }
+        self.counts_dirty = true;
         Ok(())
     }
 }

@@ -19,20 +19,15 @@ pub const LEASE_EXPIRED: &str = "lease_expired";
 
 impl Shard {
     pub(super) async fn report(&mut self, st: &mut Step, p: ReportParams) -> Result<()> {
-        let lease = match self.leases.get(&p.task_id) {
-            Some(l) if l.worker_id == p.worker_id => l.clone(),
+        match self.leases.get(&p.task_id) {
+            Some(l) if l.attempt.worker_id == p.worker_id => {}
             Some(_) => return Err(Error::LeaseNotHeld("the task is leased to another worker")),
             None => return Err(self.finished_task_error(st, &p.task_id).await),
+        }
+        let Some(lease) = self.leases.remove(&p.task_id) else {
+            return Err(Error::TaskNotFound);
         };
-        let mut job = self
-            .load_job(st, &lease.tenant, &lease.job_id)
-            .await?
-            .ok_or_else(|| Error::Internal("job of a live lease is missing".into()))?;
-        let attempt = self
-            .load_attempt(st, &lease.tenant, &lease.job_id, lease.attempt)
-            .await?;
-        self.leases.remove(&p.task_id);
-        self.end_attempt(st, &lease, &mut job, attempt, p.outcome);
+        self.end_attempt(st, lease, p.outcome);
         Ok(())
     }
 
@@ -60,20 +55,17 @@ impl Shard {
 
     /// Ends a live attempt with `outcome` and moves the job on; the attempt's concurrency slots
     /// free in this same step (the only place they free). The caller has already taken the
-    /// lease out of the lease table. Infallible: every read happened before.
-    pub(super) fn end_attempt(
-        &mut self,
-        st: &mut Step,
-        lease: &Lease,
-        job: &mut store::JobRecord,
-        mut attempt: wire::Attempt,
-        outcome: Outcome,
-    ) {
+    /// lease out of the lease table. Reads nothing: the lease holds the records it changes.
+    pub(super) fn end_attempt(&mut self, st: &mut Step, lease: Lease, outcome: Outcome) {
+        let Lease {
+            mut job,
+            mut attempt,
+            keys: held,
+            ..
+        } = lease;
         attempt.finished_at_ms = st.now;
         st.txn.delete(keys::lease(&attempt.task_id));
-        let admitted = self
-            .conc
-            .release(&lease.tenant, &lease.keys, &attempt.task_id);
+        let admitted = self.conc.release(&job.tenant, &held, &attempt.task_id);
         self.ready_all(admitted);
         job.current_task_id.clear();
         let mut result = None;
@@ -100,7 +92,7 @@ impl Shard {
         let from = lifecycle::stored(job.status);
         match from.and_then(|from| lifecycle::transition(from, event).map(|to| (from, to))) {
             Ok((from, to)) if from == to => {} // cancelled while running: stays CANCELLED
-            Ok((_, JobStatus::Scheduled)) => self.schedule_retry(st, job),
+            Ok((_, JobStatus::Scheduled)) => self.schedule_retry(st, &mut job),
             Ok((_, to)) => {
                 job.status = to as i32;
                 job.updated_at_ms = st.now;
@@ -115,7 +107,7 @@ impl Shard {
             keys::attempt(&job.tenant, &job.id, attempt.attempt),
             codec::encode(&attempt),
         );
-        self.put_job(st, job);
+        self.put_job(st, &job);
     }
 
     /// The job waits for its next attempt per its retry policy.
@@ -125,46 +117,18 @@ impl Shard {
         let due = st.now.saturating_add(delay);
         job.status = JobStatus::Scheduled as i32;
         job.updated_at_ms = st.now;
-        job.next_attempt_at_ms = due;
-        job.wait_seq = self.add_waiting(st, job, due);
+        // The payload stays in key P only: a lease of the retry reads it there.
+        self.add_waiting(st, job, due, None);
     }
 
     /// A lease ran out: the attempt fails with `lease_expired` and the job moves on.
-    pub(super) async fn expire_lease(&mut self, st: &mut Step, task_id: &str, lease: Lease) {
-        let loaded = async {
-            let job = self
-                .load_job(st, &lease.tenant, &lease.job_id)
-                .await?
-                .ok_or_else(|| Error::Internal("job of a live lease is missing".into()))?;
-            let attempt = self
-                .load_attempt(st, &lease.tenant, &lease.job_id, lease.attempt)
-                .await?;
-            Ok::<_, Error>((job, attempt))
-        }
-        .await;
-        match loaded {
-            Ok((mut job, attempt)) => {
-                let failure = wire::TaskFailure {
-                    code: LEASE_EXPIRED.to_string(),
-                    message: "the lease expired before the worker reported an outcome".to_string(),
-                    data: Bytes::new(),
-                    non_retryable: false,
-                };
-                self.end_attempt(st, &lease, &mut job, attempt, Outcome::Failure(failure));
-            }
-            Err(e @ Error::StoreUnavailable(_)) => {
-                // Try again shortly: the lease stays until its end is recorded.
-                tracing::warn!(task = %task_id, "cannot expire lease yet: {e}");
-                let mut lease = lease;
-                lease.expires_at_ms = st.now + 1000;
-                self.leases.insert(task_id.to_string(), lease);
-            }
-            Err(e) => {
-                tracing::error!(task = %task_id, "dropping a lease that cannot be expired: {e}");
-                st.txn.delete(keys::lease(task_id));
-                let admitted = self.conc.release(&lease.tenant, &lease.keys, task_id);
-                self.ready_all(admitted);
-            }
-        }
+    pub(super) fn expire_lease(&mut self, st: &mut Step, lease: Lease) {
+        let failure = wire::TaskFailure {
+            code: LEASE_EXPIRED.to_string(),
+            message: "the lease expired before the worker reported an outcome".to_string(),
+            data: Bytes::new(),
+            non_retryable: false,
+        };
+        self.end_attempt(st, lease, Outcome::Failure(failure));
     }
 }

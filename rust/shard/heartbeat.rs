@@ -13,31 +13,27 @@ impl Shard {
         st: &mut Step,
         p: HeartbeatParams,
     ) -> Result<wire::HeartbeatTaskResponse> {
-        let lease = match self.leases.get(&p.task_id) {
-            Some(l) if l.worker_id == p.worker_id => l.clone(),
+        let lease = match self.leases.get_mut(&p.task_id) {
+            Some(l) if l.attempt.worker_id == p.worker_id => l,
             Some(_) => return Err(Error::LeaseNotHeld("the task is leased to another worker")),
             None => return Err(self.ended_task_error(st, &p.task_id).await),
         };
+        let cancelled = lease.cancelled;
         if !p.cursor.is_empty() {
-            let mut job = self
-                .load_job(st, &lease.tenant, &lease.job_id)
-                .await?
-                .ok_or_else(|| Error::Internal("job of a live lease is missing".into()))?;
-            let mut attempt = self
-                .load_attempt(st, &lease.tenant, &lease.job_id, lease.attempt)
-                .await?;
-            attempt.heartbeat_cursor = p.cursor.clone();
-            job.heartbeat_cursor = p.cursor;
+            lease.attempt.heartbeat_cursor = p.cursor.clone();
+            lease.job.heartbeat_cursor = p.cursor;
+            let (job, attempt) = (&lease.job, &lease.attempt);
             st.txn.put(
-                keys::attempt(&lease.tenant, &lease.job_id, lease.attempt),
-                codec::encode(&attempt),
+                keys::attempt(&job.tenant, &job.id, attempt.attempt),
+                codec::encode(attempt),
             );
-            self.put_job(st, &job);
+            st.txn
+                .put(keys::job(&job.tenant, &job.id), codec::encode(job));
         }
         let expires_at_ms = st.now + self.config.lease_ms;
         self.leases.extend(&p.task_id, expires_at_ms);
         Ok(wire::HeartbeatTaskResponse {
-            cancelled: lease.cancelled,
+            cancelled,
             lease_expires_at_ms: expires_at_ms,
         })
     }

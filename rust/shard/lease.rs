@@ -1,6 +1,8 @@
 //! LeaseTasks: hands due jobs to a worker as new attempts, or parks the call (long-poll)
 //! until a job becomes due or the wait ends.
 
+use bytes::Bytes;
+
 use super::leases::Lease;
 use super::ready::Waiting;
 use super::{defer, LeaseWaiter, Reply, Shard, Step};
@@ -71,33 +73,49 @@ impl Shard {
 
     /// Takes up to `max_tasks` due jobs of the named queues and starts an attempt of each.
     async fn lease(&mut self, st: &mut Step, params: &LeaseParams) -> Result<Vec<wire::Task>> {
-        let mut tasks = Vec::new();
-        while tasks.len() < params.max_tasks as usize {
-            let Some(w) = self.ready.pop(&params.queues) else {
-                break;
-            };
-            match self.start_attempt(st, &w, &params.worker_id).await {
-                Ok(Some(task)) => {
+        let mut popped = Vec::new();
+        while popped.len() < params.max_tasks as usize {
+            match self.pop_ready(st, &params.queues).await {
+                Some(w) => popped.push(w),
+                None => break,
+            }
+        }
+        if popped.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = match self.read_ready(st, &popped).await {
+            Ok(v) => v,
+            Err(e) => {
+                for w in popped {
+                    self.ready.insert(w);
+                }
+                return Err(e);
+            }
+        };
+        let mut tasks = Vec::with_capacity(popped.len());
+        let mut entries = popped.into_iter().zip(values);
+        while let Some((w, value)) = entries.next() {
+            match self.start_attempt(st, &w, value, &params.worker_id).await {
+                Ok(task) => {
                     self.conc.on_lease(&w, &task.task_id);
                     tasks.push(task);
                 }
-                Ok(None) => {
-                    // A stale entry (the job moved on): never dispatch it.
-                    st.txn.delete(keys::waiting(w.due_ms, w.seq));
-                    let admitted = self.conc.unreserve(&w);
-                    self.ready_all(admitted);
-                }
                 Err(e @ Error::StoreUnavailable(_)) => {
+                    // Put back what is not leased; report the error only if nothing was.
                     self.ready.insert(w);
+                    for (w, _) in entries.by_ref() {
+                        self.ready.insert(w);
+                    }
                     if tasks.is_empty() {
                         return Err(e);
                     }
-                    break;
                 }
                 Err(e) => {
-                    // A waiting entry whose job is gone or unreadable: drop the entry.
-                    tracing::error!(job = %w.job_id, tenant = %w.tenant, "dropping waiting entry: {e}");
-                    st.txn.delete(keys::waiting(w.due_ms, w.seq));
+                    // An entry that cannot be read: drop it rather than block the queue.
+                    tracing::error!(job = %w.job_id, tenant = %w.tenant, "dropping a ready entry: {e}");
+                    self.forget_key(st, &w, w.ready_key());
+                    self.ready_jobs = self.ready_jobs.saturating_sub(1);
+                    self.counts_dirty = true;
                     let admitted = self.conc.unreserve(&w);
                     self.ready_all(admitted);
                 }
@@ -106,30 +124,32 @@ impl Shard {
         Ok(tasks)
     }
 
-    /// Starts attempt n+1 of a due job: a new task id, a lease, and the job RUNNING.
-    /// `None` when the entry is stale: the job no longer waits on this entry.
+    /// Starts attempt n+1 of a due job from its READY entry: a new task id, a lease, and the
+    /// job RUNNING. Reads nothing but a payload stored apart (a retry's).
     async fn start_attempt(
         &mut self,
         st: &mut Step,
         w: &Waiting,
+        value: Option<Bytes>,
         worker_id: &str,
-    ) -> Result<Option<wire::Task>> {
-        let mut job = self
-            .load_job(st, &w.tenant, &w.job_id)
-            .await?
-            .ok_or_else(|| Error::Internal("job of a waiting entry is missing".into()))?;
-        let waiting_here = job.wait_seq == w.seq;
-        let Ok(to) = lifecycle::transition(lifecycle::stored(job.status)?, Event::Lease) else {
-            return Ok(None);
-        };
-        if !waiting_here {
-            return Ok(None);
+    ) -> Result<wire::Task> {
+        let value = value.ok_or_else(|| Error::Internal("ready entry is missing".into()))?;
+        let queued: store::QueuedJob = codec::decode(&value)?;
+        let mut job = queued
+            .job
+            .ok_or_else(|| Error::Internal("ready entry without its job".into()))?;
+        let to = lifecycle::transition(lifecycle::stored(job.status)?, Event::Lease)?;
+        if job.wait_seq != w.seq {
+            return Err(Error::Internal("ready entry of another wait".into()));
         }
-        let payload = st
-            .txn
-            .get(&self.db, &keys::payload(&w.tenant, &w.job_id))
-            .await?
-            .unwrap_or_default();
+        let payload = if queued.payload_stored_apart {
+            st.txn
+                .get(&self.db, &keys::payload(&w.tenant, &w.job_id))
+                .await?
+                .unwrap_or_default()
+        } else {
+            queued.payload
+        };
         let task_id = uuid::Uuid::now_v7().simple().to_string();
         let expires_at_ms = st.now + self.config.lease_ms;
         job.attempt_count += 1;
@@ -146,7 +166,9 @@ impl Shard {
             started_at_ms: st.now,
             ..Default::default()
         };
-        st.txn.delete(keys::waiting(w.due_ms, w.seq));
+        self.forget_key(st, w, w.ready_key());
+        self.ready_jobs = self.ready_jobs.saturating_sub(1);
+        self.counts_dirty = true;
         st.txn.put(
             keys::attempt(&job.tenant, &job.id, attempt.attempt),
             codec::encode(&attempt),
@@ -171,32 +193,30 @@ impl Shard {
             }),
         );
         self.put_job(st, &job);
+        let task = wire::Task {
+            task_id: task_id.clone(),
+            is_last_attempt: job.attempt_count >= retry::max_attempts(job.retry_policy.as_ref()),
+            job_id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            queue: job.queue.clone(),
+            priority: job.priority,
+            payload,
+            metadata: job.metadata.clone(),
+            attempt: attempt.attempt,
+            heartbeat_interval_ms: self.config.lease_ms / 3,
+            lease_expires_at_ms: expires_at_ms,
+            heartbeat_cursor: job.heartbeat_cursor.clone(),
+        };
         self.leases.insert(
-            task_id.clone(),
+            task_id,
             Lease {
-                tenant: job.tenant.clone(),
-                job_id: job.id.clone(),
-                attempt: attempt.attempt,
-                worker_id: worker_id.to_string(),
-                queue: job.queue.clone(),
+                job,
+                attempt,
                 keys: w.keys.clone(),
                 expires_at_ms,
                 cancelled: false,
             },
         );
-        Ok(Some(wire::Task {
-            task_id,
-            is_last_attempt: job.attempt_count >= retry::max_attempts(job.retry_policy.as_ref()),
-            job_id: job.id,
-            tenant: job.tenant,
-            queue: job.queue,
-            priority: job.priority,
-            payload,
-            metadata: job.metadata,
-            attempt: attempt.attempt,
-            heartbeat_interval_ms: self.config.lease_ms / 3,
-            lease_expires_at_ms: expires_at_ms,
-            heartbeat_cursor: job.heartbeat_cursor,
-        }))
+        Ok(task)
     }
 }

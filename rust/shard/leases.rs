@@ -3,14 +3,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-/// A live attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::proto::{store, wire};
+
+/// A live attempt, with the records it changes when it ends (so that a report reads nothing
+/// from the store). Every write of key J or A of a running job updates these copies.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
-    pub tenant: String,
-    pub job_id: String,
-    pub attempt: u32,
-    pub worker_id: String,
-    pub queue: String,
+    /// The job as stored (key J).
+    pub job: store::JobRecord,
+    /// The attempt as stored (key A): its task id, worker and start.
+    pub attempt: wire::Attempt,
     /// Concurrency keys whose slot this attempt holds.
     pub keys: Vec<String>,
     pub expires_at_ms: i64,
@@ -37,6 +39,11 @@ impl LeaseTable {
         self.by_task.get(task_id)
     }
 
+    /// For changes that leave the expiry alone (a heartbeat cursor, a cancel).
+    pub fn get_mut(&mut self, task_id: &str) -> Option<&mut Lease> {
+        self.by_task.get_mut(task_id)
+    }
+
     pub fn insert(&mut self, task_id: String, lease: Lease) {
         self.expiry.insert((lease.expires_at_ms, task_id.clone()));
         if let Some(old) = self.by_task.insert(task_id.clone(), lease) {
@@ -54,12 +61,6 @@ impl LeaseTable {
         lease.expires_at_ms = expires_at_ms;
         self.expiry.insert((expires_at_ms, task_id.to_string()));
         true
-    }
-
-    pub fn mark_cancelled(&mut self, task_id: &str) {
-        if let Some(lease) = self.by_task.get_mut(task_id) {
-            lease.cancelled = true;
-        }
     }
 
     pub fn remove(&mut self, task_id: &str) -> Option<Lease> {
@@ -98,11 +99,8 @@ mod tests {
 
     fn lease(expires_at_ms: i64) -> Lease {
         Lease {
-            tenant: String::new(),
-            job_id: "j".into(),
-            attempt: 1,
-            worker_id: "w".into(),
-            queue: "default".into(),
+            job: store::JobRecord::default(),
+            attempt: wire::Attempt::default(),
             keys: Vec::new(),
             expires_at_ms,
             cancelled: false,

@@ -16,7 +16,9 @@ mod enqueue;
 mod heartbeat;
 mod lease;
 pub mod leases;
+mod page;
 mod query;
+mod queued;
 pub mod ready;
 mod timers;
 mod txn;
@@ -25,6 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use slatedb::{CloseReason, Db, ErrorKind, WriteHandle};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -38,6 +41,9 @@ use crate::validate::{HeartbeatParams, LeaseParams, Limits, NewJob, ReportParams
 
 use concurrency::ConcurrencyTable;
 use leases::{Lease, LeaseTable};
+use page::Page;
+/// Entries of each ready group and of the timers held in memory (the rest stays in the store).
+pub use page::PAGE_SIZE as INDEX_PAGE_SIZE;
 use ready::{ReadyIndex, Waiting};
 use txn::Txn;
 
@@ -87,6 +93,8 @@ fn defer<T: Send + Sync + 'static>(tx: Reply<T>, result: Result<T>) -> Deferred 
 /// The work of one actor step.
 struct Step {
     now: i64,
+    /// The first sequence number this step may allocate: keys with a later one are new.
+    first_seq: u64,
     txn: Txn,
     replies: Vec<Deferred>,
 }
@@ -261,10 +269,14 @@ pub struct Shard {
     /// Next enqueue/retry sequence number (persisted in META next_seq by each step using it).
     next_seq: u64,
     seq_dirty: bool,
-    /// Due jobs.
+    /// Due jobs: the head of each READY group.
     ready: ReadyIndex,
-    /// Jobs waiting for their start time or retry backoff, by (due, seq).
-    scheduled: BTreeMap<(i64, u64), Waiting>,
+    /// Jobs waiting for their start time or retry backoff: the head of WAITING, by (due, seq).
+    timers: Page<Waiting>,
+    /// Entries of READY and WAITING (persisted in META by each step that changes them).
+    ready_jobs: u64,
+    scheduled_jobs: u64,
+    counts_dirty: bool,
     leases: LeaseTable,
     /// Concurrency slots: holders (live attempts), reservations (admitted jobs), waiters.
     conc: ConcurrencyTable,
@@ -299,7 +311,10 @@ impl Shard {
             next_seq: 1,
             seq_dirty: false,
             ready: ReadyIndex::default(),
-            scheduled: BTreeMap::new(),
+            timers: Page::unread(),
+            ready_jobs: 0,
+            scheduled_jobs: 0,
+            counts_dirty: false,
             leases: LeaseTable::default(),
             conc: ConcurrencyTable::default(),
             waiters: VecDeque::new(),
@@ -315,77 +330,62 @@ impl Shard {
         })
     }
 
-    /// (Re)builds every cache from the store: waiting jobs, live leases (each with a fresh
-    /// expiry, SPEC §4), concurrency holders and the sequence counter.
+    /// (Re)builds every cache from the store: the first page of timers and of every ready
+    /// group, live leases (each with a fresh expiry, SPEC §4), concurrency holders, counters.
     async fn load(&mut self) -> Result<()> {
         let now = self.clock.now_ms();
-        let config = self.config;
-        self.next_seq = match self.db.get(keys::meta(keys::META_NEXT_SEQ)).await? {
-            Some(v) => codec::decode_u64(&v)?,
-            None => 1,
-        };
+        let counter = |v: Option<Bytes>| v.map_or(Ok(0), |v| codec::decode_u64(&v));
+        self.next_seq = counter(self.db.get(keys::meta(keys::META_NEXT_SEQ)).await?)?.max(1);
+        self.ready_jobs = counter(self.db.get(keys::meta(keys::META_READY_JOBS)).await?)?;
+        self.scheduled_jobs = counter(self.db.get(keys::meta(keys::META_SCHEDULED_JOBS)).await?)?;
         self.seq_dirty = false;
+        self.counts_dirty = false;
         self.ready = ReadyIndex::default();
-        self.scheduled = BTreeMap::new();
+        self.timers = Page::unread();
         self.leases = LeaseTable::default();
         self.conc = ConcurrencyTable::default();
         self.last_write = None;
-        let shard = self;
-        let mut iter = shard.db.scan(keys::family_range(keys::WAITING)).await?;
-        while let Some(kv) = iter.next().await? {
-            let (due_ms, seq) = keys::parse_waiting(&kv.key)?;
-            let rec: store::WaitingRecord = codec::decode(&kv.value)?;
-            // Admission (ready index or a key's waiters) happens in the first step's timers.
-            shard.scheduled.insert(
-                (due_ms, seq),
-                Waiting {
-                    tenant: rec.tenant,
-                    job_id: rec.job_id,
-                    queue: rec.queue,
-                    priority: rec.priority,
-                    due_ms,
-                    seq,
-                    keys: rec.concurrency_keys,
-                },
-            );
-        }
-        // Every RUNNING attempt gets a fresh lease (SPEC §4).
-        let mut iter = shard.db.scan(keys::family_range(keys::LEASE)).await?;
+        // Every RUNNING attempt gets a fresh lease (SPEC §4). Holders first, so that admitting
+        // the ready groups below sees the slots they hold.
+        let st = Step {
+            now,
+            first_seq: self.next_seq,
+            txn: Txn::default(),
+            replies: Vec::new(),
+        };
+        let mut iter = self.db.scan(keys::family_range(keys::LEASE)).await?;
         while let Some(kv) = iter.next().await? {
             let task_id = keys::parse_lease(&kv.key)?;
             let rec: store::LeaseRecord = codec::decode(&kv.value)?;
-            let cancelled = match shard.db.get(keys::job(&rec.tenant, &rec.job_id)).await? {
-                Some(v) => {
-                    let job: store::JobRecord = codec::decode(&v)?;
-                    job.status == wire::JobStatus::Cancelled as i32
-                }
-                None => false,
-            };
-            let no_step = Txn::default();
-            shard
-                .ensure_limits(&no_step, &rec.tenant, &rec.concurrency_keys)
+            let job = self
+                .load_job(&st, &rec.tenant, &rec.job_id)
+                .await?
+                .ok_or_else(|| Error::Internal(format!("job of lease {task_id} is missing")))?;
+            let attempt = self
+                .load_attempt(&st, &rec.tenant, &rec.job_id, rec.attempt)
                 .await?;
-            shard
-                .conc
+            self.ensure_limits(&st.txn, &rec.tenant, &rec.concurrency_keys)
+                .await?;
+            self.conc
                 .restore_holder(&rec.tenant, &rec.concurrency_keys, &task_id);
-            shard.leases.insert(
+            self.leases.insert(
                 task_id,
                 Lease {
-                    tenant: rec.tenant,
-                    job_id: rec.job_id,
-                    attempt: rec.attempt,
-                    worker_id: rec.worker_id,
-                    queue: rec.queue,
+                    cancelled: job.status == wire::JobStatus::Cancelled as i32,
+                    job,
+                    attempt,
                     keys: rec.concurrency_keys,
-                    expires_at_ms: now + config.lease_ms,
-                    cancelled,
+                    expires_at_ms: now + self.config.lease_ms,
                 },
             );
         }
+        self.refill_timers(&st).await?;
+        let groups = self.load_ready_groups(&st).await?;
         tracing::info!(
-            ready = shard.ready.len(),
-            scheduled = shard.scheduled.len(),
-            running = shard.leases.len(),
+            ready = self.ready_jobs,
+            scheduled = self.scheduled_jobs,
+            running = self.leases.len(),
+            ready_groups = groups,
             "shard loaded"
         );
         Ok(())
@@ -437,7 +437,12 @@ impl Shard {
 
     fn time_to_next_deadline(&self) -> Duration {
         let next = [
-            self.scheduled.keys().next().map(|(t, _)| *t),
+            // A timer head that ran empty is refilled by the next step.
+            if self.timers.needs_refill() {
+                Some(0)
+            } else {
+                self.timers.first().map(|((t, _), _)| *t)
+            },
             self.leases.next_expiry(),
             self.waiters.iter().map(|w| w.deadline_ms).min(),
             self.health.failure().map(|_| self.recover_after_ms),
@@ -507,8 +512,10 @@ impl Shard {
 
     fn gauges(&self) -> BTreeMap<String, i64> {
         BTreeMap::from([
-            ("ready".to_string(), self.ready.len() as i64),
-            ("scheduled".to_string(), self.scheduled.len() as i64),
+            ("ready".to_string(), self.ready_jobs as i64),
+            ("ready_in_memory".to_string(), self.ready.in_memory() as i64),
+            ("scheduled".to_string(), self.scheduled_jobs as i64),
+            ("scheduled_in_memory".to_string(), self.timers.len() as i64),
             ("running".to_string(), self.leases.len() as i64),
             ("lease_waiters".to_string(), self.waiters.len() as i64),
             (
@@ -529,6 +536,7 @@ impl Shard {
         }
         let mut st = Step {
             now: self.clock.now_ms(),
+            first_seq: self.next_seq,
             txn: Txn::default(),
             replies: Vec::new(),
         };
@@ -595,6 +603,15 @@ impl Shard {
             );
             self.seq_dirty = false;
         }
+        if self.counts_dirty {
+            for (name, n) in [
+                (keys::META_READY_JOBS, self.ready_jobs),
+                (keys::META_SCHEDULED_JOBS, self.scheduled_jobs),
+            ] {
+                st.txn.put(keys::meta(name), codec::encode_u64(n));
+            }
+            self.counts_dirty = false;
+        }
         if st.replies.is_empty() && st.txn.is_empty() {
             return;
         }
@@ -644,34 +661,6 @@ impl Shard {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.seq_dirty = true;
-        seq
-    }
-
-    /// Makes a job wait (durably) until `due_ms`; the step's timers admit it once due.
-    /// Returns the waiting entry's sequence.
-    fn add_waiting(&mut self, st: &mut Step, job: &store::JobRecord, due_ms: i64) -> u64 {
-        let seq = self.alloc_seq();
-        let concurrency_keys = job_keys(job);
-        let rec = store::WaitingRecord {
-            tenant: job.tenant.clone(),
-            job_id: job.id.clone(),
-            queue: job.queue.clone(),
-            priority: job.priority,
-            concurrency_keys: concurrency_keys.clone(),
-        };
-        st.txn.put(keys::waiting(due_ms, seq), codec::encode(&rec));
-        self.scheduled.insert(
-            (due_ms, seq),
-            Waiting {
-                tenant: job.tenant.clone(),
-                job_id: job.id.clone(),
-                queue: job.queue.clone(),
-                priority: job.priority,
-                due_ms,
-                seq,
-                keys: concurrency_keys,
-            },
-        );
         seq
     }
 

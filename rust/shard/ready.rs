@@ -1,10 +1,17 @@
 //! The ready index: due jobs per queue, ordered by priority (highest first), then due time,
 //! then enqueue sequence, with tenants taking turns inside one priority level.
+//!
+//! Each (queue, priority, tenant) group is a `Page` of its READY store range: memory holds the
+//! head of each group and the store the rest, so memory does not grow with the backlog. The
+//! shard refills a group's head from the store when `pop` or `remove` reports it ran empty.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// A job waiting to run: what the WAITING key and the indexes hold.
+use super::page::{Page, Placed, SortKey};
+use crate::keys;
+
+/// A job waiting to run: what the WAITING and READY keys name and the indexes hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     pub tenant: String,
@@ -17,11 +24,49 @@ pub struct Waiting {
     pub keys: Vec<String>,
 }
 
-/// One priority level of one queue: each tenant's jobs in (due, seq) order, and the turn
-/// order of tenants (round-robin: a tenant that was served goes to the back).
+impl Waiting {
+    pub fn sort_key(&self) -> SortKey {
+        (self.due_ms, self.seq)
+    }
+
+    pub fn group(&self) -> Group {
+        Group {
+            queue: self.queue.clone(),
+            priority: self.priority,
+            tenant: self.tenant.clone(),
+        }
+    }
+
+    /// The job's READY key.
+    pub fn ready_key(&self) -> Vec<u8> {
+        keys::ready(
+            &keys::ready_group(&self.queue, self.priority, &self.tenant),
+            self.due_ms,
+            self.seq,
+        )
+    }
+}
+
+/// One (queue, priority, tenant) group: one READY store range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Group {
+    pub queue: String,
+    pub priority: u32,
+    pub tenant: String,
+}
+
+impl Group {
+    /// The group's READY key prefix.
+    pub fn prefix(&self) -> Vec<u8> {
+        keys::ready_group(&self.queue, self.priority, &self.tenant)
+    }
+}
+
+/// One priority level of one queue: each tenant's page, and the turn order of tenants
+/// (round-robin: a tenant that was served goes to the back).
 #[derive(Debug, Default)]
 struct Level {
-    tenants: HashMap<String, BTreeMap<(i64, u64), Waiting>>,
+    tenants: HashMap<String, Page<Waiting>>,
     turn: VecDeque<String>,
 }
 
@@ -35,44 +80,62 @@ impl QueueIndex {
     fn head(&self) -> Option<(Reverse<u32>, i64, u64)> {
         let (prio, level) = self.levels.iter().next()?;
         let tenant = level.turn.front()?;
-        let (&(due, seq), _) = level.tenants.get(tenant)?.iter().next()?;
+        let (&(due, seq), _) = level.tenants.get(tenant)?.first()?;
         Some((*prio, due, seq))
-    }
-
-    fn pop(&mut self) -> Option<Waiting> {
-        let mut entry = self.levels.first_entry()?;
-        let level = entry.get_mut();
-        let tenant = level.turn.pop_front()?;
-        let jobs = level.tenants.get_mut(&tenant)?;
-        let (_, w) = jobs.pop_first()?;
-        if jobs.is_empty() {
-            level.tenants.remove(&tenant);
-        } else {
-            level.turn.push_back(tenant);
-        }
-        if level.tenants.is_empty() {
-            entry.remove();
-        }
-        Some(w)
     }
 }
 
-/// All due jobs of a shard. Memory: one entry per due job.
+/// All due jobs of a shard: the head of every group in memory, the rest in the store.
 #[derive(Debug, Default)]
 pub struct ReadyIndex {
     queues: HashMap<String, QueueIndex>,
-    len: usize,
 }
 
 impl ReadyIndex {
-    pub fn len(&self) -> usize {
-        self.len
+    fn page(&self, g: &Group) -> Option<&Page<Waiting>> {
+        self.queues
+            .get(&g.queue)?
+            .levels
+            .get(&Reverse(g.priority))?
+            .tenants
+            .get(&g.tenant)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    fn page_mut(&mut self, g: &Group) -> Option<&mut Page<Waiting>> {
+        self.queues
+            .get_mut(&g.queue)?
+            .levels
+            .get_mut(&Reverse(g.priority))?
+            .tenants
+            .get_mut(&g.tenant)
     }
 
+    /// Entries held in memory (heads only).
+    pub fn in_memory(&self) -> usize {
+        self.queues
+            .values()
+            .flat_map(|q| q.levels.values())
+            .flat_map(|l| l.tenants.values())
+            .map(Page::len)
+            .sum()
+    }
+
+    /// Whether a job just written to READY belongs in memory (then the caller admits it:
+    /// `insert`, or a concurrency key's waiters) or stays in the store for a later refill.
+    pub fn place(&mut self, w: &Waiting) -> Placed<Waiting> {
+        match self.page_mut(&w.group()) {
+            Some(page) => page.place(w.sort_key()),
+            None => Placed::Memory(None), // a new group: memory holds all of it
+        }
+    }
+
+    /// Whether memory already holds this entry in its group's head.
+    pub fn contains(&self, w: &Waiting) -> bool {
+        self.page(&w.group())
+            .is_some_and(|p| p.contains(&w.sort_key()))
+    }
+
+    /// Puts an admitted job in its group's head (creating the group, complete, if new).
     pub fn insert(&mut self, w: Waiting) {
         let level = self
             .queues
@@ -81,63 +144,97 @@ impl ReadyIndex {
             .levels
             .entry(Reverse(w.priority))
             .or_default();
-        let jobs = level.tenants.entry(w.tenant.clone()).or_insert_with(|| {
+        let page = level.tenants.entry(w.tenant.clone()).or_insert_with(|| {
             level.turn.push_back(w.tenant.clone());
-            BTreeMap::new()
+            Page::complete()
         });
-        if jobs.insert((w.due_ms, w.seq), w).is_none() {
-            self.len += 1;
+        page.insert(w.sort_key(), w);
+    }
+
+    /// Registers a group whose store entries are not read yet (opening the shard); the caller
+    /// refills it next.
+    pub fn add_unread(&mut self, g: &Group) {
+        let level = self
+            .queues
+            .entry(g.queue.clone())
+            .or_default()
+            .levels
+            .entry(Reverse(g.priority))
+            .or_default();
+        if !level.tenants.contains_key(&g.tenant) {
+            level.tenants.insert(g.tenant.clone(), Page::unread());
+            level.turn.push_back(g.tenant.clone());
         }
     }
 
-    /// Removes one entry (cancel) and returns it, if it was there.
-    pub fn remove(
-        &mut self,
-        queue: &str,
-        priority: u32,
-        tenant: &str,
-        due_ms: i64,
-        seq: u64,
-    ) -> Option<Waiting> {
-        let q = self.queues.get_mut(queue)?;
-        let level = q.levels.get_mut(&Reverse(priority))?;
-        let jobs = level.tenants.get_mut(tenant)?;
-        let removed = jobs.remove(&(due_ms, seq))?;
-        self.len -= 1;
-        if jobs.is_empty() {
-            level.tenants.remove(tenant);
-            level.turn.retain(|t| t != tenant);
-            if level.tenants.is_empty() {
-                q.levels.remove(&Reverse(priority));
-            }
+    /// Where a group's next refill starts: its key prefix and the last key memory holds.
+    /// None when the group needs no refill.
+    pub fn refill_from(&self, g: &Group) -> Option<Option<SortKey>> {
+        self.page(g)
+            .filter(|p| p.needs_refill())
+            .map(|p| p.loaded())
+    }
+
+    /// Records a refill of `g` (see `Page::refilled`) and drops the group if it is done.
+    pub fn refilled(&mut self, g: &Group, last: Option<SortKey>, complete: bool) {
+        if let Some(page) = self.page_mut(g) {
+            page.refilled(last, complete);
+        }
+        self.drop_if_done(g);
+    }
+
+    fn drop_if_done(&mut self, g: &Group) {
+        let Some(q) = self.queues.get_mut(&g.queue) else {
+            return;
+        };
+        let Some(level) = q.levels.get_mut(&Reverse(g.priority)) else {
+            return;
+        };
+        if level.tenants.get(&g.tenant).is_some_and(Page::is_done) {
+            level.tenants.remove(&g.tenant);
+            level.turn.retain(|t| t != &g.tenant);
+        }
+        if level.tenants.is_empty() {
+            q.levels.remove(&Reverse(g.priority));
         }
         if q.levels.is_empty() {
-            self.queues.remove(queue);
+            self.queues.remove(&g.queue);
         }
-        Some(removed)
     }
 
-    /// Whether any of these queues has a due job.
+    /// Removes one entry (cancel) and returns it, if memory held it, with its group when the
+    /// group's head ran empty and needs a refill.
+    pub fn remove(&mut self, g: &Group, key: SortKey) -> Option<(Waiting, Option<Group>)> {
+        let page = self.page_mut(g)?;
+        let removed = page.remove(&key)?;
+        let refill = page.needs_refill().then(|| g.clone());
+        self.drop_if_done(g);
+        Some((removed, refill))
+    }
+
+    /// Whether any of these queues has a due job in memory.
     pub fn has_any(&self, queues: &[String]) -> bool {
         queues.iter().any(|q| self.queues.contains_key(q))
     }
 
     /// Takes the best due job of these queues: highest priority, then the tenant whose turn it
-    /// is, then earliest due time, then enqueue order.
-    pub fn pop(&mut self, queues: &[String]) -> Option<Waiting> {
+    /// is, then earliest due time, then enqueue order. Also returns the job's group when its
+    /// head ran empty and needs a refill.
+    pub fn pop(&mut self, queues: &[String]) -> Option<(Waiting, Option<Group>)> {
         let best = queues
             .iter()
             .filter_map(|q| self.queues.get(q).and_then(|qi| qi.head()).map(|h| (h, q)))
             .min_by(|a, b| a.0.cmp(&b.0))?
             .1
             .clone();
-        let qi = self.queues.get_mut(&best)?;
-        let w = qi.pop()?;
-        if qi.levels.is_empty() {
-            self.queues.remove(&best);
-        }
-        self.len -= 1;
-        Some(w)
+        let level = self.queues.get_mut(&best)?.levels.values_mut().next()?;
+        let tenant = level.turn.pop_front()?;
+        let page = level.tenants.get_mut(&tenant)?;
+        let w = page.pop_first()?;
+        let refill = page.needs_refill().then(|| w.group());
+        level.turn.push_back(tenant);
+        self.drop_if_done(&w.group());
+        Some((w, refill))
     }
 }
 
@@ -159,7 +256,13 @@ mod tests {
 
     fn drain(ix: &mut ReadyIndex, queues: &[&str]) -> Vec<u64> {
         let queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
-        std::iter::from_fn(|| ix.pop(&queues).map(|w| w.seq)).collect()
+        std::iter::from_fn(|| {
+            ix.pop(&queues).map(|(w, refill)| {
+                assert!(refill.is_none(), "complete groups never need a refill");
+                w.seq
+            })
+        })
+        .collect()
     }
 
     #[test]
@@ -169,7 +272,8 @@ mod tests {
         ix.insert(w("t", "q", 90, 50, 2));
         ix.insert(w("t", "q", 10, 0, 3));
         assert_eq!(drain(&mut ix, &["q"]), vec![2, 3, 1]);
-        assert!(ix.is_empty());
+        assert_eq!(ix.in_memory(), 0);
+        assert!(ix.queues.is_empty());
     }
 
     #[test]
@@ -199,7 +303,7 @@ mod tests {
         ix.insert(w("t", "b", 20, 5, 2));
         ix.insert(w("t", "c", 99, 0, 3));
         assert_eq!(drain(&mut ix, &["a", "b"]), vec![2, 1]);
-        assert_eq!(ix.len(), 1);
+        assert_eq!(ix.in_memory(), 1);
         assert!(!ix.has_any(&["a".into()]));
         assert!(ix.has_any(&["c".into()]));
     }
@@ -209,9 +313,39 @@ mod tests {
         let mut ix = ReadyIndex::default();
         ix.insert(w("t", "q", 50, 0, 1));
         ix.insert(w("u", "q", 50, 0, 2));
-        assert!(ix.remove("q", 50, "t", 0, 1).is_some());
-        assert!(ix.remove("q", 50, "t", 0, 1).is_none());
+        let g = w("t", "q", 50, 0, 1).group();
+        assert!(ix.remove(&g, (0, 1)).is_some());
+        assert!(ix.remove(&g, (0, 1)).is_none());
         assert_eq!(drain(&mut ix, &["q"]), vec![2]);
         assert!(ix.queues.is_empty());
+    }
+
+    #[test]
+    fn an_empty_head_of_a_paged_group_asks_for_a_refill() {
+        let mut ix = ReadyIndex::default();
+        let g = w("t", "q", 50, 0, 1).group();
+        ix.add_unread(&g);
+        assert_eq!(ix.refill_from(&g), Some(None));
+        ix.insert(w("t", "q", 50, 0, 1));
+        ix.insert(w("t", "q", 50, 0, 2));
+        ix.refilled(&g, Some((0, 2)), false);
+        assert_eq!(ix.refill_from(&g), None);
+        assert_eq!(
+            ix.place(&w("t", "q", 50, 0, 3)),
+            Placed::Store,
+            "after loaded: stays in the store"
+        );
+        let qs = vec!["q".to_string()];
+        assert_eq!(ix.pop(&qs).map(|(w, r)| (w.seq, r)), Some((1, None)));
+        assert_eq!(
+            ix.pop(&qs).map(|(w, r)| (w.seq, r)),
+            Some((2, Some(g.clone())))
+        );
+        assert_eq!(ix.refill_from(&g), Some(Some((0, 2))));
+        ix.refilled(&g, None, true);
+        assert!(
+            !ix.has_any(&qs),
+            "a group read to its end with nothing left is gone"
+        );
     }
 }

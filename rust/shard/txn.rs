@@ -26,6 +26,88 @@ impl Txn {
         self.writes.insert(key, None);
     }
 
+    /// Forgets a key this step created (the store never had it): no tombstone is written.
+    pub fn discard(&mut self, key: &[u8]) {
+        self.writes.remove(key);
+    }
+
+    /// Up to `limit` entries of `[start, end)` in key order, as this step left them.
+    pub async fn scan(
+        &self,
+        db: &Db,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        let mut out = Vec::new();
+        let mut overlay = self.writes.range(start.clone()..end.clone()).peekable();
+        let mut iter = db.scan(start..end).await?;
+        let mut stored = iter.next().await?;
+        while out.len() < limit {
+            // The next key comes from the overlay when it sorts first or shadows the store's.
+            let from_overlay = match (&stored, overlay.peek()) {
+                (None, None) => break,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some(kv), Some((k, _))) => k.as_slice() <= kv.key.as_ref(),
+            };
+            if from_overlay {
+                let Some((k, v)) = overlay.next() else { break };
+                if stored
+                    .as_ref()
+                    .is_some_and(|kv| kv.key.as_ref() == k.as_slice())
+                {
+                    stored = iter.next().await?;
+                }
+                if let Some(v) = v {
+                    out.push((Bytes::from(k.clone()), v.clone()));
+                }
+            } else if let Some(kv) = stored.take() {
+                out.push((kv.key, kv.value));
+                stored = iter.next().await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The values of `keys` (sorted, close together in one range) as this step left them:
+    /// keys the step wrote come from the overlay, the others from one scan of the store from
+    /// the first to the last of them (not one point read each).
+    pub async fn read_sorted(&self, db: &Db, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>> {
+        let mut out = vec![None; keys.len()];
+        let mut missing = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            match self.writes.get(k) {
+                Some(v) => out[i] = v.clone(),
+                None => missing.push(i),
+            }
+        }
+        let (Some(&first), Some(&last)) = (missing.first(), missing.last()) else {
+            return Ok(out);
+        };
+        let mut end = keys[last].clone();
+        end.push(0);
+        let mut iter = db.scan(keys[first].clone()..end).await?;
+        let mut pending = missing.into_iter().peekable();
+        while let Some(kv) = iter.next().await? {
+            while pending
+                .peek()
+                .is_some_and(|&i| keys[i].as_slice() < kv.key.as_ref())
+            {
+                pending.next();
+            }
+            match pending.peek() {
+                Some(&i) if keys[i].as_slice() == kv.key.as_ref() => {
+                    out[i] = Some(kv.value);
+                    pending.next();
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads a key as this step left it.
     pub async fn get(&self, db: &Db, key: &[u8]) -> Result<Option<Bytes>> {
         if let Some(v) = self.writes.get(key) {

@@ -1,0 +1,279 @@
+//! Waiting jobs between the store and memory. A waiting job has exactly one entry in the
+//! store: WAITING (due, seq) until its time comes, then READY (queue, priority, tenant, due,
+//! seq) until a worker leases it. Both hold a `QueuedJob`: the job record and its payload, so
+//! that starting an attempt reads nothing else. Memory holds the head of the timer range and
+//! of each ready group (`Page`); refills read the next page after the last key memory holds.
+
+use bytes::Bytes;
+
+use super::page::{Placed, SortKey, PAGE_SIZE};
+use super::ready::{Group, Waiting};
+use super::{job_keys, Shard, Step};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::store;
+
+/// Most timers one step moves to READY (a backlog of due timers, e.g. after a restart, is
+/// promoted over several steps instead of stalling one).
+const MAX_PROMOTIONS_PER_STEP: usize = 4096;
+
+/// The index entry of a queued job.
+fn waiting_of(job: &store::JobRecord, due_ms: i64, seq: u64) -> Waiting {
+    Waiting {
+        tenant: job.tenant.clone(),
+        job_id: job.id.clone(),
+        queue: job.queue.clone(),
+        priority: job.priority,
+        due_ms,
+        seq,
+        keys: job_keys(job),
+    }
+}
+
+fn decode_queued(value: &[u8]) -> Result<store::JobRecord> {
+    codec::decode::<store::QueuedJob>(value)?
+        .job
+        .ok_or_else(|| Error::Internal("queued job without its record".into()))
+}
+
+/// The smallest key after `key`.
+fn after(mut key: Vec<u8>) -> Vec<u8> {
+    key.push(0);
+    key
+}
+
+impl Shard {
+    /// Makes a job wait (durably) until `due_ms`: allocates its waiting sequence, sets
+    /// `wait_seq` and `next_attempt_at_ms`, and writes its WAITING entry, with the payload
+    /// when given (else a lease reads key P). The caller writes the job record as it is now.
+    pub(super) fn add_waiting(
+        &mut self,
+        st: &mut Step,
+        job: &mut store::JobRecord,
+        due_ms: i64,
+        payload: Option<Bytes>,
+    ) {
+        let seq = self.alloc_seq();
+        job.wait_seq = seq;
+        job.next_attempt_at_ms = due_ms;
+        let queued = store::QueuedJob {
+            job: Some(job.clone()),
+            payload_stored_apart: payload.is_none(),
+            payload: payload.unwrap_or_default(),
+        };
+        st.txn
+            .put(keys::waiting(due_ms, seq), codec::encode(&queued));
+        self.scheduled_jobs += 1;
+        self.counts_dirty = true;
+        // A timer displaced from a full head is the store's alone until a refill.
+        if let Placed::Memory(_) = self.timers.place((due_ms, seq)) {
+            self.timers
+                .insert((due_ms, seq), waiting_of(job, due_ms, seq));
+        }
+    }
+
+    /// Reads the next page of timers after the last one memory holds.
+    pub(super) async fn refill_timers(&mut self, st: &Step) -> Result<()> {
+        let start = match self.timers.loaded() {
+            Some((due, seq)) => after(keys::waiting(due, seq)),
+            None => vec![keys::WAITING],
+        };
+        let rows = st
+            .txn
+            .scan(&self.db, start, vec![keys::WAITING + 1], PAGE_SIZE)
+            .await?;
+        let complete = rows.len() < PAGE_SIZE;
+        let mut last = None;
+        for (k, v) in rows {
+            let (due, seq) = keys::parse_waiting(&k)?;
+            let job = decode_queued(&v)?;
+            self.timers.insert((due, seq), waiting_of(&job, due, seq));
+            last = Some((due, seq));
+        }
+        self.timers.refilled(last, complete);
+        Ok(())
+    }
+
+    /// Timers that came due, at most a step's worth, best first (so free concurrency slots go
+    /// to the highest priority).
+    pub(super) async fn take_due_timers(&mut self, st: &Step) -> Result<Vec<Waiting>> {
+        let mut due = Vec::new();
+        while due.len() < MAX_PROMOTIONS_PER_STEP {
+            if self.timers.needs_refill() {
+                self.refill_timers(st).await?;
+            }
+            match self.timers.first() {
+                Some((&(t, _), _)) if t <= st.now => {}
+                _ => break,
+            }
+            due.extend(self.timers.pop_first());
+        }
+        Ok(due)
+    }
+
+    /// The timer (or the step's retry) has come: the job's entry moves from WAITING to READY
+    /// and memory admits it if its group's head takes it.
+    pub(super) async fn promote(&mut self, st: &mut Step, due: Vec<Waiting>) -> Result<()> {
+        let waiting_keys: Vec<Vec<u8>> =
+            due.iter().map(|w| keys::waiting(w.due_ms, w.seq)).collect();
+        let values = st.txn.read_sorted(&self.db, &waiting_keys).await?;
+        let mut promoted = Vec::with_capacity(due.len());
+        for ((w, key), value) in due.into_iter().zip(waiting_keys).zip(values) {
+            let Some(value) = value else {
+                tracing::error!(job = %w.job_id, tenant = %w.tenant, "timer without its WAITING entry: dropped");
+                continue;
+            };
+            self.forget_key(st, &w, key);
+            st.txn.put(w.ready_key(), value);
+            self.scheduled_jobs = self.scheduled_jobs.saturating_sub(1);
+            self.ready_jobs += 1;
+            self.counts_dirty = true;
+            promoted.push(w);
+        }
+        promoted.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.due_ms, w.seq));
+        for w in promoted {
+            if let Placed::Memory(displaced) = self.ready.place(&w) {
+                if let Some(d) = displaced {
+                    // Back to the store only: its reserved slots go to the next in line.
+                    let admitted = self.conc.unreserve(&d);
+                    self.ready_all(admitted);
+                }
+                self.admit(st, w).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a waiting entry's key; one this step created is dropped from the batch instead.
+    pub(super) fn forget_key(&self, st: &mut Step, w: &Waiting, key: Vec<u8>) {
+        if w.seq >= st.first_seq {
+            st.txn.discard(&key);
+        } else {
+            st.txn.delete(key);
+        }
+    }
+
+    /// A due job that memory holds enters its group's head if every key has a free slot, else
+    /// waits on a key (concurrency.rs).
+    pub(super) async fn admit(&mut self, st: &Step, w: Waiting) -> Result<()> {
+        if w.keys.is_empty() {
+            self.ready.insert(w);
+            return Ok(());
+        }
+        self.ensure_limits(&st.txn, &w.tenant, &w.keys).await?;
+        if let Some(w) = self.conc.admit(w) {
+            self.ready.insert(w);
+        }
+        Ok(())
+    }
+
+    /// Reads a group's next page of READY entries into memory until its head holds an
+    /// admitted job or the group is read to its end.
+    pub(super) async fn refill_group(&mut self, st: &Step, g: &Group) -> Result<()> {
+        let prefix = g.prefix();
+        let Some(end) = keys::prefix_end(&prefix) else {
+            return Err(Error::Internal("unbounded ready group".into()));
+        };
+        while let Some(loaded) = self.ready.refill_from(g) {
+            let start = match loaded {
+                Some((due, seq)) => after(keys::ready(&prefix, due, seq)),
+                None => prefix.clone(),
+            };
+            let rows = st.txn.scan(&self.db, start, end.clone(), PAGE_SIZE).await?;
+            let complete = rows.len() < PAGE_SIZE;
+            let mut last: Option<SortKey> = None;
+            for (k, v) in rows {
+                let (_, _, _, due, seq) = keys::parse_ready(&k)?;
+                last = Some((due, seq));
+                let job = decode_queued(&v)?;
+                let w = waiting_of(&job, due, seq);
+                // Memory may hold it already (parked on a concurrency key).
+                if self.ready.contains(&w) || self.conc.waiting_on(&w.tenant, &w.job_id).is_some() {
+                    continue;
+                }
+                self.admit(st, w).await?;
+            }
+            self.ready.refilled(g, last, complete);
+        }
+        Ok(())
+    }
+
+    /// Opening the shard: every ready group gets its first page (a skip scan: one seek per
+    /// group, not a read of the backlog).
+    pub(super) async fn load_ready_groups(&mut self, st: &Step) -> Result<usize> {
+        let mut start = vec![keys::READY];
+        let mut groups = 0;
+        loop {
+            let first = st
+                .txn
+                .scan(&self.db, start, vec![keys::READY + 1], 1)
+                .await?;
+            let Some((k, _)) = first.into_iter().next() else {
+                return Ok(groups);
+            };
+            let (queue, priority, tenant, _, _) = keys::parse_ready(&k)?;
+            let g = Group {
+                queue,
+                priority,
+                tenant,
+            };
+            self.ready.add_unread(&g);
+            self.refill_group(st, &g).await?;
+            groups += 1;
+            match keys::prefix_end(&g.prefix()) {
+                Some(next) => start = next,
+                None => return Ok(groups),
+            }
+        }
+    }
+
+    /// Takes the best admitted job of these queues out of memory (refilling its group's head
+    /// from the store when it runs empty). The entry stays in the store until leased.
+    pub(super) async fn pop_ready(&mut self, st: &Step, queues: &[String]) -> Option<Waiting> {
+        let (w, refill) = self.ready.pop(queues)?;
+        if let Some(g) = refill {
+            self.refill_or_rebuild(st, &g).await;
+        }
+        Some(w)
+    }
+
+    /// Refills a group whose head ran empty. If the store cannot be read, memory now lacks
+    /// part of the group: the shard rebuilds from the store before its next step.
+    pub(super) async fn refill_or_rebuild(&mut self, st: &Step, g: &Group) {
+        if let Err(e) = self.refill_group(st, g).await {
+            tracing::error!("reading the next ready page failed: {e}");
+            self.health.fail(e.to_string());
+        }
+    }
+
+    /// The READY values of popped jobs: one scan per group (a group's popped entries are
+    /// neighbours in the store), none for entries this step wrote.
+    pub(super) async fn read_ready(
+        &self,
+        st: &Step,
+        popped: &[Waiting],
+    ) -> Result<Vec<Option<Bytes>>> {
+        let mut order: Vec<usize> = (0..popped.len()).collect();
+        let ready_keys: Vec<Vec<u8>> = popped.iter().map(Waiting::ready_key).collect();
+        order.sort_by(|&a, &b| ready_keys[a].cmp(&ready_keys[b]));
+        let mut out = vec![None; popped.len()];
+        let mut run: Vec<usize> = Vec::new();
+        for (pos, &i) in order.iter().enumerate() {
+            run.push(i);
+            let next_same_group = order
+                .get(pos + 1)
+                .is_some_and(|&j| popped[j].group() == popped[i].group());
+            if next_same_group {
+                continue;
+            }
+            let run_keys: Vec<Vec<u8>> = run.iter().map(|&i| ready_keys[i].clone()).collect();
+            let values = st.txn.read_sorted(&self.db, &run_keys).await?;
+            for (&i, v) in run.iter().zip(values) {
+                out[i] = v;
+            }
+            run.clear();
+        }
+        Ok(out)
+    }
+}
