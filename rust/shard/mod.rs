@@ -357,13 +357,21 @@ impl Shard {
         while let Some(kv) = iter.next().await? {
             let task_id = keys::parse_lease(&kv.key)?;
             let rec: store::LeaseRecord = codec::decode(&kv.value)?;
-            let job = self
-                .load_job(&st, &rec.tenant, &rec.job_id)
-                .await?
-                .ok_or_else(|| Error::Internal(format!("job of lease {task_id} is missing")))?;
-            let attempt = self
+            let Some(job) = self.load_job(&st, &rec.tenant, &rec.job_id).await? else {
+                tracing::error!(task = %task_id, job = %rec.job_id, "a lease without its job: ignored");
+                continue;
+            };
+            let attempt = match self
                 .load_attempt(&st, &rec.tenant, &rec.job_id, rec.attempt)
-                .await?;
+                .await
+            {
+                Ok(a) => a,
+                Err(e @ Error::StoreUnavailable(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(task = %task_id, "a lease without its attempt: ignored ({e})");
+                    continue;
+                }
+            };
             self.ensure_limits(&st.txn, &rec.tenant, &rec.concurrency_keys)
                 .await?;
             self.conc

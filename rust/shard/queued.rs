@@ -199,31 +199,54 @@ impl Shard {
         Ok(())
     }
 
-    /// Opening the shard: every ready group gets its first page (a skip scan: one seek per
-    /// group, not a read of the backlog).
+    /// Opening the shard: every ready group gets its first page, in one pass over READY that
+    /// seeks past the rest of each group larger than a page (not a read of the backlog).
     pub(super) async fn load_ready_groups(&mut self, st: &Step) -> Result<usize> {
-        let mut start = vec![keys::READY];
+        let mut iter = self.db.scan(keys::family_range(keys::READY)).await?;
         let mut groups = 0;
+        // The group being read: its key prefix, entries read of this page, the last key read.
+        let mut current: Option<(Group, Vec<u8>, usize, Option<SortKey>)> = None;
         loop {
-            let first = st
-                .txn
-                .scan(&self.db, start, vec![keys::READY + 1], 1)
-                .await?;
-            let Some((k, _)) = first.into_iter().next() else {
-                return Ok(groups);
+            let kv = iter.next().await?;
+            let same_group = matches!((&current, &kv), (Some((_, prefix, _, _)), Some(kv)) if kv.key.starts_with(prefix));
+            if !same_group {
+                if let Some((g, _, _, last)) = current.take() {
+                    self.ready.refilled(&g, last, true); // read to its end
+                }
+                let Some(kv) = &kv else {
+                    return Ok(groups);
+                };
+                let (queue, priority, tenant, _, _) = keys::parse_ready(&kv.key)?;
+                let g = Group {
+                    queue,
+                    priority,
+                    tenant,
+                };
+                self.ready.add_unread(&g);
+                groups += 1;
+                let prefix = g.prefix();
+                current = Some((g, prefix, 0, None));
+            }
+            let (Some(kv), Some((g, prefix, read, last))) = (kv, current.as_mut()) else {
+                continue;
             };
-            let (queue, priority, tenant, _, _) = keys::parse_ready(&k)?;
-            let g = Group {
-                queue,
-                priority,
-                tenant,
-            };
-            self.ready.add_unread(&g);
-            self.refill_group(st, &g).await?;
-            groups += 1;
-            match keys::prefix_end(&g.prefix()) {
-                Some(next) => start = next,
-                None => return Ok(groups),
+            let (_, _, _, due, seq) = keys::parse_ready(&kv.key)?;
+            let job = decode_queued(&kv.value)?;
+            let w = waiting_of(&job, due, seq);
+            *read += 1;
+            *last = Some((due, seq));
+            let (g, prefix) = (g.clone(), prefix.clone());
+            self.admit(st, w).await?;
+            if let Some((_, _, read, last)) = current.as_mut().filter(|c| c.2 == PAGE_SIZE) {
+                self.ready.refilled(&g, *last, false);
+                if self.ready.refill_from(&g).is_some() {
+                    *read = 0; // all parked on concurrency keys: read this group's next page
+                    continue;
+                }
+                current = None;
+                if let Some(end) = keys::prefix_end(&prefix) {
+                    iter.seek(end).await?;
+                }
             }
         }
     }
