@@ -11,7 +11,10 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::ObjectStore;
-use slatedb::config::{GarbageCollectorDirectoryOptions, GarbageCollectorOptions, Settings};
+use slatedb::config::{
+    CompactionWorkerOptions, CompactorOptions, GarbageCollectorDirectoryOptions,
+    GarbageCollectorOptions, Settings,
+};
 use slatedb::db_cache::moka::{MokaCache, MokaCacheOptions};
 use slatedb::db_cache::SplitCache;
 use slatedb::Db;
@@ -161,9 +164,10 @@ impl ShardStore {
         };
         Settings {
             flush_interval: Some(s.flush_interval),
-            // Sized for a small machine: a 32 MiB memtable, at most 256 MiB not yet in L0.
-            l0_sst_size_bytes: 32 << 20,
-            max_unflushed_bytes: 256 << 20,
+            // Sized for a small machine: a 16 MiB memtable, at most 64 MiB not yet in L0.
+            l0_sst_size_bytes: 16 << 20,
+            max_unflushed_bytes: 64 << 20,
+            compactor_options: Some(compactor_options()),
             object_store_max_retries: Some(s.max_retries),
             garbage_collector_options: Some(GarbageCollectorOptions {
                 manifest_options: Some(gc_dir),
@@ -202,6 +206,23 @@ impl ShardStore {
             .map_err(|e| {
                 Error::StoreUnavailable(format!("cannot open the store at {}: {e}", self.path))
             })
+    }
+}
+
+/// One compaction at a time, writing 64 MiB SSTs: SlateDB's defaults (4 concurrent
+/// compactions of 4 subcompactions each, 256 MiB output SSTs, 8 MiB read-ahead per input SST)
+/// buffer more than a 500 MB broker may hold; a 10M-job backlog took the broker to 1.7 GB.
+fn compactor_options() -> CompactorOptions {
+    CompactorOptions {
+        max_concurrent_compactions: 1,
+        worker: Some(CompactionWorkerOptions {
+            max_concurrent_compactions: 1,
+            max_subcompactions: 1,
+            max_sst_size: 64 << 20,
+            max_fetch_tasks: 2,
+            ..CompactionWorkerOptions::default()
+        }),
+        ..CompactorOptions::default()
     }
 }
 

@@ -1,7 +1,7 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -56,3 +56,23 @@ class SetFaultsRequest(_message.Message):
 class SetFaultsResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetConcurrencyKeyRequest(_message.Message):
+    __slots__ = ("tenant", "key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    key: str
+    def __init__(self, tenant: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class ConcurrencyKeyState(_message.Message):
+    __slots__ = ("limit", "holders", "reserved", "waiters")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    WAITERS_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    holders: _containers.RepeatedScalarFieldContainer[str]
+    reserved: int
+    waiters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, limit: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., reserved: _Optional[int] = ..., waiters: _Optional[_Iterable[str]] = ...) -> None: ...

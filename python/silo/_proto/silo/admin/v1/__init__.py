@@ -136,8 +136,12 @@ class Stats(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT64),
     )
     """
-    Sizes of the in-memory state: "ready", "scheduled", "running", "lease_waiters",
-    "concurrency_keys".
+    Sizes of the shard's state: "ready" (due jobs waiting for a worker), "scheduled" (jobs
+    waiting for their start time or a retry backoff), "running" (live leases),
+    "lease_waiters" (parked LeaseTasks calls), "concurrency_keys" (keys in use), and
+    "ready_in_memory" / "scheduled_in_memory" (the part of "ready" / "scheduled" that the
+    broker holds in memory: at most a page per ready group and of the timers; the store
+    holds the rest).
     """
 
 
