@@ -181,13 +181,6 @@ async def test_bad_s3_store_fails_at_start_with_one_line(
     assert_one_clear_line(server, bucket)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug (reported to the lead): the S3 client keeps object_store's defaults "
-    "(30 s per request, 10 retries within 180 s) under SlateDB's own retries, so a stalled "
-    "store holds a write for minutes instead of answering UNAVAILABLE",
-)
 async def test_stalled_s3_answers_unavailable_not_hang(
     private_s3: S3Server, tmp_path: Path
 ) -> None:
