@@ -4,7 +4,8 @@ shutdown.
 Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
 SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let calls in flight finish, close the
 broker (which flushes SlateDB and answers parked LeaseTasks long-polls), let those answers go
-out, close the server, and return 0. If a newer broker fences this one off the store, the same
+out, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives
+the opening up and returns 0 at once. If a newer broker fences this one off the store, the same
 shutdown runs and the exit code is 1.
 """
 
@@ -17,8 +18,9 @@ import signal
 import socket
 import sys
 import weakref
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["DRAIN_GRACE_S", "RunningServer", "bind", "format_address", "run", "start_server"]
 
 log = logging.getLogger("silo.server")
+
+T = TypeVar("T")
 
 #: How long a shutdown waits for calls in flight (other than LeaseTasks long-polls, which the
 #: broker's close answers) before closing the broker anyway.
@@ -156,7 +160,7 @@ async def run(config: ServeConfig) -> int:
     """Run `silo serve` until SIGTERM or SIGINT (exit code 0) or until fenced (1).
 
     Exit 1 with one line on stderr if the address cannot be bound, the native module is missing
-    or the store cannot be opened.
+    or the store cannot be opened; exit 0 if SIGTERM or SIGINT arrives while the store opens.
     """
     try:
         from silo._native import Broker
@@ -171,20 +175,27 @@ async def run(config: ServeConfig) -> int:
         return _fail(f"cannot listen on {config.listen}: {exc}")
 
     try:
-        broker = await Broker.open(
-            store=config.store,
-            lease_ms=config.lease_ms,
-            flush_interval_ms=config.flush_interval_ms,
-            max_payload_bytes=config.max_payload_bytes,
-            store_max_retries=config.store_max_retries,
-            cache_bytes=config.cache_bytes,
-            gc_interval_ms=config.gc_interval_ms,
-            gc_min_age_ms=config.gc_min_age_ms,
-            fault_injection=config.fault_injection,
+        broker = await _unless_stopped(
+            Broker.open(
+                store=config.store,
+                lease_ms=config.lease_ms,
+                flush_interval_ms=config.flush_interval_ms,
+                max_payload_bytes=config.max_payload_bytes,
+                store_max_retries=config.store_max_retries,
+                cache_bytes=config.cache_bytes,
+                gc_interval_ms=config.gc_interval_ms,
+                gc_min_age_ms=config.gc_min_age_ms,
+                fault_injection=config.fault_injection,
+            ),
+            stop,
         )
     except errors.SiloError as exc:
         sock.close()
         return _fail(f"cannot open store {config.store!r}: {exc}")
+    if broker is None:
+        sock.close()
+        log.info("stopped while the store was opening; nothing was served")
+        return EXIT_OK
 
     log.info("broker settings: %s", broker.settings())
     running = await start_server(broker, sock)
@@ -216,6 +227,27 @@ async def run(config: ServeConfig) -> int:
     await running.close()
     log.info("stopped")
     return exit_code
+
+
+async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of `opening` (the broker's store opening), or None if `stop` is set first.
+
+    Raises what `opening` raises. An opening given up is cancelled, which drops the native
+    future wherever it stands (pyo3-async-runtimes). That leaves nothing half-written: each
+    object-store write is whole or absent (an S3 PUT is atomic, a local file is renamed into
+    place) and SlateDB is built to resume after a process that stops at any point, which is what
+    the next broker on the store does.
+    """
+    task = asyncio.ensure_future(opening)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():  # opened (or failed), even if a stop came as well: the caller shuts it down
+        return task.result()
+    task.cancel()
+    return None
 
 
 def _install_stop_signals() -> asyncio.Event:
