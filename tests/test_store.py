@@ -157,12 +157,6 @@ async def test_sigterm_while_opening_an_unresponsive_store(tmp_path: Path) -> No
     assert "Traceback" not in server.output(), server.output()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug (reported to the lead): the S3 error body (XML) is printed as is, so "
-    "the start failure spans two lines",
-)
 @pytest.mark.parametrize("problem", ["wrong secret key", "no such bucket"])
 async def test_bad_s3_store_fails_at_start_with_one_line(
     s3: S3Server, tmp_path: Path, problem: str

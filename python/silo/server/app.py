@@ -6,7 +6,7 @@ SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let calls in flight 
 broker (which flushes SlateDB and answers parked LeaseTasks long-polls), let those answers go
 out, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives
 the opening up and returns 0 at once. If a newer broker fences this one off the store, the same
-shutdown runs and the exit code is 1.
+shutdown runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
 """
 
 from __future__ import annotations
@@ -207,12 +207,9 @@ async def run(config: ServeConfig) -> int:
         await asyncio.wait({fenced, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         if fenced.done():
-            print(
-                f"silo: a newer broker opened store {config.store!r}; this one stops serving",
-                file=sys.stderr,
-                flush=True,
+            exit_code = _fail(
+                f"a newer broker opened store {config.store!r}; this one stops serving"
             )
-            exit_code = EXIT_FAILURE
         else:
             fenced.cancel()
 
@@ -222,8 +219,7 @@ async def run(config: ServeConfig) -> int:
     try:
         await broker.close()
     except errors.SiloError as exc:
-        print(f"silo: error while closing the store: {exc}", file=sys.stderr, flush=True)
-        exit_code = EXIT_FAILURE
+        exit_code = _fail(f"error while closing the store: {exc}")
     await running.close()
     log.info("stopped")
     return exit_code
@@ -260,5 +256,11 @@ def _install_stop_signals() -> asyncio.Event:
 
 
 def _fail(message: str) -> int:
-    print(f"silo: {message}", file=sys.stderr, flush=True)
+    """Print `message` as one `silo:` line on stderr and return the failure exit code.
+
+    Why one line: store errors may carry a server's multi-line answer (an S3 XML error body);
+    its whitespace, newlines included, is folded so that the error stays one line to read and
+    to grep.
+    """
+    print(f"silo: {' '.join(message.split())}", file=sys.stderr, flush=True)
     return EXIT_FAILURE
