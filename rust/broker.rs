@@ -82,7 +82,7 @@ impl Broker {
         if config.gc_interval_ms == 0 {
             return Err(Error::invalid("gc_interval_ms", "must be at least 1"));
         }
-        let (object_store, root) = location.object_store()?;
+        let (object_store, root) = location.object_store(config.store_max_retries)?;
         let (object_store, requests, fault_switch) = InstrumentedStore::wrap(object_store);
         let settings = StoreSettings {
             flush_interval: Duration::from_millis(flush_ms),

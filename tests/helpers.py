@@ -20,6 +20,7 @@ from silo._proto.silo.v1 import (
     JobStatus,
     LeaseTasksRequest,
     ReportTaskOutcomeRequest,
+    RetryPolicy,
     SiloStub,
     Task,
     TaskCancelled,
@@ -37,6 +38,9 @@ CLOCK_SLACK_MS = 2
 # Tolerance for "this delay was applied": the server may read its clock more than once per
 # operation.
 DELAY_TOLERANCE_MS = 50
+
+# Retries that are due at once, for tests where a retry must be possible but not waited for.
+RETRY_NOW = RetryPolicy(max_retries=3, schedule_ms=[0])
 
 
 def now_ms() -> int:
@@ -95,6 +99,15 @@ async def lease_one(
     tasks = await lease(stub, [queue], worker=worker, max_tasks=1, wait_ms=wait_ms)
     assert len(tasks) == 1, f"expected one task from {queue!r} within {wait_ms} ms, got {tasks}"
     return tasks[0]
+
+
+async def enqueue_and_lease(
+    stub: SiloStub, tenant: str, queue: str, *, worker: str = "worker-1", **fields: Any
+) -> tuple[str, Task]:
+    """Enqueue one job (further EnqueueRequest `fields`) into `queue`, which must hold no other
+    due job, and lease its task to `worker` at once: a RUNNING job. Returns (job id, task)."""
+    job_id = await enqueue(stub, tenant=tenant, queue=queue, **fields)
+    return job_id, await lease_one(stub, queue, worker=worker, wait_ms=0)
 
 
 async def report_result(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from grpclib.const import Status
 from helpers import (
+    RETRY_NOW,
     SHORT_LEASE_MS,
     assert_between,
     enqueue,
+    enqueue_and_lease,
     expect_status,
     get_job,
     heartbeat,
     lease,
-    lease_one,
     now_ms,
     report_cancelled,
     report_failure,
@@ -23,9 +24,6 @@ from silo._proto.silo.v1 import AttemptStatus, CancelRequest, JobStatus, RetryPo
 
 # Core behaviour: runs once per store kind (file and S3), see conftest.
 pytestmark = pytest.mark.all_stores
-
-
-RETRY_NOW = RetryPolicy(max_retries=3, schedule_ms=[0])
 
 
 async def cancel(stub: SiloStub, job_id: str, tenant: str) -> None:
@@ -62,13 +60,9 @@ async def test_cancel_pending_job(shared_stub: SiloStub, ns) -> None:
 
 
 async def test_cancel_scheduled_retry(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(
-        shared_stub,
-        tenant=ns.tenant,
-        queue=ns.queue,
-        retry_policy=RetryPolicy(max_retries=2, schedule_ms=[300]),
+    job_id, task = await enqueue_and_lease(
+        shared_stub, ns.tenant, ns.queue, retry_policy=RetryPolicy(max_retries=2, schedule_ms=[300])
     )
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
     await report_failure(shared_stub, task)
     assert (await get_job(shared_stub, job_id, ns.tenant)).status == JobStatus.SCHEDULED
     await cancel(shared_stub, job_id, ns.tenant)
@@ -77,8 +71,7 @@ async def test_cancel_scheduled_retry(shared_stub: SiloStub, ns) -> None:
 
 
 async def test_cancel_running_job_tells_the_worker(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await cancel(shared_stub, job_id, ns.tenant)
     assert (await get_job(shared_stub, job_id, ns.tenant)).status == JobStatus.CANCELLED
     resp = await heartbeat(shared_stub, task)
@@ -94,8 +87,7 @@ async def test_cancel_running_job_tells_the_worker(shared_stub: SiloStub, ns) ->
 async def test_cancelled_running_job_is_not_retried_after_failure(
     shared_stub: SiloStub, ns
 ) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await cancel(shared_stub, job_id, ns.tenant)
     await report_failure(shared_stub, task, code="interrupted")
     job = await get_job(shared_stub, job_id, ns.tenant)
@@ -107,8 +99,7 @@ async def test_cancelled_running_job_is_not_retried_after_failure(
 
 
 async def test_cancelled_running_job_keeps_a_late_result(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await cancel(shared_stub, job_id, ns.tenant)
     await report_result(shared_stub, task, b"finished anyway")
     job = await get_job(shared_stub, job_id, ns.tenant)
@@ -119,8 +110,7 @@ async def test_cancelled_running_job_keeps_a_late_result(shared_stub: SiloStub, 
 
 
 async def test_cancelled_running_job_is_not_retried_after_expiry(short_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(short_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(short_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(short_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await cancel(short_stub, job_id, ns.tenant)
     # Wait past the lease's expiry: no retry may appear.
     assert await lease(short_stub, [ns.queue], max_tasks=10, wait_ms=3 * SHORT_LEASE_MS) == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from grpclib.const import Status
 from helpers import (
+    RETRY_NOW,
     assert_between,
     enqueue,
+    enqueue_and_lease,
     expect_status,
     get_job,
     heartbeat,
@@ -33,14 +35,11 @@ from silo._proto.silo.v1 import (
 # Core behaviour: runs once per store kind (file and S3), see conftest.
 pytestmark = pytest.mark.all_stores
 
-
-RETRY_NOW = RetryPolicy(max_retries=3, schedule_ms=[0])
 OK = Status.OK.value
 
 
 async def test_result_succeeds_the_job(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     before = now_ms()
     await report_result(shared_stub, task, b"\x00the answer\xff")
     after = now_ms()
@@ -58,8 +57,7 @@ async def test_result_succeeds_the_job(shared_stub: SiloStub, ns) -> None:
 
 
 async def test_empty_result_is_a_success(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await report_result(shared_stub, task, b"")
     job = await get_job(shared_stub, job_id, ns.tenant)
     assert job.status == JobStatus.SUCCEEDED
@@ -68,8 +66,7 @@ async def test_empty_result_is_a_success(shared_stub: SiloStub, ns) -> None:
 
 
 async def test_no_outcome_is_invalid_and_records_nothing(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue)
     bare = ReportTaskOutcomeRequest(task_id=task.task_id, worker_id="worker-1")
     await expect_status(shared_stub.report_task_outcome(bare), Status.INVALID_ARGUMENT)
     assert (await get_job(shared_stub, job_id, ns.tenant)).status == JobStatus.RUNNING
@@ -83,8 +80,7 @@ async def test_unknown_task_is_not_found(shared_stub: SiloStub) -> None:
 
 
 async def test_second_report_is_already_exists(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await report_result(shared_stub, task, b"first")
     await expect_status(report_result(shared_stub, task, b"second"), Status.ALREADY_EXISTS)
     await expect_status(report_failure(shared_stub, task), Status.ALREADY_EXISTS)
@@ -96,8 +92,7 @@ async def test_second_report_is_already_exists(shared_stub: SiloStub, ns) -> Non
 
 
 async def test_second_report_after_failure_is_already_exists(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await report_failure(shared_stub, task)
     # Even once its retry is running, the old task's outcome stays the one recorded.
     retry = await lease_one(shared_stub, ns.queue, wait_ms=10_000)
@@ -109,8 +104,7 @@ async def test_second_report_after_failure_is_already_exists(shared_stub: SiloSt
 
 
 async def test_foreign_worker_is_refused_and_nothing_recorded(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
-    task = await lease_one(shared_stub, ns.queue, worker="owner", wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, worker="owner")
     await expect_status(
         report_result(shared_stub, task, b"stolen", worker="intruder"), Status.FAILED_PRECONDITION
     )
@@ -126,8 +120,9 @@ async def test_foreign_worker_is_refused_and_nothing_recorded(shared_stub: SiloS
 
 
 async def test_expired_lease_is_refused_and_nothing_recorded(short_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(short_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    first = await lease_one(short_stub, ns.queue, worker="w1", wait_ms=0)
+    job_id, first = await enqueue_and_lease(
+        short_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW, worker="w1"
+    )
     # Await the expiry through its retry: once attempt 2 is leased, attempt 1's lease is gone.
     second = await lease_one(short_stub, ns.queue, worker="w1", wait_ms=10_000)
     await expect_status(report_result(short_stub, first, worker="w1"), Status.FAILED_PRECONDITION)
@@ -142,13 +137,12 @@ async def test_expired_lease_is_refused_and_nothing_recorded(short_stub: SiloStu
 
 
 async def test_failure_with_retries_left_schedules_a_retry(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(
+    job_id, task = await enqueue_and_lease(
         shared_stub,
-        tenant=ns.tenant,
-        queue=ns.queue,
+        ns.tenant,
+        ns.queue,
         retry_policy=RetryPolicy(max_retries=1, schedule_ms=[60_000]),
     )
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
     await report_failure(shared_stub, task, code="E42", message="disk full", data=b"\x01\x02")
     job = await get_job(shared_stub, job_id, ns.tenant)
     assert job.status == JobStatus.SCHEDULED
@@ -167,8 +161,7 @@ async def test_failure_with_retries_left_schedules_a_retry(shared_stub: SiloStub
 
 
 async def test_non_retryable_failure_fails_the_job(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await report_failure(shared_stub, task, code="bad_input", non_retryable=True)
     job = await get_job(shared_stub, job_id, ns.tenant)
     assert job.status == JobStatus.FAILED
@@ -180,8 +173,7 @@ async def test_non_retryable_failure_fails_the_job(shared_stub: SiloStub, ns) ->
 
 
 async def test_failure_without_retry_policy_fails_the_job(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue)
     await report_failure(shared_stub, task, code="oops")
     job = await get_job(shared_stub, job_id, ns.tenant)
     assert job.status == JobStatus.FAILED
@@ -190,8 +182,7 @@ async def test_failure_without_retry_policy_fails_the_job(shared_stub: SiloStub,
 
 
 async def test_cancelled_outcome_on_a_live_job_cancels_it(shared_stub: SiloStub, ns) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, retry_policy=RETRY_NOW)
-    task = await lease_one(shared_stub, ns.queue, wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, retry_policy=RETRY_NOW)
     await report_cancelled(shared_stub, task)
     job = await get_job(shared_stub, job_id, ns.tenant)
     assert job.status == JobStatus.CANCELLED
@@ -255,8 +246,7 @@ async def test_empty_report_batch(shared_stub: SiloStub) -> None:
 async def test_report_batch_over_1000_is_invalid_and_records_nothing(
     shared_stub: SiloStub, ns
 ) -> None:
-    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
-    task = await lease_one(shared_stub, ns.queue, worker="w", wait_ms=0)
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue, worker="w")
     reports = [ReportTaskOutcomeRequest(task_id=task.task_id, worker_id="w", result=b"x")]
     reports += [
         ReportTaskOutcomeRequest(task_id=f"missing-{i}", worker_id="w", result=b"")

@@ -480,7 +480,10 @@ impl Shard {
     }
 
     /// After a failed write the store may hold less than memory does: reopen the store and
-    /// rebuild from it (at most once a second). Never after fencing: the newer broker owns it.
+    /// rebuild from it, one attempt at most a second. The second is counted from the end of a
+    /// failed attempt: on a stalled store an attempt lasts as long as the S3 client's retries,
+    /// and the calls that queued meanwhile are refused at once instead of waiting out one more.
+    /// Never after fencing: the newer broker owns the store.
     async fn recover(&mut self) -> std::result::Result<(), String> {
         if *self.fenced.borrow() {
             return Err(FENCED.into());
@@ -488,14 +491,19 @@ impl Shard {
         let Some(reason) = self.health.failure() else {
             return Ok(());
         };
-        let now = self.clock.now_ms();
-        if now < self.recover_after_ms {
+        if self.clock.now_ms() < self.recover_after_ms {
             return Err(reason);
         }
-        self.recover_after_ms = now + 1000;
         for w in self.waiters.drain(..) {
             let _ = w.reply.send(Err(Error::StoreUnavailable(reason.clone())));
         }
+        let attempt = self.reopen(&reason).await;
+        self.recover_after_ms = self.clock.now_ms() + 1000;
+        attempt
+    }
+
+    /// Opens the store anew in place of the failed database and rebuilds every cache from it.
+    async fn reopen(&mut self, reason: &str) -> std::result::Result<(), String> {
         let db = match self.store.open().await {
             Ok(db) => db,
             Err(e) => return Err(format!("{reason}; reopening failed: {e}")),

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use slatedb::config::{
     CompactionWorkerOptions, CompactorOptions, GarbageCollectorDirectoryOptions,
     GarbageCollectorOptions, Settings,
@@ -20,6 +20,33 @@ use slatedb::db_cache::SplitCache;
 use slatedb::Db;
 
 use crate::error::{Error, Result};
+
+/// Longest time one S3 request may take, from connecting to the last byte of the answer.
+/// Why: object_store's default (30 s, then up to 10 retries within 3 min) let a stalled server
+/// hold a call for minutes. The variable `AWS_TIMEOUT` (e.g. `30s`) overrides it, for large
+/// uploads over a slow link.
+pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest time connecting to the S3 endpoint may take (`AWS_CONNECT_TIMEOUT` overrides it).
+pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The S3 client starts no retry of a request later than this after its first attempt, so a
+/// request that keeps failing or stalling gives up within this plus one request timeout.
+pub const S3_RETRY_WINDOW: Duration = Duration::from_secs(10);
+
+/// The S3 client's retries: `max_retries` per request, backing off 0.1 s doubling to 1 s,
+/// none started after `S3_RETRY_WINDOW`. Requests whose effect is unknown after a timeout
+/// (conditional PUTs: WAL files, manifests) are never retried by the client; the shard then
+/// reopens the store (see `Shard::recover`).
+fn s3_retry_config(max_retries: u32) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 2.0,
+        },
+        max_retries: max_retries as usize,
+        retry_timeout: S3_RETRY_WINDOW,
+    }
+}
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +109,9 @@ impl StoreLocation {
         }
     }
 
-    /// The object store and the path prefix inside it.
-    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    /// The object store and the path prefix inside it. `max_retries` bounds the S3 client's
+    /// retries of one request (the other stores have no client that retries).
+    pub fn object_store(&self, max_retries: u32) -> Result<(Arc<dyn ObjectStore>, Path)> {
         match self {
             StoreLocation::Memory => Ok((Arc::new(InMemory::new()), Path::from(""))),
             StoreLocation::Local(dir) => {
@@ -96,8 +124,27 @@ impl StoreLocation {
                 Ok((Arc::new(fs), Path::from("")))
             }
             StoreLocation::S3 { bucket, prefix } => {
-                let s3 = AmazonS3Builder::from_env()
+                let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_retry(s3_retry_config(max_retries));
+                for (variable, key, limit) in [
+                    ("AWS_TIMEOUT", ClientConfigKey::Timeout, S3_REQUEST_TIMEOUT),
+                    (
+                        "AWS_CONNECT_TIMEOUT",
+                        ClientConfigKey::ConnectTimeout,
+                        S3_CONNECT_TIMEOUT,
+                    ),
+                ] {
+                    // Set through the key, not `with_client_options`, which would drop the
+                    // client options read from the environment (AWS_ALLOW_HTTP, proxies).
+                    if std::env::var_os(variable).is_none() {
+                        builder = builder.with_config(
+                            AmazonS3ConfigKey::Client(key),
+                            format!("{}ms", limit.as_millis()),
+                        );
+                    }
+                }
+                let s3 = builder
                     .build()
                     .map_err(|e| Error::StoreUnavailable(format!("s3 store: {e}")))?;
                 Ok((Arc::new(s3), Path::from(prefix.as_str())))
@@ -111,8 +158,9 @@ impl StoreLocation {
 pub struct StoreSettings {
     /// SlateDB WAL flush interval: the floor of an acknowledged write's latency.
     pub flush_interval: Duration,
-    /// Object-store retries per call before SlateDB gives up (an outage then surfaces as
-    /// UNAVAILABLE instead of a hang).
+    /// Object-store retries per call before a call fails (an outage then surfaces as
+    /// UNAVAILABLE instead of a hang). Applied by exactly one layer: the S3 client on S3
+    /// (`StoreLocation::object_store`), SlateDB's retrying wrapper on the other stores.
     pub max_retries: u32,
     /// Block cache and metadata cache sizes (in-memory, per shard).
     pub block_cache_bytes: u64,
@@ -129,6 +177,9 @@ pub struct ShardStore {
     path: Path,
     local: bool,
     eager_flush: bool,
+    /// Retries of SlateDB's own wrapper: none where the client below already retries (S3),
+    /// since the two layers would multiply (every SlateDB retry re-running all client retries).
+    slatedb_max_retries: u32,
     settings: StoreSettings,
 }
 
@@ -145,6 +196,10 @@ impl ShardStore {
             path: root.clone().join("shards").join(shard.to_string().as_str()),
             local: matches!(location, StoreLocation::Local(_)),
             eager_flush: !matches!(location, StoreLocation::S3 { .. }),
+            slatedb_max_retries: match location {
+                StoreLocation::S3 { .. } => 0,
+                StoreLocation::Local(_) | StoreLocation::Memory => settings.max_retries,
+            },
             settings,
         }
     }
@@ -168,7 +223,7 @@ impl ShardStore {
             l0_sst_size_bytes: 16 << 20,
             max_unflushed_bytes: 64 << 20,
             compactor_options: Some(compactor_options()),
-            object_store_max_retries: Some(s.max_retries),
+            object_store_max_retries: Some(self.slatedb_max_retries),
             garbage_collector_options: Some(GarbageCollectorOptions {
                 manifest_options: Some(gc_dir),
                 wal_options: Some(gc_dir),
@@ -177,7 +232,7 @@ impl ShardStore {
                 // A local directory cannot do the conditional overwrites boundary files need
                 // (SlateDB documents turning them off for LocalFileSystem).
                 boundary_files_enabled: !self.local,
-                object_store_max_retries: Some(s.max_retries),
+                object_store_max_retries: Some(self.slatedb_max_retries),
                 ..GarbageCollectorOptions::default()
             }),
             ..Settings::default()
@@ -254,5 +309,43 @@ mod tests {
         assert!(StoreLocation::parse("gs://x").is_err());
         assert!(StoreLocation::parse("file://rel").is_err());
         assert!(StoreLocation::parse("s3:///p").is_err());
+    }
+
+    fn slatedb_retries(location: &StoreLocation) -> (Option<u32>, Option<u32>) {
+        let settings = StoreSettings {
+            flush_interval: Duration::from_millis(50),
+            max_retries: 3,
+            block_cache_bytes: 1 << 20,
+            meta_cache_bytes: 1 << 18,
+            gc_interval: Duration::from_secs(60),
+            gc_min_age: Duration::from_secs(300),
+        };
+        let store = ShardStore::new(
+            location,
+            Arc::new(InMemory::new()),
+            &Path::from(""),
+            0,
+            settings,
+        );
+        let s = store.slatedb_settings();
+        let gc = s
+            .garbage_collector_options
+            .map(|g| g.object_store_max_retries);
+        (s.object_store_max_retries, gc.flatten())
+    }
+
+    #[test]
+    fn retries_are_applied_by_one_layer() {
+        // S3: the client retries; SlateDB's wrapper must not multiply its attempts.
+        let s3 = StoreLocation::S3 {
+            bucket: "b".into(),
+            prefix: String::new(),
+        };
+        assert_eq!(slatedb_retries(&s3), (Some(0), Some(0)));
+        assert_eq!(s3_retry_config(3).max_retries, 3);
+        // Elsewhere no client retries below SlateDB: its wrapper does.
+        assert_eq!(slatedb_retries(&StoreLocation::Memory), (Some(3), Some(3)));
+        let local = StoreLocation::Local("/tmp/x".into());
+        assert_eq!(slatedb_retries(&local), (Some(3), Some(3)));
     }
 }

@@ -147,6 +147,35 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     lg.add_argument("--queue", help="queue name (default: a new unique name per run)")
 
 
+# Flags that several scenarios share, defined once.
+
+
+def _worker_flags(p: argparse.ArgumentParser) -> None:
+    """--workers and --lease-batch of the scenarios whose workers long-poll for batches."""
+    p.add_argument(
+        "--workers", type=_positive, default=4, metavar="N", help="concurrent workers (4)"
+    )
+    p.add_argument(
+        "--lease-batch", type=_positive, default=100, metavar="N", help="max_tasks (100)"
+    )
+
+
+def _wait_ms_flag(p: argparse.ArgumentParser, *, default: int) -> None:
+    p.add_argument(
+        "--wait-ms",
+        type=parse_size,
+        default=default,
+        metavar="MS",
+        help=f"long-poll wait ({default})",
+    )
+
+
+def _fill_batch_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fill-batch", type=_positive, default=1000, metavar="B", help="EnqueueBatch size (1000)"
+    )
+
+
 def _enqueue(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clients",
@@ -259,15 +288,8 @@ def _paced(p: argparse.ArgumentParser, *, duration: float) -> None:
         metavar="N",
         help="enqueue calls outstanding per producer process before the schedule slips (10000)",
     )
-    p.add_argument(
-        "--workers", type=_positive, default=4, metavar="N", help="concurrent workers (4)"
-    )
-    p.add_argument(
-        "--lease-batch", type=_positive, default=100, metavar="N", help="max_tasks (100)"
-    )
-    p.add_argument(
-        "--wait-ms", type=parse_size, default=1000, metavar="MS", help="long-poll wait (1000)"
-    )
+    _worker_flags(p)
+    _wait_ms_flag(p, default=1000)
 
 
 def _dispatch(p: argparse.ArgumentParser) -> None:
@@ -286,9 +308,7 @@ def _dispatch(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="long-polling workers (LeaseTasks max_tasks=1) (default 4)",
     )
-    p.add_argument(
-        "--wait-ms", type=parse_size, default=10_000, metavar="MS", help="long-poll wait (10000)"
-    )
+    _wait_ms_flag(p, default=10_000)
 
 
 def _backlog(p: argparse.ArgumentParser) -> None:
@@ -306,9 +326,7 @@ def _backlog(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="sequential probe calls per step and kind (default 200)",
     )
-    p.add_argument(
-        "--fill-batch", type=_positive, default=1000, metavar="B", help="EnqueueBatch size (1000)"
-    )
+    _fill_batch_flag(p)
     p.add_argument(
         "--fill-clients", type=_positive, default=4, metavar="N", help="fill clients (4)"
     )
@@ -350,15 +368,8 @@ def _tenants(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="arrival rate of the small tenants' jobs in jobs/s while workers drain (2000)",
     )
-    p.add_argument(
-        "--workers", type=_positive, default=4, metavar="N", help="concurrent workers (4)"
-    )
-    p.add_argument(
-        "--lease-batch", type=_positive, default=100, metavar="N", help="max_tasks (100)"
-    )
-    p.add_argument(
-        "--fill-batch", type=_positive, default=1000, metavar="B", help="EnqueueBatch size (1000)"
-    )
+    _worker_flags(p)
+    _fill_batch_flag(p)
 
 
 def _cost(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -71,6 +72,60 @@ def _batch_failures(child: Child, reply: Any) -> int:
             failed += 1
             child.error(f"entry code {result.code}: {result.message}")
     return failed
+
+
+class _FailureStreak:
+    """The failed calls in a row of one worker thread, shared by its leases and its reports:
+    `failed` logs one (and raises after too many in a row), `reset` follows a lease that
+    answered."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.count = 0
+
+    def failed(self, exc: grpc.RpcError) -> None:
+        self.count = _rpc_error(self.child, exc, self.count)
+
+    def reset(self) -> None:
+        self.count = 0
+
+
+def _leased_batches(
+    child: Child,
+    streak: _FailureStreak,
+    lease: bytes,
+    *,
+    idle_lease: bytes | None = None,
+    max_empty: int = 0,
+    latencies: array[float] | None = None,
+) -> Iterator[tuple[Sequence[Any], float]]:
+    """The worker loop: lease with the encoded LeaseTasksRequest `lease` until the phase stops
+    (or the caller stops iterating), yielding each non-empty answer's tasks and the time it
+    arrived.
+
+    After an empty answer the next lease sends `idle_lease` (if given) instead; with
+    `max_empty` > 0 that many empty answers in a row end the loop. A failed lease counts in
+    `streak`; `latencies` (if given) gets the duration of every lease that answered.
+    """
+    empty = 0
+    while not child.stopping() and (max_empty == 0 or empty < max_empty):
+        request = idle_lease if empty and idle_lease is not None else lease
+        t0 = time.monotonic()
+        try:
+            raw = child.client.lease_tasks_raw(request, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            streak.failed(exc)
+            continue
+        received = time.monotonic()
+        if latencies is not None:
+            latencies.append(received - t0)
+        streak.reset()
+        tasks = pb.LeaseTasksResponse.FromString(raw).tasks
+        if not tasks:
+            empty += 1
+            continue
+        empty = 0
+        yield tasks, received
 
 
 # ----------------------------------------------------------------------------- producers
@@ -314,23 +369,11 @@ def drain(child: Child, spec: Drain) -> dict[str, Any]:
         ).SerializeToString()
         lease_lat: array[float] = array("d")
         report_lat: array[float] = array("d")
-        empty = streak = 0
-        while not child.stopping() and empty < 2:
-            t0 = time.monotonic()
-            try:
-                raw = client.lease_tasks_raw(
-                    lease if empty == 0 else lease_wait, timeout=CALL_TIMEOUT_S
-                )
-            except grpc.RpcError as exc:
-                streak = _rpc_error(child, exc, streak)
-                continue
-            lease_lat.append(time.monotonic() - t0)
-            streak = 0
-            tasks = pb.LeaseTasksResponse.FromString(raw).tasks
-            if not tasks:
-                empty += 1
-                continue
-            empty = 0
+        streak = _FailureStreak(child)
+        batches = _leased_batches(
+            child, streak, lease, idle_lease=lease_wait, max_empty=2, latencies=lease_lat
+        )
+        for tasks, _ in batches:
             if spec.per_job:
                 for task in tasks:
                     request = pb.ReportTaskOutcomeRequest(
@@ -340,7 +383,7 @@ def drain(child: Child, spec: Drain) -> dict[str, Any]:
                     try:
                         client.report_task_outcome(request, timeout=CALL_TIMEOUT_S)
                     except grpc.RpcError as exc:
-                        streak = _rpc_error(child, exc, streak)
+                        streak.failed(exc)
                         continue
                     report_lat.append(time.monotonic() - t0)
                     child.add(DONE)
@@ -355,7 +398,7 @@ def drain(child: Child, spec: Drain) -> dict[str, Any]:
                 try:
                     reply = client.report_task_outcomes(request, timeout=CALL_TIMEOUT_S)
                 except grpc.RpcError as exc:
-                    streak = _rpc_error(child, exc, streak)
+                    streak.failed(exc)
                     continue
                 report_lat.append(time.monotonic() - t0)
                 child.add(DONE, len(chunk) - _batch_failures(child, reply))
@@ -392,18 +435,8 @@ def timed_worker(child: Child, spec: TimedWorker) -> dict[str, Any]:
             worker_id=worker, max_tasks=spec.lease_batch, queues=[spec.queue], wait_ms=spec.wait_ms
         ).SerializeToString()
         out = {k: array("d") for k in ("start", "done", "big_start", "big_done")}
-        streak = 0
-        while not child.stopping():
-            try:
-                raw = client.lease_tasks_raw(lease, timeout=CALL_TIMEOUT_S)
-            except grpc.RpcError as exc:
-                streak = _rpc_error(child, exc, streak)
-                continue
-            received = time.monotonic()
-            streak = 0
-            tasks = pb.LeaseTasksResponse.FromString(raw).tasks
-            if not tasks:
-                continue
+        streak = _FailureStreak(child)
+        for tasks, received in _leased_batches(child, streak, lease):
             stamps: list[tuple[float, bool]] = []
             request = pb.ReportTaskOutcomesRequest()
             add = request.reports.add
@@ -416,7 +449,7 @@ def timed_worker(child: Child, spec: TimedWorker) -> dict[str, Any]:
             try:
                 reply = client.report_task_outcomes(request, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as exc:
-                streak = _rpc_error(child, exc, streak)
+                streak.failed(exc)
                 continue
             completed = time.monotonic()
             failed = _batch_failures(child, reply)
@@ -504,17 +537,9 @@ def dispatch_worker(child: Child, spec: DispatchWorker) -> dict[str, Any]:
         ).SerializeToString()
         ids: list[str] = []
         received: array[float] = array("d")
-        streak = 0
-        while not child.stopping():
-            try:
-                raw = client.lease_tasks_raw(lease, timeout=CALL_TIMEOUT_S)
-            except grpc.RpcError as exc:
-                streak = _rpc_error(child, exc, streak)
-                continue
-            t = time.monotonic()
-            streak = 0
+        for tasks, t in _leased_batches(child, _FailureStreak(child), lease):
             stop = False
-            for task in pb.LeaseTasksResponse.FromString(raw).tasks:
+            for task in tasks:
                 client.report_task_outcome(
                     pb.ReportTaskOutcomeRequest(task_id=task.task_id, worker_id=worker, result=b""),
                     timeout=CALL_TIMEOUT_S,

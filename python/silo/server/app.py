@@ -4,8 +4,9 @@ shutdown.
 Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
 SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let calls in flight finish, close the
 broker (which flushes SlateDB and answers parked LeaseTasks long-polls), let those answers go
-out, close the server, and return 0. If a newer broker fences this one off the store, the same
-shutdown runs and the exit code is 1.
+out, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives
+the opening up and returns 0 at once. If a newer broker fences this one off the store, the same
+shutdown runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import signal
 import socket
 import sys
 import weakref
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["DRAIN_GRACE_S", "RunningServer", "bind", "format_address", "run", "start_server"]
 
 log = logging.getLogger("silo.server")
+
+T = TypeVar("T")
 
 #: How long a shutdown waits for calls in flight (other than LeaseTasks long-polls, which the
 #: broker's close answers) before closing the broker anyway.
@@ -156,7 +160,7 @@ async def run(config: ServeConfig) -> int:
     """Run `silo serve` until SIGTERM or SIGINT (exit code 0) or until fenced (1).
 
     Exit 1 with one line on stderr if the address cannot be bound, the native module is missing
-    or the store cannot be opened.
+    or the store cannot be opened; exit 0 if SIGTERM or SIGINT arrives while the store opens.
     """
     try:
         from silo._native import Broker
@@ -171,20 +175,27 @@ async def run(config: ServeConfig) -> int:
         return _fail(f"cannot listen on {config.listen}: {exc}")
 
     try:
-        broker = await Broker.open(
-            store=config.store,
-            lease_ms=config.lease_ms,
-            flush_interval_ms=config.flush_interval_ms,
-            max_payload_bytes=config.max_payload_bytes,
-            store_max_retries=config.store_max_retries,
-            cache_bytes=config.cache_bytes,
-            gc_interval_ms=config.gc_interval_ms,
-            gc_min_age_ms=config.gc_min_age_ms,
-            fault_injection=config.fault_injection,
+        broker = await _unless_stopped(
+            Broker.open(
+                store=config.store,
+                lease_ms=config.lease_ms,
+                flush_interval_ms=config.flush_interval_ms,
+                max_payload_bytes=config.max_payload_bytes,
+                store_max_retries=config.store_max_retries,
+                cache_bytes=config.cache_bytes,
+                gc_interval_ms=config.gc_interval_ms,
+                gc_min_age_ms=config.gc_min_age_ms,
+                fault_injection=config.fault_injection,
+            ),
+            stop,
         )
     except errors.SiloError as exc:
         sock.close()
         return _fail(f"cannot open store {config.store!r}: {exc}")
+    if broker is None:
+        sock.close()
+        log.info("stopped while the store was opening; nothing was served")
+        return EXIT_OK
 
     log.info("broker settings: %s", broker.settings())
     running = await start_server(broker, sock)
@@ -196,12 +207,9 @@ async def run(config: ServeConfig) -> int:
         await asyncio.wait({fenced, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         if fenced.done():
-            print(
-                f"silo: a newer broker opened store {config.store!r}; this one stops serving",
-                file=sys.stderr,
-                flush=True,
+            exit_code = _fail(
+                f"a newer broker opened store {config.store!r}; this one stops serving"
             )
-            exit_code = EXIT_FAILURE
         else:
             fenced.cancel()
 
@@ -211,11 +219,31 @@ async def run(config: ServeConfig) -> int:
     try:
         await broker.close()
     except errors.SiloError as exc:
-        print(f"silo: error while closing the store: {exc}", file=sys.stderr, flush=True)
-        exit_code = EXIT_FAILURE
+        exit_code = _fail(f"error while closing the store: {exc}")
     await running.close()
     log.info("stopped")
     return exit_code
+
+
+async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of `opening` (the broker's store opening), or None if `stop` is set first.
+
+    Raises what `opening` raises. An opening given up is cancelled, which drops the native
+    future wherever it stands (pyo3-async-runtimes). That leaves nothing half-written: each
+    object-store write is whole or absent (an S3 PUT is atomic, a local file is renamed into
+    place) and SlateDB is built to resume after a process that stops at any point, which is what
+    the next broker on the store does.
+    """
+    task = asyncio.ensure_future(opening)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():  # opened (or failed), even if a stop came as well: the caller shuts it down
+        return task.result()
+    task.cancel()
+    return None
 
 
 def _install_stop_signals() -> asyncio.Event:
@@ -228,5 +256,11 @@ def _install_stop_signals() -> asyncio.Event:
 
 
 def _fail(message: str) -> int:
-    print(f"silo: {message}", file=sys.stderr, flush=True)
+    """Print `message` as one `silo:` line on stderr and return the failure exit code.
+
+    Why one line: store errors may carry a server's multi-line answer (an S3 XML error body);
+    its whitespace, newlines included, is folded so that the error stays one line to read and
+    to grep.
+    """
+    print(f"silo: {' '.join(message.split())}", file=sys.stderr, flush=True)
     return EXIT_FAILURE
