@@ -62,7 +62,9 @@ async def enqueue_many(stub: SiloStub, jobs: list[EnqueueRequest]) -> list[str]:
 
 
 async def finish(stub: SiloStub, tasks: list[Task]) -> None:
-    reports = [ReportTaskOutcomeRequest(task_id=t.task_id, worker_id="w", result=b"") for t in tasks]
+    reports = [
+        ReportTaskOutcomeRequest(task_id=t.task_id, worker_id="w", result=b"") for t in tasks
+    ]
     resp = await stub.report_task_outcomes(ReportTaskOutcomesRequest(reports=reports))
     assert all(r.code == 0 for r in resp.results), resp
 
@@ -157,9 +159,7 @@ async def test_scheduled_jobs_beyond_the_timer_page_all_come_due_in_due_order(
     start = now_ms() + 1500
     # Later enqueues are due earlier for a third of the jobs: due order is not enqueue order.
     due = [start + (i % 3) * 7 - (i // 3) % 5 for i in range(n)]
-    reqs = [
-        EnqueueRequest(id=f"s{i:05d}", queue=QUEUE, start_at_ms=due[i]) for i in range(n)
-    ]
+    reqs = [EnqueueRequest(id=f"s{i:05d}", queue=QUEUE, start_at_ms=due[i]) for i in range(n)]
     ids = await enqueue_many(stub, reqs)
     gauges, _ = await stats(admin)
     assert gauges["scheduled"] == n, gauges
