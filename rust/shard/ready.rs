@@ -137,34 +137,35 @@ impl ReadyIndex {
 
     /// Puts an admitted job in its group's head (creating the group, complete, if new).
     pub fn insert(&mut self, w: Waiting) {
-        let level = self
-            .queues
-            .entry(w.queue.clone())
-            .or_default()
-            .levels
-            .entry(Reverse(w.priority))
-            .or_default();
-        let page = level.tenants.entry(w.tenant.clone()).or_insert_with(|| {
-            level.turn.push_back(w.tenant.clone());
-            Page::complete()
-        });
-        page.insert(w.sort_key(), w);
+        self.page_or_new(&w.queue, w.priority, &w.tenant, Page::complete)
+            .insert(w.sort_key(), w);
     }
 
     /// Registers a group whose store entries are not read yet (opening the shard); the caller
     /// refills it next.
     pub fn add_unread(&mut self, g: &Group) {
+        self.page_or_new(&g.queue, g.priority, &g.tenant, Page::unread);
+    }
+
+    /// A group's page, created with `new` (and given a turn) if the group is not in memory.
+    fn page_or_new(
+        &mut self,
+        queue: &str,
+        priority: u32,
+        tenant: &str,
+        new: fn() -> Page<Waiting>,
+    ) -> &mut Page<Waiting> {
         let level = self
             .queues
-            .entry(g.queue.clone())
+            .entry(queue.to_string())
             .or_default()
             .levels
-            .entry(Reverse(g.priority))
+            .entry(Reverse(priority))
             .or_default();
-        if !level.tenants.contains_key(&g.tenant) {
-            level.tenants.insert(g.tenant.clone(), Page::unread());
-            level.turn.push_back(g.tenant.clone());
-        }
+        level.tenants.entry(tenant.to_string()).or_insert_with(|| {
+            level.turn.push_back(tenant.to_string());
+            new()
+        })
     }
 
     /// Where a group's next refill starts: its key prefix and the last key memory holds.
