@@ -210,6 +210,16 @@ impl ShardStore {
         self.eager_flush
     }
 
+    /// How often compaction looks for work: each look reads the manifest and `.compactions`,
+    /// a billed GET each on S3, and nothing on a local disk.
+    fn compaction_poll(&self) -> Duration {
+        if self.local {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        }
+    }
+
     fn slatedb_settings(&self) -> Settings {
         let s = &self.settings;
         let gc_dir = GarbageCollectorDirectoryOptions {
@@ -222,7 +232,9 @@ impl ShardStore {
             // Sized for a small machine: a 16 MiB memtable, at most 64 MiB not yet in L0.
             l0_sst_size_bytes: 16 << 20,
             max_unflushed_bytes: 64 << 20,
-            compactor_options: Some(compactor_options()),
+            // Writes stall at this many L0 SSTs until compaction catches up (SlateDB: 8).
+            l0_max_ssts: 16,
+            compactor_options: Some(compactor_options(self.compaction_poll())),
             object_store_max_retries: Some(self.slatedb_max_retries),
             garbage_collector_options: Some(GarbageCollectorOptions {
                 manifest_options: Some(gc_dir),
@@ -264,17 +276,25 @@ impl ShardStore {
     }
 }
 
-/// One compaction at a time, writing 64 MiB SSTs: SlateDB's defaults (4 concurrent
-/// compactions of 4 subcompactions each, 256 MiB output SSTs, 8 MiB read-ahead per input SST)
-/// buffer more than a 500 MB broker may hold; a 10M-job backlog took the broker to 1.7 GB.
-fn compactor_options() -> CompactorOptions {
+/// Compaction sized for a small broker. Its memory is mostly read-ahead: each input SST
+/// iterator prefetches `bytes_to_fetch` × `max_fetch_tasks`, in every subcompaction of every
+/// running compaction. SlateDB's defaults (4 compactions × 4 subcompactions × 8 MiB per input)
+/// took a 10M-job backlog's broker to 1.7 GB; one fetch of 2 MiB per input and at most 2 × 2
+/// concurrent (sub)compactions keep it near 0.5 GB while compaction still uses both cores.
+///
+/// `poll` is how soon compaction notices new L0 SSTs and starts on them (SlateDB: 5 s for the
+/// scheduler plus 5 s for its worker): writes stall at `l0_max_ssts` until it has, so a 5 s
+/// poll stalled a batched enqueue for up to 8 s with the CPU idle.
+fn compactor_options(poll: Duration) -> CompactorOptions {
     CompactorOptions {
-        max_concurrent_compactions: 1,
+        poll_interval: poll,
+        max_concurrent_compactions: 2,
         worker: Some(CompactionWorkerOptions {
-            max_concurrent_compactions: 1,
-            max_subcompactions: 1,
+            compactions_poll_interval: poll,
+            max_concurrent_compactions: 2,
+            max_subcompactions: 2,
             max_sst_size: 64 << 20,
-            max_fetch_tasks: 2,
+            max_fetch_tasks: 1,
             ..CompactionWorkerOptions::default()
         }),
         ..CompactorOptions::default()
