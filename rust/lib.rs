@@ -16,10 +16,8 @@ pub mod validate;
 #[cfg(feature = "python")]
 mod py;
 
-/// Rust allocations of the extension module only (Python's objects use Python's allocator).
 #[cfg(feature = "python")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 pub use broker::{Broker, BrokerConfig};
 pub use error::{Error, Result};

@@ -288,11 +288,11 @@ impl ShardStore {
 fn compactor_options(poll: Duration) -> CompactorOptions {
     CompactorOptions {
         poll_interval: poll,
-        max_concurrent_compactions: 2,
+        max_concurrent_compactions: 1,
         worker: Some(CompactionWorkerOptions {
             compactions_poll_interval: poll,
-            max_concurrent_compactions: 2,
-            max_subcompactions: 2,
+            max_concurrent_compactions: 1,
+            max_subcompactions: 1,
             max_sst_size: 64 << 20,
             max_fetch_tasks: 1,
             ..CompactionWorkerOptions::default()
