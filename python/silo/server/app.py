@@ -163,7 +163,7 @@ async def run(config: ServeConfig) -> int:
     or the store cannot be opened.
     """
     try:
-        from silo._native import Broker
+        from silo.server.native import NativeBroker
     except ImportError as exc:
         return _fail(f"the native module is not built ({exc}); run `make install`")
 
@@ -175,17 +175,7 @@ async def run(config: ServeConfig) -> int:
         return _fail(f"cannot listen on {config.listen}: {exc}")
 
     try:
-        broker = await Broker.open(
-            store=config.store,
-            lease_ms=config.lease_ms,
-            flush_interval_ms=config.flush_interval_ms,
-            max_payload_bytes=config.max_payload_bytes,
-            store_max_retries=config.store_max_retries,
-            cache_bytes=config.cache_bytes,
-            gc_interval_ms=config.gc_interval_ms,
-            gc_min_age_ms=config.gc_min_age_ms,
-            fault_injection=config.fault_injection,
-        )
+        broker = await NativeBroker.open(config)
     except errors.SiloError as exc:
         sock.close()
         return _fail(f"cannot open store {config.store!r}: {exc}")
