@@ -5,13 +5,12 @@
 //! `future_into_py` does) takes the GIL there and wakes the loop with `call_soon_threadsafe`
 //! once per call; with the loop busy, tokio threads then spend their time waiting for the GIL
 //! (BENCHMARKS.md, "Where the time goes"). Here a tokio thread only locks a mutex and, when the
-//! queue was empty, writes one byte to a socket the loop watches (`loop.add_reader`); many
-//! answers then cost one wakeup and one drain on the loop thread.
+//! queue was empty, signals a file descriptor the loop watches (`loop.add_reader`); many answers
+//! then cost one wakeup and one drain on the loop thread.
 
 use std::future::Future;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::intern;
@@ -34,14 +33,80 @@ pub(super) enum Reply {
     Broker(Broker),
 }
 
-/// The queue of finished calls and the socket pair that wakes the loop when it fills.
+/// A file descriptor that one side makes readable (`wake`) and the other watches and empties
+/// (`reset`): an eventfd on Linux (the cheapest to signal), a socket pair elsewhere.
+struct Wakeup {
+    #[cfg(target_os = "linux")]
+    event: std::fs::File,
+    #[cfg(not(target_os = "linux"))]
+    pair: (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ),
+}
+
+impl Wakeup {
+    #[cfg(target_os = "linux")]
+    fn new() -> io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor that
+        // nothing else owns, so the File may own and close it.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: see above.
+        let event = unsafe { std::fs::File::from_raw_fd(fd) };
+        Ok(Wakeup { event })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn new() -> io::Result<Self> {
+        let pair = std::os::unix::net::UnixStream::pair()?;
+        pair.0.set_nonblocking(true)?;
+        pair.1.set_nonblocking(true)?;
+        Ok(Wakeup { pair })
+    }
+
+    fn fd(&self) -> RawFd {
+        #[cfg(target_os = "linux")]
+        return self.event.as_raw_fd();
+        #[cfg(not(target_os = "linux"))]
+        return self.pair.1.as_raw_fd();
+    }
+
+    /// Make the descriptor readable. Failure is only ever "already full of wakeups" (the
+    /// watcher is already woken), so it is ignored.
+    fn wake(&self) {
+        #[cfg(target_os = "linux")]
+        let _ = (&self.event).write(&1u64.to_ne_bytes());
+        #[cfg(not(target_os = "linux"))]
+        let _ = (&self.pair.0).write(&[1]);
+    }
+
+    /// Make the descriptor unreadable again (one read empties an eventfd; bytes a socket read
+    /// leaves behind only cost a spurious wakeup).
+    fn reset(&self) {
+        let mut buf = [0u8; 256];
+        #[cfg(target_os = "linux")]
+        let mut source = &self.event;
+        #[cfg(not(target_os = "linux"))]
+        let mut source = &self.pair.1;
+        while let Err(e) = source.read(&mut buf) {
+            if e.kind() != ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+}
+
+/// The queue of finished calls and the descriptor that wakes the loop when it fills.
 pub(super) struct Queue {
     /// Finished calls, oldest first. Written by tokio threads, taken by the loop thread.
     done: Mutex<Vec<(Py<PyAny>, Result<Reply>)>>,
-    /// Written (one byte) when `done` goes from empty to non-empty.
-    wake_tx: UnixStream,
-    /// Watched by the loop; read (emptied) by `drain` before it takes `done`.
-    wake_rx: UnixStream,
+    /// Signalled when `done` goes from empty to non-empty; watched by the loop and reset by
+    /// `drain` before it takes `done`.
+    wakeup: Wakeup,
 }
 
 impl Queue {
@@ -62,8 +127,7 @@ impl Queue {
             was_empty
         };
         if was_empty {
-            // WouldBlock means the socket is full of unread wakeups: the loop is already woken.
-            let _ = (&self.wake_tx).write(&[1]);
+            self.wakeup.wake();
         }
     }
 }
@@ -137,35 +201,25 @@ pub(super) struct PyCompletions {
 impl PyCompletions {
     #[new]
     fn new() -> PyResult<Self> {
-        let (wake_tx, wake_rx) = UnixStream::pair()?;
-        wake_tx.set_nonblocking(true)?;
-        wake_rx.set_nonblocking(true)?;
         Ok(PyCompletions {
             queue: Arc::new(Queue {
                 done: Mutex::new(Vec::new()),
-                wake_tx,
-                wake_rx,
+                wakeup: Wakeup::new()?,
             }),
         })
     }
 
     /// The file descriptor that becomes readable when finished calls are queued.
     fn fileno(&self) -> i32 {
-        self.queue.wake_rx.as_raw_fd()
+        self.queue.wakeup.fd()
     }
 
     /// Settle the future of every finished call (skipping those already done, i.e.
     /// cancelled); returns how many calls were taken off the queue.
     fn drain(&self, py: Python<'_>) -> usize {
-        // Empty the socket before taking the queue: a call queued after the take then wakes
-        // the loop again. One read is enough: bytes left unread only cause a spurious wakeup.
-        let mut buf = [0u8; 256];
-        loop {
-            match (&self.queue.wake_rx).read(&mut buf) {
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                _ => break,
-            }
-        }
+        // Reset the wakeup before taking the queue: a call queued after the take then wakes
+        // the loop again.
+        self.queue.wakeup.reset();
         let done = std::mem::take(&mut *self.queue.lock());
         let count = done.len();
         for (future, outcome) in done {
