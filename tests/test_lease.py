@@ -215,6 +215,19 @@ async def test_two_parked_workers_do_not_share_a_task(shared_stub: SiloStub, ns)
     assert leased == [job_id]
 
 
+async def test_abandoned_long_poll_leases_nothing(shared_stub: SiloStub, ns) -> None:
+    # The caller gives up (deadline) while parked: the server cancels the call, and the broker
+    # must then not lease a task to the worker that is gone.
+    req = LeaseTasksRequest(worker_id="gone", max_tasks=5, queues=[ns.queue], wait_ms=10_000)
+    with pytest.raises(TimeoutError):  # grpclib's client raises this for its own deadline
+        await shared_stub.lease_tasks(req, timeout=0.3)
+    # Give the server time to see the cancellation (the client's deadline fires first).
+    await asyncio.sleep(0.3)
+    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
+    task = await lease_one(shared_stub, ns.queue, worker="here", wait_ms=5_000)
+    assert task.job_id == job_id
+
+
 # ------------------------------------------------------------------------------ the task
 
 

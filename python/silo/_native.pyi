@@ -1,18 +1,45 @@
-"""Type stub of silo._native, the PyO3 extension built from rust/py/ (checked by mypy)."""
+"""Type stub of silo._native, the PyO3 extension built from rust/py/ (checked by mypy).
+
+Calls do not return awaitables: each takes an asyncio future of the calling event loop, starts the
+work on the extension's tokio runtime and returns a `Call`. When the work ends, the future and its
+outcome are queued in the `Completions` the broker was opened with, and the loop's next
+`Completions.drain()` settles the future (python/silo/server/native.py drives this)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
 
 __version__: str
 
+class Completions:
+    """The completion queue of one event loop: watch `fileno()` for readability
+    (`loop.add_reader(c.fileno(), c.drain)`); tokio threads never take the GIL to answer."""
+
+    def __init__(self) -> None: ...
+    def fileno(self) -> int:
+        """A file descriptor that becomes readable when finished calls are queued."""
+    def drain(self) -> int:
+        """Settle the future of every queued call (result or silo.errors exception; a future
+        already done, i.e. cancelled, is left alone); returns how many were taken. Call it on
+        the loop thread. A panic in the work arrives as InternalError."""
+
+class Call:
+    """One call in flight."""
+
+    def abort(self) -> None:
+        """Stop the work if it is still running; cancel its future first (an aborted call's
+        future is never settled). A parked LeaseTasks then leases nothing for it."""
+
 class Broker:
-    """A running broker over one store. Every method takes the encoded protobuf request of the
-    RPC of the same name (silo.v1) and returns the encoded reply; errors are raised as the
-    classes of silo.errors. Every state change is durable before its awaitable resolves."""
+    """A running broker over one store. Every RPC method takes a future and the encoded protobuf
+    request of the RPC of the same name (silo.v1) and settles the future with the encoded reply,
+    or with the silo.errors exception of the failure. Every state change is durable before its
+    future is settled."""
 
     @staticmethod
     def open(
+        completions: Completions,
+        future: asyncio.Future[Broker],
         *,
         store: str,
         lease_ms: int = 30000,
@@ -23,8 +50,9 @@ class Broker:
         gc_interval_ms: int = 60000,
         gc_min_age_ms: int = 300000,
         fault_injection: bool = False,
-    ) -> Awaitable[Broker]:
-        """Open (or create) the store and rebuild in-memory state.
+    ) -> Call:
+        """Open (or create) the store and rebuild in-memory state; `future` gets the Broker,
+        which answers through `completions`.
 
         store: a path, file:///abs, memory:// or s3://bucket/prefix.
         flush_interval_ms: SlateDB WAL flush interval; None picks the store's preset.
@@ -32,28 +60,31 @@ class Broker:
         cache_bytes: SlateDB in-memory block cache.
         gc_interval_ms, gc_min_age_ms: garbage collection of obsolete store files.
         fault_injection: whether set_faults may inject object-store faults (tests only).
-        Raises StoreUnavailable when the store cannot be opened, InvalidArgument for a bad URL.
+        Fails with StoreUnavailable when the store cannot be opened, InvalidArgument for a bad
+        URL.
         """
 
-    def enqueue(self, request: bytes) -> Awaitable[bytes]: ...
-    def enqueue_batch(self, request: bytes) -> Awaitable[bytes]: ...
-    def cancel(self, request: bytes) -> Awaitable[bytes]: ...
-    def lease_tasks(self, request: bytes) -> Awaitable[bytes]: ...
-    def heartbeat_task(self, request: bytes) -> Awaitable[bytes]: ...
-    def report_task_outcome(self, request: bytes) -> Awaitable[bytes]: ...
-    def report_task_outcomes(self, request: bytes) -> Awaitable[bytes]: ...
-    def get_job(self, request: bytes) -> Awaitable[bytes]: ...
+    def enqueue(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
+    def enqueue_batch(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
+    def cancel(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
+    def lease_tasks(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
+    def heartbeat_task(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
+    def report_task_outcome(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
+    def report_task_outcomes(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
+    def get_job(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
     # silo.admin.v1.Admin
-    def get_concurrency_key(self, request: bytes) -> Awaitable[bytes]:
+    def get_concurrency_key(self, future: asyncio.Future[bytes], request: bytes) -> Call:
         """silo.admin.v1.Admin/GetConcurrencyKey."""
-    def get_stats(self, request: bytes) -> Awaitable[bytes]:
+    def get_stats(self, future: asyncio.Future[bytes], request: bytes) -> Call:
         """silo.admin.v1.Admin/GetStats."""
-    def set_faults(self, request: bytes) -> Awaitable[bytes]:
+    def set_faults(self, future: asyncio.Future[bytes], request: bytes) -> Call:
         """silo.admin.v1.Admin/SetFaults; FaultInjectionDisabled unless opened with it."""
-    def wait_fenced(self) -> Awaitable[None]:
-        """Resolves once a newer broker has fenced this one off the store: from then on every
-        call fails with StoreUnavailable, and the process should stop serving."""
+    def wait_fenced(self, future: asyncio.Future[None]) -> Call:
+        """Settles `future` (with None) once a newer broker has fenced this one off the store:
+        from then on every call fails with StoreUnavailable, and the process should stop
+        serving."""
     def settings(self) -> dict[str, str]:
         """The effective settings (store, flush_interval_ms, lease_ms, ...) for logs and bench."""
-    def close(self) -> Awaitable[None]:
-        """Finish queued commands, flush and close SlateDB. Idempotent."""
+    def close(self, future: asyncio.Future[None]) -> Call:
+        """Finish queued commands, flush and close SlateDB; settles `future` with None.
+        Idempotent."""

@@ -24,15 +24,13 @@ fn class_name(e: &Error) -> &'static str {
 
 /// Builds the Python exception for an error. The message is the full one: the server decides
 /// what a client may see (INTERNAL detail goes to its log).
-pub fn to_py(e: Error) -> PyErr {
-    Python::attach(|py| {
-        let class = py
-            .import("silo.errors")
-            .and_then(|m| m.getattr(class_name(&e)))
-            .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
-        match class {
-            Ok(class) => PyErr::from_type(class, e.to_string()),
-            Err(import_error) => import_error,
-        }
-    })
+pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
+    let class = py
+        .import("silo.errors")
+        .and_then(|m| m.getattr(class_name(&e)))
+        .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
+    match class {
+        Ok(class) => PyErr::from_type(class, e.to_string()),
+        Err(import_error) => import_error,
+    }
 }

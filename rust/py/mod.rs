@@ -1,6 +1,9 @@
-//! The Python face of the core (module `silo._native`): thin async wrappers that decode the
-//! request bytes with prost, call the broker, and encode the reply. The only Rust that knows pyo3.
+//! The Python face of the core (module `silo._native`): thin wrappers that decode the request
+//! bytes with prost, run the broker call on tokio, and encode the reply. Answers reach Python
+//! through a completion queue (completions.rs), so tokio threads never take the GIL. The only
+//! Rust that knows pyo3.
 
+mod completions;
 mod errors;
 
 use std::future::Future;
@@ -11,25 +14,10 @@ use bytes::Bytes;
 use futures::FutureExt;
 use prost::Message;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
-use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::error::{Error, Result};
-use errors::to_py;
-
-/// Encoded reply bytes, handed to Python as `bytes`.
-struct WireBytes(Vec<u8>);
-
-impl<'py> IntoPyObject<'py> for WireBytes {
-    type Target = PyBytes;
-    type Output = Bound<'py, PyBytes>;
-    type Error = std::convert::Infallible;
-
-    fn into_pyobject(self, py: Python<'py>) -> std::result::Result<Self::Output, Self::Error> {
-        Ok(PyBytes::new(py, &self.0))
-    }
-}
+use completions::{spawn, PyCall, PyCompletions, Queue, Reply};
 
 /// Runs a core future; a panic becomes an internal error instead of a crashed interpreter.
 async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
@@ -46,20 +34,17 @@ async fn guarded<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
     }
 }
 
-/// A running broker over one store (see python/silo/_native.pyi).
+/// A running broker over one store, answering through one completion queue (see
+/// python/silo/_native.pyi).
 #[pyclass(name = "Broker", module = "silo._native", frozen)]
 struct PyBroker {
     inner: Arc<Broker>,
+    queue: Arc<Queue>,
 }
 
 impl PyBroker {
-    /// Decode `request` as `Req`, run `op`, encode its reply.
-    fn call<'py, Req, Resp, F, Fut>(
-        &self,
-        py: Python<'py>,
-        request: &[u8],
-        op: F,
-    ) -> PyResult<Bound<'py, PyAny>>
+    /// Decode `request` as `Req`, run `op`, encode its reply; the answer settles `future`.
+    fn call<Req, Resp, F, Fut>(&self, future: Py<PyAny>, request: &[u8], op: F) -> PyCall
     where
         Req: Message + Default + Send + 'static,
         Resp: Message + 'static,
@@ -68,15 +53,11 @@ impl PyBroker {
     {
         let bytes = Bytes::copy_from_slice(request);
         let broker = self.inner.clone();
-        future_into_py(py, async move {
-            let reply = guarded(async move {
-                let req = Req::decode(bytes)
-                    .map_err(|e| Error::invalid("request", format!("malformed protobuf: {e}")))?;
-                op(broker, req).await
-            })
-            .await
-            .map_err(to_py)?;
-            Ok(WireBytes(reply.encode_to_vec()))
+        spawn(&self.queue, future, async move {
+            let req = Req::decode(bytes)
+                .map_err(|e| Error::invalid("request", format!("malformed protobuf: {e}")))?;
+            let reply = op(broker, req).await?;
+            Ok(Reply::Bytes(reply.encode_to_vec()))
         })
     }
 }
@@ -85,6 +66,8 @@ impl PyBroker {
 impl PyBroker {
     #[staticmethod]
     #[pyo3(signature = (
+        completions,
+        future,
         *,
         store,
         lease_ms=30_000,
@@ -98,7 +81,8 @@ impl PyBroker {
     ))]
     #[allow(clippy::too_many_arguments)] // keyword-only in Python: the parameter struct is BrokerConfig
     fn open(
-        py: Python<'_>,
+        completions: &PyCompletions,
+        future: Py<PyAny>,
         store: String,
         lease_ms: i64,
         flush_interval_ms: Option<u64>,
@@ -108,7 +92,7 @@ impl PyBroker {
         gc_interval_ms: u64,
         gc_min_age_ms: u64,
         fault_injection: bool,
-    ) -> PyResult<Bound<'_, PyAny>> {
+    ) -> PyCall {
         init_logging();
         let config = BrokerConfig {
             store,
@@ -121,86 +105,79 @@ impl PyBroker {
             gc_min_age_ms,
             fault_injection,
         };
-        future_into_py(py, async move {
-            let broker = guarded(Broker::open(config)).await.map_err(to_py)?;
-            Ok(PyBroker {
-                inner: Arc::new(broker),
-            })
+        spawn(&completions.queue, future, async move {
+            Ok(Reply::Broker(Broker::open(config).await?))
         })
     }
 
-    fn enqueue<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.enqueue(r).await })
+    fn enqueue(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move { b.enqueue(r).await })
     }
 
-    fn enqueue_batch<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.enqueue_batch(r).await })
-    }
-
-    fn cancel<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.cancel(r).await })
-    }
-
-    fn lease_tasks<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.lease_tasks(r).await })
-    }
-
-    fn heartbeat_task<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.heartbeat_task(r).await })
-    }
-
-    fn report_task_outcome<'py>(
-        &self,
-        py: Python<'py>,
-        request: &[u8],
-    ) -> PyResult<Bound<'py, PyAny>> {
+    fn enqueue_batch(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
         self.call(
-            py,
+            future,
             request,
-            |b, r| async move { b.report_task_outcome(r).await },
+            |b, r| async move { b.enqueue_batch(r).await },
         )
     }
 
-    fn report_task_outcomes<'py>(
-        &self,
-        py: Python<'py>,
-        request: &[u8],
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move {
+    fn cancel(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move { b.cancel(r).await })
+    }
+
+    fn lease_tasks(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(
+            future,
+            request,
+            |b, r| async move { b.lease_tasks(r).await },
+        )
+    }
+
+    fn heartbeat_task(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(
+            future,
+            request,
+            |b, r| async move { b.heartbeat_task(r).await },
+        )
+    }
+
+    fn report_task_outcome(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move {
+            b.report_task_outcome(r).await
+        })
+    }
+
+    fn report_task_outcomes(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move {
             b.report_task_outcomes(r).await
         })
     }
 
-    fn get_job<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.get_job(r).await })
+    fn get_job(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move { b.get_job(r).await })
     }
 
-    fn get_stats<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.get_stats(r).await })
+    fn get_stats(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move { b.get_stats(r).await })
     }
 
-    fn set_faults<'py>(&self, py: Python<'py>, request: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-        self.call(py, request, |b, r| async move { b.set_faults(r).await })
+    fn set_faults(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move { b.set_faults(r).await })
     }
 
-    fn get_concurrency_key<'py>(
-        &self,
-        py: Python<'py>,
-        request: &[u8],
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.call(
-            py,
-            request,
-            |b, r| async move { b.get_concurrency_key(r).await },
-        )
+    fn get_concurrency_key(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
+        self.call(future, request, |b, r| async move {
+            b.get_concurrency_key(r).await
+        })
     }
 
-    /// Resolves once a newer broker has fenced this one off the store.
-    fn wait_fenced<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Settles `future` once a newer broker has fenced this one off the store.
+    fn wait_fenced(&self, future: Py<PyAny>) -> PyCall {
         let broker = self.inner.clone();
-        future_into_py(py, async move {
+        spawn(&self.queue, future, async move {
             broker.fenced().await;
-            Ok(())
+            Ok(Reply::Nothing)
         })
     }
 
@@ -208,11 +185,11 @@ impl PyBroker {
         self.inner.settings().clone()
     }
 
-    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn close(&self, future: Py<PyAny>) -> PyCall {
         let broker = self.inner.clone();
-        future_into_py(py, async move {
+        spawn(&self.queue, future, async move {
             broker.close().await;
-            Ok(())
+            Ok(Reply::Nothing)
         })
     }
 }
@@ -237,5 +214,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::allocator::return_freed_memory_at_once();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyBroker>()?;
+    m.add_class::<PyCompletions>()?;
+    m.add_class::<PyCall>()?;
     Ok(())
 }

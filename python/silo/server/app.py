@@ -30,6 +30,7 @@ from grpclib.server import Server
 from silo import errors
 from silo.server.codec import PassthroughCodec
 from silo.server.service import BrokerApi, CallTracker, services
+from silo.server.transport import CoalescingProtocol
 
 if TYPE_CHECKING:
     from silo.config import ServeConfig
@@ -75,21 +76,24 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class _Server(Server):
-    """grpclib's Server, plus closing the client connections at shutdown.
+    """grpclib's Server, plus coalesced writes and closing the client connections at shutdown.
 
-    Why: grpclib's close() cancels handlers but leaves connections open, and on Python >= 3.12
-    `wait_closed()` waits for every connection to drop, so a connected idle worker would hang the
-    shutdown. This relies on grpclib 0.4.9's `_protocol_factory` (the version is pinned).
+    Why: each connection's protocol gets a transport that sends everything written in one loop
+    iteration at once (transport.py: an answer is one send() instead of three). grpclib's
+    close() cancels handlers but leaves connections open, and on Python >= 3.12 `wait_closed()`
+    waits for every connection to drop, so a connected idle worker would hang the shutdown.
+    This relies on grpclib 0.4.9's `_protocol_factory` (the version is pinned).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
-    def _protocol_factory(self) -> H2Protocol:
+    # The factory goes to loop.create_server, which takes any asyncio protocol.
+    def _protocol_factory(self) -> CoalescingProtocol:  # type: ignore[override]
         protocol = super()._protocol_factory()
         self._protocols.add(protocol)
-        return protocol
+        return CoalescingProtocol(protocol)
 
     def close_connections(self) -> None:
         """Close every client connection; streams still open are terminated."""
@@ -163,7 +167,7 @@ async def run(config: ServeConfig) -> int:
     or the store cannot be opened; exit 0 if SIGTERM or SIGINT arrives while the store opens.
     """
     try:
-        from silo._native import Broker
+        from silo.server.native import NativeBroker
     except ImportError as exc:
         return _fail(f"the native module is not built ({exc}); run `make install`")
 
@@ -175,20 +179,7 @@ async def run(config: ServeConfig) -> int:
         return _fail(f"cannot listen on {config.listen}: {exc}")
 
     try:
-        broker = await _unless_stopped(
-            Broker.open(
-                store=config.store,
-                lease_ms=config.lease_ms,
-                flush_interval_ms=config.flush_interval_ms,
-                max_payload_bytes=config.max_payload_bytes,
-                store_max_retries=config.store_max_retries,
-                cache_bytes=config.cache_bytes,
-                gc_interval_ms=config.gc_interval_ms,
-                gc_min_age_ms=config.gc_min_age_ms,
-                fault_injection=config.fault_injection,
-            ),
-            stop,
-        )
+        broker = await _unless_stopped(NativeBroker.open(config), stop)
     except errors.SiloError as exc:
         sock.close()
         return _fail(f"cannot open store {config.store!r}: {exc}")

@@ -30,7 +30,7 @@ RawCall = Callable[[bytes], Awaitable[bytes]]
 
 
 class BrokerApi(Protocol):
-    """What the services need from a broker: `silo._native.Broker` satisfies it.
+    """What the services need from a broker: `native.NativeBroker` satisfies it.
 
     Each method takes the encoded request of the RPC of the same name and returns the encoded
     reply, raising silo.errors classes on failure.
