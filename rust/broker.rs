@@ -110,6 +110,15 @@ impl Broker {
             ("flush_interval_ms".to_string(), flush_ms.to_string()),
             ("lease_ms".to_string(), config.lease_ms.to_string()),
             (
+                "build_profile".to_string(),
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+                .to_string(),
+            ),
+            (
                 "index_page_size".to_string(),
                 crate::shard::INDEX_PAGE_SIZE.to_string(),
             ),
