@@ -286,7 +286,7 @@ impl Shard {
             run.push(i);
             let next_same_group = order
                 .get(pos + 1)
-                .is_some_and(|&j| popped[j].group() == popped[i].group());
+                .is_some_and(|&j| popped[j].same_group(&popped[i]));
             if next_same_group {
                 continue;
             }

@@ -29,6 +29,11 @@ impl Waiting {
         (self.due_ms, self.seq)
     }
 
+    /// Whether two entries belong to the same (queue, priority, tenant) group.
+    pub fn same_group(&self, other: &Waiting) -> bool {
+        self.queue == other.queue && self.priority == other.priority && self.tenant == other.tenant
+    }
+
     pub fn group(&self) -> Group {
         Group {
             queue: self.queue.clone(),
@@ -232,10 +237,11 @@ impl ReadyIndex {
         let tenant = level.turn.pop_front()?;
         let page = level.tenants.get_mut(&tenant)?;
         let w = page.pop_first()?;
-        let refill = page.needs_refill().then(|| w.group());
+        let needs_refill = page.needs_refill();
         level.turn.push_back(tenant);
-        self.drop_if_done(&w.group());
-        Some((w, refill))
+        let g = w.group();
+        self.drop_if_done(&g);
+        Some((w, needs_refill.then_some(g)))
     }
 }
 
