@@ -175,7 +175,10 @@ impl Broker {
         let id = results
             .pop()
             .ok_or_else(|| Error::Internal("enqueue answered no result".into()))??;
-        Ok(wire::EnqueueResponse { id })
+        Ok(wire::EnqueueResponse {
+            id,
+            deduplicated: false,
+        })
     }
 
     pub async fn enqueue_batch(
@@ -208,18 +211,17 @@ impl Broker {
             .map(|r| match r {
                 Some(Ok(id)) => wire::EnqueueResult {
                     id,
-                    code: 0,
-                    message: String::new(),
+                    ..Default::default()
                 },
                 Some(Err(e)) => wire::EnqueueResult {
-                    id: String::new(),
                     code: e.code(),
                     message: e.public_message(),
+                    ..Default::default()
                 },
                 None => wire::EnqueueResult {
-                    id: String::new(),
                     code: 13,
                     message: "internal error".into(),
+                    ..Default::default()
                 },
             })
             .collect();

@@ -74,6 +74,6 @@ pub fn to_wire_job(
         result: rec.result,
         last_failure: rec.last_failure,
         attempts,
-        waiting_on_keys: Vec::new(),
+        ..Default::default()
     }
 }

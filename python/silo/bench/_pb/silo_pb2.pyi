@@ -24,6 +24,17 @@ class AttemptStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ATTEMPT_STATUS_SUCCEEDED: _ClassVar[AttemptStatus]
     ATTEMPT_STATUS_FAILED: _ClassVar[AttemptStatus]
     ATTEMPT_STATUS_CANCELLED: _ClassVar[AttemptStatus]
+
+class Overlap(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OVERLAP_ALLOW: _ClassVar[Overlap]
+    OVERLAP_SKIP: _ClassVar[Overlap]
+
+class CatchUp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CATCH_UP_ONE: _ClassVar[CatchUp]
+    CATCH_UP_NONE: _ClassVar[CatchUp]
+    CATCH_UP_ALL: _ClassVar[CatchUp]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_SCHEDULED: JobStatus
 JOB_STATUS_PENDING: JobStatus
@@ -36,6 +47,11 @@ ATTEMPT_STATUS_RUNNING: AttemptStatus
 ATTEMPT_STATUS_SUCCEEDED: AttemptStatus
 ATTEMPT_STATUS_FAILED: AttemptStatus
 ATTEMPT_STATUS_CANCELLED: AttemptStatus
+OVERLAP_ALLOW: Overlap
+OVERLAP_SKIP: Overlap
+CATCH_UP_ONE: CatchUp
+CATCH_UP_NONE: CatchUp
+CATCH_UP_ALL: CatchUp
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_retries", "schedule_ms", "initial_backoff_ms", "backoff_multiplier", "max_backoff_ms", "jitter")
@@ -61,8 +77,18 @@ class ConcurrencyLimit(_message.Message):
     max_concurrency: int
     def __init__(self, key: _Optional[str] = ..., max_concurrency: _Optional[int] = ...) -> None: ...
 
+class RateLimit(_message.Message):
+    __slots__ = ("key", "limit", "period_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_MS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    limit: int
+    period_ms: int
+    def __init__(self, key: _Optional[str] = ..., limit: _Optional[int] = ..., period_ms: _Optional[int] = ...) -> None: ...
+
 class EnqueueRequest(_message.Message):
-    __slots__ = ("id", "tenant", "queue", "priority", "start_at_ms", "retry_policy", "concurrency_limits", "payload", "metadata")
+    __slots__ = ("id", "tenant", "queue", "priority", "start_at_ms", "retry_policy", "concurrency_limits", "payload", "metadata", "rate_limits", "unique_key", "unique_for_ms", "retention_ms", "lease_ms", "expire_at_ms")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +105,12 @@ class EnqueueRequest(_message.Message):
     CONCURRENCY_LIMITS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_KEY_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_FOR_MS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AT_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     queue: str
@@ -88,13 +120,21 @@ class EnqueueRequest(_message.Message):
     concurrency_limits: _containers.RepeatedCompositeFieldContainer[ConcurrencyLimit]
     payload: bytes
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., start_at_ms: _Optional[int] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., concurrency_limits: _Optional[_Iterable[_Union[ConcurrencyLimit, _Mapping]]] = ..., payload: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    rate_limits: _containers.RepeatedCompositeFieldContainer[RateLimit]
+    unique_key: str
+    unique_for_ms: int
+    retention_ms: int
+    lease_ms: int
+    expire_at_ms: int
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., start_at_ms: _Optional[int] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., concurrency_limits: _Optional[_Iterable[_Union[ConcurrencyLimit, _Mapping]]] = ..., payload: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimit, _Mapping]]] = ..., unique_key: _Optional[str] = ..., unique_for_ms: _Optional[int] = ..., retention_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., expire_at_ms: _Optional[int] = ...) -> None: ...
 
 class EnqueueResponse(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "deduplicated")
     ID_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    deduplicated: bool
+    def __init__(self, id: _Optional[str] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
 
 class EnqueueBatchRequest(_message.Message):
     __slots__ = ("jobs",)
@@ -103,14 +143,16 @@ class EnqueueBatchRequest(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[EnqueueRequest, _Mapping]]] = ...) -> None: ...
 
 class EnqueueResult(_message.Message):
-    __slots__ = ("id", "code", "message")
+    __slots__ = ("id", "code", "message", "deduplicated")
     ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
     id: str
     code: int
     message: str
-    def __init__(self, id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    deduplicated: bool
+    def __init__(self, id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
 
 class EnqueueBatchResponse(_message.Message):
     __slots__ = ("results",)
@@ -288,7 +330,7 @@ class Attempt(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., status: _Optional[_Union[AttemptStatus, str]] = ..., started_at_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., result: _Optional[bytes] = ..., failure: _Optional[_Union[TaskFailure, _Mapping]] = ..., heartbeat_cursor: _Optional[bytes] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "tenant", "queue", "priority", "status", "payload", "metadata", "retry_policy", "concurrency_limits", "created_at_ms", "start_at_ms", "updated_at_ms", "next_attempt_at_ms", "attempt_count", "result", "last_failure", "attempts", "waiting_on_keys")
+    __slots__ = ("id", "tenant", "queue", "priority", "status", "payload", "metadata", "retry_policy", "concurrency_limits", "created_at_ms", "start_at_ms", "updated_at_ms", "next_attempt_at_ms", "attempt_count", "result", "last_failure", "attempts", "waiting_on_keys", "rate_limits", "unique_key", "unique_for_ms", "retention_ms", "lease_ms", "expire_at_ms", "waiting_on_rate_limit", "retained_until_ms")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +356,14 @@ class Job(_message.Message):
     LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     WAITING_ON_KEYS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_KEY_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_FOR_MS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_ON_RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     queue: str
@@ -332,7 +382,15 @@ class Job(_message.Message):
     last_failure: TaskFailure
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     waiting_on_keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., payload: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., concurrency_limits: _Optional[_Iterable[_Union[ConcurrencyLimit, _Mapping]]] = ..., created_at_ms: _Optional[int] = ..., start_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., next_attempt_at_ms: _Optional[int] = ..., attempt_count: _Optional[int] = ..., result: _Optional[bytes] = ..., last_failure: _Optional[_Union[TaskFailure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., waiting_on_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    rate_limits: _containers.RepeatedCompositeFieldContainer[RateLimit]
+    unique_key: str
+    unique_for_ms: int
+    retention_ms: int
+    lease_ms: int
+    expire_at_ms: int
+    waiting_on_rate_limit: str
+    retained_until_ms: int
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., payload: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., concurrency_limits: _Optional[_Iterable[_Union[ConcurrencyLimit, _Mapping]]] = ..., created_at_ms: _Optional[int] = ..., start_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., next_attempt_at_ms: _Optional[int] = ..., attempt_count: _Optional[int] = ..., result: _Optional[bytes] = ..., last_failure: _Optional[_Union[TaskFailure, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., waiting_on_keys: _Optional[_Iterable[str]] = ..., rate_limits: _Optional[_Iterable[_Union[RateLimit, _Mapping]]] = ..., unique_key: _Optional[str] = ..., unique_for_ms: _Optional[int] = ..., retention_ms: _Optional[int] = ..., lease_ms: _Optional[int] = ..., expire_at_ms: _Optional[int] = ..., waiting_on_rate_limit: _Optional[str] = ..., retained_until_ms: _Optional[int] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("tenant", "queue", "statuses", "metadata", "created_after_ms", "created_before_ms", "page_size", "page_token")
@@ -414,7 +472,7 @@ class ListQueuesRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("name", "counts")
+    __slots__ = ("name", "counts", "paused")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -424,12 +482,176 @@ class QueueStats(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
     name: str
     counts: _containers.ScalarMap[str, int]
-    def __init__(self, name: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    paused: bool
+    def __init__(self, name: _Optional[str] = ..., counts: _Optional[_Mapping[str, int]] = ..., paused: _Optional[bool] = ...) -> None: ...
 
 class ListQueuesResponse(_message.Message):
     __slots__ = ("queues",)
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     queues: _containers.RepeatedCompositeFieldContainer[QueueStats]
     def __init__(self, queues: _Optional[_Iterable[_Union[QueueStats, _Mapping]]] = ...) -> None: ...
+
+class BulkJobsRequest(_message.Message):
+    __slots__ = ("filter", "limit")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    filter: ListJobsRequest
+    limit: int
+    def __init__(self, filter: _Optional[_Union[ListJobsRequest, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class BulkJobsResponse(_message.Message):
+    __slots__ = ("matched", "changed", "more")
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    matched: int
+    changed: int
+    more: bool
+    def __init__(self, matched: _Optional[int] = ..., changed: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class QueueRef(_message.Message):
+    __slots__ = ("tenant", "queue")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    queue: str
+    def __init__(self, tenant: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("tenant", "name", "cron", "interval_ms", "timezone", "job", "paused", "overlap", "catch_up", "next_run_at_ms", "last_job_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    CATCH_UP_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    name: str
+    cron: str
+    interval_ms: int
+    timezone: str
+    job: EnqueueRequest
+    paused: bool
+    overlap: Overlap
+    catch_up: CatchUp
+    next_run_at_ms: int
+    last_job_id: str
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ..., cron: _Optional[str] = ..., interval_ms: _Optional[int] = ..., timezone: _Optional[str] = ..., job: _Optional[_Union[EnqueueRequest, _Mapping]] = ..., paused: _Optional[bool] = ..., overlap: _Optional[_Union[Overlap, str]] = ..., catch_up: _Optional[_Union[CatchUp, str]] = ..., next_run_at_ms: _Optional[int] = ..., last_job_id: _Optional[str] = ...) -> None: ...
+
+class ScheduleRef(_message.Message):
+    __slots__ = ("tenant", "name")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    name: str
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteScheduleResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ("tenant", "page_size", "page_token")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules", "next_page_token")
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    next_page_token: str
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("id", "address", "shards")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    shards: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., shards: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Cluster(_message.Message):
+    __slots__ = ("nodes", "shard_count", "hash")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    shard_count: int
+    hash: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., shard_count: _Optional[int] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class SessionOpen(_message.Message):
+    __slots__ = ("worker_id", "queues", "credits")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    credits: int
+    def __init__(self, worker_id: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., credits: _Optional[int] = ...) -> None: ...
+
+class WorkerMessage(_message.Message):
+    __slots__ = ("open", "credits", "heartbeat", "outcome")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    open: SessionOpen
+    credits: int
+    heartbeat: HeartbeatTaskRequest
+    outcome: ReportTaskOutcomeRequest
+    def __init__(self, open: _Optional[_Union[SessionOpen, _Mapping]] = ..., credits: _Optional[int] = ..., heartbeat: _Optional[_Union[HeartbeatTaskRequest, _Mapping]] = ..., outcome: _Optional[_Union[ReportTaskOutcomeRequest, _Mapping]] = ...) -> None: ...
+
+class HeartbeatResult(_message.Message):
+    __slots__ = ("task_id", "code", "cancelled", "lease_expires_at_ms", "message")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    code: int
+    cancelled: bool
+    lease_expires_at_ms: int
+    message: str
+    def __init__(self, task_id: _Optional[str] = ..., code: _Optional[int] = ..., cancelled: _Optional[bool] = ..., lease_expires_at_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class OutcomeResult(_message.Message):
+    __slots__ = ("task_id", "code", "message")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    code: int
+    message: str
+    def __init__(self, task_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ServerMessage(_message.Message):
+    __slots__ = ("task", "heartbeat", "outcome")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    heartbeat: HeartbeatResult
+    outcome: OutcomeResult
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatResult, _Mapping]] = ..., outcome: _Optional[_Union[OutcomeResult, _Mapping]] = ...) -> None: ...

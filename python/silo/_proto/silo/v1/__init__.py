@@ -6,18 +6,25 @@
 __all__ = (
     "Attempt",
     "AttemptStatus",
+    "BulkJobsRequest",
+    "BulkJobsResponse",
     "CancelRequest",
     "CancelResponse",
+    "CatchUp",
+    "Cluster",
     "ConcurrencyLimit",
     "DeleteJobRequest",
     "DeleteJobResponse",
+    "DeleteScheduleResponse",
     "EnqueueBatchRequest",
     "EnqueueBatchResponse",
     "EnqueueRequest",
     "EnqueueResponse",
     "EnqueueResult",
     "ExpediteJobRequest",
+    "GetClusterRequest",
     "GetJobRequest",
+    "HeartbeatResult",
     "HeartbeatTaskRequest",
     "HeartbeatTaskResponse",
     "Job",
@@ -28,7 +35,14 @@ __all__ = (
     "ListJobsResponse",
     "ListQueuesRequest",
     "ListQueuesResponse",
+    "ListSchedulesRequest",
+    "ListSchedulesResponse",
+    "Node",
+    "OutcomeResult",
+    "Overlap",
+    "QueueRef",
     "QueueStats",
+    "RateLimit",
     "ReportResult",
     "ReportTaskOutcomeRequest",
     "ReportTaskOutcomeResponse",
@@ -36,13 +50,19 @@ __all__ = (
     "ReportTaskOutcomesResponse",
     "RestartJobRequest",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleRef",
+    "ServerMessage",
+    "SessionOpen",
     "SiloStub",
     "Task",
     "TaskCancelled",
     "TaskFailure",
     "WaitJobRequest",
+    "WorkerMessage",
 )
 
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,6 +108,39 @@ class AttemptStatus(betterproto2.Enum):
             "ATTEMPT_STATUS_SUCCEEDED": 2,
             "ATTEMPT_STATUS_FAILED": 3,
             "ATTEMPT_STATUS_CANCELLED": 4,
+        }
+
+
+class CatchUp(betterproto2.Enum):
+    ONE = 0
+    """
+    after downtime, one job for the missed ticks (the latest one's time)
+    """
+
+    NONE = 1
+    """
+    missed ticks are skipped
+    """
+
+    ALL = 2
+    """
+    one job per missed tick, at most 1,000
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "CATCH_UP_ONE",
+            1: "CATCH_UP_NONE",
+            2: "CATCH_UP_ALL",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "CATCH_UP_ONE": 0,
+            "CATCH_UP_NONE": 1,
+            "CATCH_UP_ALL": 2,
         }
 
 
@@ -137,6 +190,32 @@ class JobStatus(betterproto2.Enum):
         }
 
 
+class Overlap(betterproto2.Enum):
+    ALLOW = 0
+    """
+    every tick enqueues
+    """
+
+    SKIP = 1
+    """
+    skip a tick while the previous job of this schedule is not terminal
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "OVERLAP_ALLOW",
+            1: "OVERLAP_SKIP",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "OVERLAP_ALLOW": 0,
+            "OVERLAP_SKIP": 1,
+        }
+
+
 @dataclass(eq=False, repr=False)
 class Attempt(betterproto2.Message):
     attempt: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
@@ -164,6 +243,46 @@ default_message_pool.register_message("silo.v1", "Attempt", Attempt)
 
 
 @dataclass(eq=False, repr=False)
+class BulkJobsRequest(betterproto2.Message):
+    """
+    A bulk action over the jobs that `filter` matches (its page fields are ignored).
+    """
+
+    filter: "ListJobsRequest | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    limit: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    at most this many jobs changed per call; 0 = 10,000 (the maximum)
+    """
+
+
+default_message_pool.register_message("silo.v1", "BulkJobsRequest", BulkJobsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class BulkJobsResponse(betterproto2.Message):
+    matched: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    """
+    jobs this call examined that match the filter
+    """
+
+    changed: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    """
+    jobs the action applied to
+    """
+
+    more: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    call again: there may be jobs left that the action would change
+    """
+
+
+default_message_pool.register_message("silo.v1", "BulkJobsResponse", BulkJobsResponse)
+
+
+@dataclass(eq=False, repr=False)
 class CancelRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -179,6 +298,21 @@ class CancelResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("silo.v1", "CancelResponse", CancelResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Cluster(betterproto2.Message):
+    nodes: "list[Node]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    shard_count: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    hash: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    how a tenant maps to its shard, e.g. "xxh3_64(tenant) mod shard_count"
+    """
+
+
+default_message_pool.register_message("silo.v1", "Cluster", Cluster)
 
 
 @dataclass(eq=False, repr=False)
@@ -207,6 +341,14 @@ class DeleteJobResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("silo.v1", "DeleteJobResponse", DeleteJobResponse)
+
+
+@dataclass(eq=False, repr=False)
+class DeleteScheduleResponse(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("silo.v1", "DeleteScheduleResponse", DeleteScheduleResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -253,6 +395,37 @@ class EnqueueRequest(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    rate_limits: "list[RateLimit]" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    at most 8
+    """
+
+    unique_key: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    """
+    While a job of this tenant with this key is not terminal (or within `unique_for_ms` of its
+    creation), another Enqueue with the key stores nothing and answers the existing job's id
+    with deduplicated = true. An explicit `id` that exists is checked first (ALREADY_EXISTS).
+    """
+
+    unique_for_ms: "int" = betterproto2.field(12, betterproto2.TYPE_INT64)
+
+    retention_ms: "int" = betterproto2.field(13, betterproto2.TYPE_INT64)
+    """
+    How long the job is kept once terminal: 0 = the server's --retention, -1 = forever.
+    """
+
+    lease_ms: "int" = betterproto2.field(14, betterproto2.TYPE_INT64)
+    """
+    This job's lease duration (1,000..3,600,000; 0 = the server's --lease-ms).
+    """
+
+    expire_at_ms: "int" = betterproto2.field(15, betterproto2.TYPE_INT64)
+    """
+    A job whose first attempt has not started by then becomes FAILED with code "expired".
+    """
+
 
 default_message_pool.register_message("silo.v1", "EnqueueRequest", EnqueueRequest)
 
@@ -260,6 +433,11 @@ default_message_pool.register_message("silo.v1", "EnqueueRequest", EnqueueReques
 @dataclass(eq=False, repr=False)
 class EnqueueResponse(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    deduplicated: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    an existing job holds the unique_key: `id` is that job's
+    """
 
 
 default_message_pool.register_message("silo.v1", "EnqueueResponse", EnqueueResponse)
@@ -276,6 +454,8 @@ class EnqueueResult(betterproto2.Message):
 
     message: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    deduplicated: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+
 
 default_message_pool.register_message("silo.v1", "EnqueueResult", EnqueueResult)
 
@@ -291,6 +471,14 @@ default_message_pool.register_message("silo.v1", "ExpediteJobRequest", ExpediteJ
 
 
 @dataclass(eq=False, repr=False)
+class GetClusterRequest(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("silo.v1", "GetClusterRequest", GetClusterRequest)
+
+
+@dataclass(eq=False, repr=False)
 class GetJobRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -300,6 +488,28 @@ class GetJobRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("silo.v1", "GetJobRequest", GetJobRequest)
+
+
+@dataclass(eq=False, repr=False)
+class HeartbeatResult(betterproto2.Message):
+    task_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    code: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    gRPC status code of the equivalent HeartbeatTask call, 0 = OK
+    """
+
+    cancelled: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    lease_expires_at_ms: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+
+    message: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    the error's message when code != 0. Silo extension.
+    """
+
+
+default_message_pool.register_message("silo.v1", "HeartbeatResult", HeartbeatResult)
 
 
 @dataclass(eq=False, repr=False)
@@ -384,7 +594,31 @@ class Job(betterproto2.Message):
     waiting_on_keys: "list[str]" = betterproto2.field(18, betterproto2.TYPE_STRING, repeated=True)
     """
     PENDING only: the concurrency key whose free slot the job waits for (empty when the job
-    only waits for a worker). Silo extension beyond SPEC §3.
+    only waits for a worker). Silo extension.
+    """
+
+    rate_limits: "list[RateLimit]" = betterproto2.field(
+        19, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    unique_key: "str" = betterproto2.field(20, betterproto2.TYPE_STRING)
+
+    unique_for_ms: "int" = betterproto2.field(21, betterproto2.TYPE_INT64)
+
+    retention_ms: "int" = betterproto2.field(22, betterproto2.TYPE_INT64)
+
+    lease_ms: "int" = betterproto2.field(23, betterproto2.TYPE_INT64)
+
+    expire_at_ms: "int" = betterproto2.field(24, betterproto2.TYPE_INT64)
+
+    waiting_on_rate_limit: "str" = betterproto2.field(25, betterproto2.TYPE_STRING)
+    """
+    PENDING only: the rate-limit key whose next token the job waits for. Silo extension.
+    """
+
+    retained_until_ms: "int" = betterproto2.field(26, betterproto2.TYPE_INT64)
+    """
+    Terminal jobs only: when retention deletes the job (0 = kept forever). Silo extension.
     """
 
 
@@ -415,6 +649,12 @@ default_message_pool.register_message("silo.v1", "LeaseTasksResponse", LeaseTask
 
 @dataclass(eq=False, repr=False)
 class ListJobsRequest(betterproto2.Message):
+    """
+    Filters are ANDed. Newest first (by creation time). A page's cost is bounded: when the
+    filters match few of the jobs scanned, a page may hold fewer than page_size jobs (even none)
+    and still carry a next_page_token; keep paging until the token is empty.
+    """
+
     tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     queue: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -466,6 +706,71 @@ default_message_pool.register_message("silo.v1", "ListQueuesResponse", ListQueue
 
 
 @dataclass(eq=False, repr=False)
+class ListSchedulesRequest(betterproto2.Message):
+    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    page_size: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    default 100, max 1000
+    """
+
+    page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("silo.v1", "ListSchedulesRequest", ListSchedulesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListSchedulesResponse(betterproto2.Message):
+    schedules: "list[Schedule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("silo.v1", "ListSchedulesResponse", ListSchedulesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Node(betterproto2.Message):
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    address: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    host:port that clients reach the node's gRPC on
+    """
+
+    shards: "list[int]" = betterproto2.field(3, betterproto2.TYPE_UINT32, repeated=True)
+
+
+default_message_pool.register_message("silo.v1", "Node", Node)
+
+
+@dataclass(eq=False, repr=False)
+class OutcomeResult(betterproto2.Message):
+    task_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    code: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    gRPC status code of the equivalent ReportTaskOutcome call, 0 = OK
+    """
+
+    message: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("silo.v1", "OutcomeResult", OutcomeResult)
+
+
+@dataclass(eq=False, repr=False)
+class QueueRef(betterproto2.Message):
+    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    queue: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("silo.v1", "QueueRef", QueueRef)
+
+
+@dataclass(eq=False, repr=False)
 class QueueStats(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -474,9 +779,41 @@ class QueueStats(betterproto2.Message):
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT64),
     )
+    """
+    Jobs per status name: SCHEDULED, PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED.
+    """
+
+    paused: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message("silo.v1", "QueueStats", QueueStats)
+
+
+@dataclass(eq=False, repr=False)
+class RateLimit(betterproto2.Message):
+    """
+    A token bucket per (tenant, key): capacity `limit`, full when the key is first seen, refilled
+    continuously at `limit` tokens per `period_ms`. A job starts only when each of its keys has a
+    token; the last enqueue that names a key sets its values (a lower limit caps the tokens held).
+    """
+
+    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    1..127 chars, scoped to the tenant
+    """
+
+    limit: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    >= 1
+    """
+
+    period_ms: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    1 .. 86,400,000
+    """
+
+
+default_message_pool.register_message("silo.v1", "RateLimit", RateLimit)
 
 
 @dataclass(eq=False, repr=False)
@@ -602,6 +939,121 @@ default_message_pool.register_message("silo.v1", "RetryPolicy", RetryPolicy)
 
 
 @dataclass(eq=False, repr=False)
+class Schedule(betterproto2.Message):
+    """
+    Each tick enqueues exactly one job with id `sched:<name>:<tick time ms>`, in the same durable
+    write that advances the schedule.
+    """
+
+    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    1..100 chars
+    """
+
+    cron: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    5 fields, or 6 with seconds first; @hourly, @daily, ...
+    """
+
+    interval_ms: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    instead of cron (exactly one of the two); >= 1,000
+    """
+
+    timezone: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    IANA name; default UTC
+    """
+
+    job: "EnqueueRequest | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    the template: id empty, tenant empty or the schedule's
+    """
+
+    paused: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+
+    overlap: "Overlap" = betterproto2.field(
+        8, betterproto2.TYPE_ENUM, default_factory=lambda: Overlap(0)
+    )
+
+    catch_up: "CatchUp" = betterproto2.field(
+        9, betterproto2.TYPE_ENUM, default_factory=lambda: CatchUp(0)
+    )
+
+    next_run_at_ms: "int" = betterproto2.field(10, betterproto2.TYPE_INT64)
+    """
+    output
+    """
+
+    last_job_id: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    """
+    output
+    """
+
+
+default_message_pool.register_message("silo.v1", "Schedule", Schedule)
+
+
+@dataclass(eq=False, repr=False)
+class ScheduleRef(betterproto2.Message):
+    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("silo.v1", "ScheduleRef", ScheduleRef)
+
+
+@dataclass(eq=False, repr=False)
+class ServerMessage(betterproto2.Message):
+    """
+    WorkerSession: the server's side. Tasks are pushed while the worker has credit.
+
+    Oneofs:
+        - kind:
+    """
+
+    task: "Task | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+
+    heartbeat: "HeartbeatResult | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+
+    outcome: "OutcomeResult | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+
+
+default_message_pool.register_message("silo.v1", "ServerMessage", ServerMessage)
+
+
+@dataclass(eq=False, repr=False)
+class SessionOpen(betterproto2.Message):
+    """
+    WorkerSession: the worker's side. The first message must be `open`.
+    """
+
+    worker_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    queues: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    empty = ["default"]
+    """
+
+    credits: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    """
+    tasks the worker can take now
+    """
+
+
+default_message_pool.register_message("silo.v1", "SessionOpen", SessionOpen)
+
+
+@dataclass(eq=False, repr=False)
 class Task(betterproto2.Message):
     task_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -667,6 +1119,38 @@ class WaitJobRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("silo.v1", "WaitJobRequest", WaitJobRequest)
+
+
+@dataclass(eq=False, repr=False)
+class WorkerMessage(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - kind:
+    """
+
+    open: "SessionOpen | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+
+    credits: "int | None" = betterproto2.field(
+        2, betterproto2.TYPE_UINT32, optional=True, group="kind"
+    )
+    """
+    more tasks the worker can take
+    """
+
+    heartbeat: "HeartbeatTaskRequest | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+
+    outcome: "ReportTaskOutcomeRequest | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
+    )
+
+
+default_message_pool.register_message("silo.v1", "WorkerMessage", WorkerMessage)
 
 
 class SiloStub(betterproto2_grpclib.ServiceStub):
@@ -823,7 +1307,7 @@ class SiloStub(betterproto2_grpclib.ServiceStub):
         metadata: "MetadataLike | None" = None,
     ) -> "ListJobsResponse":
         """
-        later: ListJobs and the operator RPCs.
+        Search and operator calls.
         """
 
         return await self._unary_unary(
@@ -924,3 +1408,241 @@ class SiloStub(betterproto2_grpclib.ServiceStub):
             deadline=deadline,
             metadata=metadata,
         )
+
+    async def cancel_jobs(
+        self,
+        message: "BulkJobsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "BulkJobsResponse":
+        """
+        Bulk actions over every job matching a ListJobs filter (bounded per call, resumable).
+        """
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/CancelJobs",
+            message,
+            BulkJobsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def restart_jobs(
+        self,
+        message: "BulkJobsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "BulkJobsResponse":
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/RestartJobs",
+            message,
+            BulkJobsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_jobs(
+        self,
+        message: "BulkJobsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "BulkJobsResponse":
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/DeleteJobs",
+            message,
+            BulkJobsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def pause_queue(
+        self,
+        message: "QueueRef",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "QueueStats":
+        """
+        Queues: a paused queue leases nothing and keeps accepting jobs.
+        """
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/PauseQueue",
+            message,
+            QueueStats,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def resume_queue(
+        self,
+        message: "QueueRef",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "QueueStats":
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/ResumeQueue",
+            message,
+            QueueStats,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def put_schedule(
+        self,
+        message: "Schedule",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Schedule":
+        """
+        Schedules (cron or fixed interval).
+        """
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/PutSchedule",
+            message,
+            Schedule,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_schedule(
+        self,
+        message: "ScheduleRef",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeleteScheduleResponse":
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/DeleteSchedule",
+            message,
+            DeleteScheduleResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_schedule(
+        self,
+        message: "ScheduleRef",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Schedule":
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/GetSchedule",
+            message,
+            Schedule,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_schedules(
+        self,
+        message: "ListSchedulesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListSchedulesResponse":
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/ListSchedules",
+            message,
+            ListSchedulesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_cluster(
+        self,
+        message: "GetClusterRequest | None" = None,
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Cluster":
+        """
+        The cluster map: which node serves which shards (clients route by tenant with it).
+        """
+
+        if message is None:
+            message = GetClusterRequest()
+
+        return await self._unary_unary(
+            "/silo.v1.Silo/GetCluster",
+            message,
+            Cluster,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def enqueue_stream(
+        self,
+        messages: "AsyncIterable[EnqueueRequest] | Iterable[EnqueueRequest]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[EnqueueResult]":
+        """
+        Streams: many jobs per call without batching in the client.
+        """
+
+        async for response in self._stream_stream(
+            "/silo.v1.Silo/EnqueueStream",
+            messages,
+            EnqueueRequest,
+            EnqueueResult,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def worker_session(
+        self,
+        messages: "AsyncIterable[WorkerMessage] | Iterable[WorkerMessage]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[ServerMessage]":
+
+        async for response in self._stream_stream(
+            "/silo.v1.Silo/WorkerSession",
+            messages,
+            WorkerMessage,
+            ServerMessage,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
