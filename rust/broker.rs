@@ -186,43 +186,21 @@ impl Broker {
         req: wire::EnqueueBatchRequest,
     ) -> Result<wire::EnqueueBatchResponse> {
         let entries = validate::enqueue_batch(req, &self.limits)?;
-        let mut results: Vec<Option<Result<String>>> = Vec::with_capacity(entries.len());
-        let mut valid = Vec::new();
-        let mut slots = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(job) => {
-                    slots.push(results.len());
-                    results.push(None);
-                    valid.push(job);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        if !valid.is_empty() {
-            let shard = self.shard_for(&valid[0].tenant);
-            let done = shard.enqueue(valid).await?;
-            for (slot, r) in slots.into_iter().zip(done) {
-                results[slot] = Some(r);
-            }
-        }
-        let results = results
+        let shard = match entries.iter().flatten().next() {
+            Some(job) => self.shard_for(&job.tenant).clone(),
+            None => self.shard.clone(),
+        };
+        let results = merge_batch(entries, |jobs| async move { shard.enqueue(jobs).await })
+            .await?
             .into_iter()
-            .map(|r| match r {
-                Some(Ok(id)) => wire::EnqueueResult {
-                    id,
+            .map(|r| {
+                let (code, message) = status_of(&r);
+                wire::EnqueueResult {
+                    id: r.unwrap_or_default(),
+                    code,
+                    message,
                     ..Default::default()
-                },
-                Some(Err(e)) => wire::EnqueueResult {
-                    code: e.code(),
-                    message: e.public_message(),
-                    ..Default::default()
-                },
-                None => wire::EnqueueResult {
-                    code: 13,
-                    message: "internal error".into(),
-                    ..Default::default()
-                },
+                }
             })
             .collect();
         Ok(wire::EnqueueBatchResponse { results })
@@ -244,7 +222,7 @@ impl Broker {
         req: wire::LeaseTasksRequest,
     ) -> Result<wire::LeaseTasksResponse> {
         let params = validate::lease(req)?;
-        self.shard.lease(params).await
+        self.shard.lease_tasks(params).await
     }
 
     pub async fn heartbeat_task(
@@ -252,7 +230,9 @@ impl Broker {
         req: wire::HeartbeatTaskRequest,
     ) -> Result<wire::HeartbeatTaskResponse> {
         let params = validate::heartbeat(req, &self.limits)?;
-        self.shard_for_task(&params.task_id).heartbeat(params).await
+        self.shard_for_task(&params.task_id)
+            .heartbeat_task(params)
+            .await
     }
 
     pub async fn report_task_outcome(
@@ -262,7 +242,7 @@ impl Broker {
         let params = validate::report(req, &self.limits)?;
         let mut results = self
             .shard_for_task(&params.task_id)
-            .report(vec![params])
+            .report_task_outcomes(vec![params])
             .await?;
         results
             .pop()
@@ -275,42 +255,20 @@ impl Broker {
         req: wire::ReportTaskOutcomesRequest,
     ) -> Result<wire::ReportTaskOutcomesResponse> {
         let entries = validate::report_batch(req, &self.limits)?;
-        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(entries.len());
-        let mut valid = Vec::new();
-        let mut slots = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(p) => {
-                    slots.push(results.len());
-                    results.push(None);
-                    valid.push(p);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        if !valid.is_empty() {
-            let shard = self.shard_for_task(&valid[0].task_id);
-            for (slot, r) in slots.into_iter().zip(shard.report(valid).await?) {
-                results[slot] = Some(r);
-            }
-        }
-        let results = results
-            .into_iter()
-            .map(|r| match r {
-                Some(Ok(())) => wire::ReportResult {
-                    code: 0,
-                    message: String::new(),
-                },
-                Some(Err(e)) => wire::ReportResult {
-                    code: e.code(),
-                    message: e.public_message(),
-                },
-                None => wire::ReportResult {
-                    code: 13,
-                    message: "internal error".into(),
-                },
-            })
-            .collect();
+        let shard = match entries.iter().flatten().next() {
+            Some(p) => self.shard_for_task(&p.task_id).clone(),
+            None => self.shard.clone(),
+        };
+        let results = merge_batch(entries, |reports| async move {
+            shard.report_task_outcomes(reports).await
+        })
+        .await?
+        .iter()
+        .map(|r| {
+            let (code, message) = status_of(r);
+            wire::ReportResult { code, message }
+        })
+        .collect();
         Ok(wire::ReportTaskOutcomesResponse { results })
     }
 
@@ -333,7 +291,7 @@ impl Broker {
             object_store_requests: self.requests.snapshot().into_iter().collect(),
             settings: self.settings.clone().into_iter().collect(),
             rss_bytes: rss_bytes(),
-            gauges: self.shard.gauges().await?.into_iter().collect(),
+            gauges: self.shard.get_stats().await?.into_iter().collect(),
         })
     }
 
@@ -366,7 +324,7 @@ impl Broker {
     ) -> Result<admin::ConcurrencyKeyState> {
         validate::concurrency_key(&req.tenant, &req.key)?;
         self.shard_for(&req.tenant)
-            .describe_key(req.tenant, req.key)
+            .get_concurrency_key(req.tenant, req.key)
             .await
     }
 
@@ -379,6 +337,46 @@ impl Broker {
     /// Finishes queued commands, waits for durability and closes the store. Idempotent.
     pub async fn close(&self) {
         self.shard.close().await;
+    }
+}
+
+/// A batch call's entries each succeed or fail alone: the valid ones go to the shard in one
+/// call (`run`, answering one result per entry, in order), and every answer goes back to its
+/// entry's place beside the validation errors of the others.
+async fn merge_batch<P, T, F, Fut>(entries: Vec<Result<P>>, run: F) -> Result<Vec<Result<T>>>
+where
+    F: FnOnce(Vec<P>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Result<T>>>>,
+{
+    let mut results: Vec<Option<Result<T>>> = Vec::with_capacity(entries.len());
+    let mut valid = Vec::new();
+    let mut slots = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(p) => {
+                slots.push(results.len());
+                results.push(None);
+                valid.push(p);
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    if !valid.is_empty() {
+        for (slot, r) in slots.into_iter().zip(run(valid).await?) {
+            results[slot] = Some(r);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Error::Internal("the shard answered no result".into()))))
+        .collect())
+}
+
+/// The gRPC status code and message of one batch entry's result (0 and "" for success).
+fn status_of<T>(r: &Result<T>) -> (i32, String) {
+    match r {
+        Ok(_) => (0, String::new()),
+        Err(e) => (e.code(), e.public_message()),
     }
 }
 

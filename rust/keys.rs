@@ -12,12 +12,12 @@
 //! - `ATTEMPT tenant job_id n`    -> wire.Attempt
 //! - `TASK  task_id`              -> store.TaskRef
 //! - `LEASE task_id`              -> store.LeaseRecord (live attempts only)
-//! - `WAITING due_ms seq`         -> store.QueuedJob (a job waiting for its start time or backoff)
+//! - `SCHEDULED due_ms seq`         -> store.QueuedJob (a job waiting for its start time or backoff)
 //! - `LIMIT tenant key`           -> u64 big-endian: the key's max concurrency (last enqueue wins)
 //! - `READY queue !priority tenant due_ms seq` -> store.QueuedJob (a due job waiting for a
 //!   worker; `!priority` is `u32::MAX - priority`, so the highest priority sorts first)
 //!
-//! Migrations: session 2 replaced the WAITING value (store.WaitingRecord) with store.QueuedJob
+//! Migrations: session 2 replaced the SCHEDULED value (store.WaitingRecord) with store.QueuedJob
 //! and added READY; stores written before cannot be read (no release had shipped).
 
 use crate::error::{Error, Result};
@@ -28,13 +28,13 @@ pub const PAYLOAD: u8 = 0x11;
 pub const ATTEMPT: u8 = 0x12;
 pub const TASK: u8 = 0x13;
 pub const LEASE: u8 = 0x14;
-pub const WAITING: u8 = 0x15;
+pub const SCHEDULED: u8 = 0x15;
 pub const LIMIT: u8 = 0x16;
 pub const READY: u8 = 0x17;
 
 /// The META entry holding the next enqueue sequence number of the shard.
 pub const META_NEXT_SEQ: &str = "next_seq";
-/// The META entries counting the WAITING and READY entries (the `scheduled` and `ready`
+/// The META entries counting the SCHEDULED and READY entries (the `scheduled` and `ready`
 /// gauges, which must not cost a scan of the backlog).
 pub const META_SCHEDULED_JOBS: &str = "scheduled_jobs";
 pub const META_READY_JOBS: &str = "ready_jobs";
@@ -183,8 +183,8 @@ pub fn lease(task_id: &str) -> Vec<u8> {
     KeyBuilder::family(LEASE).str(task_id).build()
 }
 
-pub fn waiting(due_ms: i64, seq: u64) -> Vec<u8> {
-    KeyBuilder::family(WAITING).i64(due_ms).u64(seq).build()
+pub fn scheduled(due_ms: i64, seq: u64) -> Vec<u8> {
+    KeyBuilder::family(SCHEDULED).i64(due_ms).u64(seq).build()
 }
 
 pub fn limit(tenant: &str, key: &str) -> Vec<u8> {
@@ -226,9 +226,9 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// (due_ms, seq) of a WAITING key.
-pub fn parse_waiting(key: &[u8]) -> Result<(i64, u64)> {
-    let mut r = KeyReader::new(key, WAITING)?;
+/// (due_ms, seq) of a SCHEDULED key.
+pub fn parse_scheduled(key: &[u8]) -> Result<(i64, u64)> {
+    let mut r = KeyReader::new(key, SCHEDULED)?;
     Ok((r.i64()?, r.u64()?))
 }
 
@@ -277,11 +277,11 @@ mod tests {
         }
 
         #[test]
-        fn waiting_key_order_matches_tuple_order(
+        fn scheduled_key_order_matches_tuple_order(
             a in (any::<i64>(), any::<u64>()),
             b in (any::<i64>(), any::<u64>()),
         ) {
-            prop_assert_eq!(waiting(a.0, a.1).cmp(&waiting(b.0, b.1)), a.cmp(&b));
+            prop_assert_eq!(scheduled(a.0, a.1).cmp(&scheduled(b.0, b.1)), a.cmp(&b));
         }
 
         #[test]
@@ -308,7 +308,7 @@ mod tests {
         #[test]
         fn keys_round_trip(s in any_str(), due in any::<i64>(), seq in any::<u64>()) {
             prop_assert_eq!(parse_lease(&lease(&s)).unwrap(), s.clone());
-            prop_assert_eq!(parse_waiting(&waiting(due, seq)).unwrap(), (due, seq));
+            prop_assert_eq!(parse_scheduled(&scheduled(due, seq)).unwrap(), (due, seq));
             let k = attempt(&s, &s, 7);
             let mut r = KeyReader::new(&k, ATTEMPT).unwrap();
             prop_assert_eq!(r.str().unwrap(), s.clone());

@@ -1,7 +1,7 @@
 //! Cancel: a waiting job ends at once; a running one ends now and its worker learns it on
 //! the next heartbeat (the attempt keeps its lease until reported or expired).
 
-use super::ready::Waiting;
+use super::ready::Queued;
 use super::{job_keys, JobRef, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
@@ -26,7 +26,7 @@ impl Shard {
         job.status = to as i32;
         job.updated_at_ms = st.now;
         self.put_job(st, &job);
-        if let Some(lease) = self.leases.get_mut(&job.current_task_id) {
+        if let Some(lease) = self.running.get_mut(&job.current_task_id) {
             lease.cancelled = true;
             lease.job = job;
         }
@@ -36,7 +36,7 @@ impl Shard {
     /// Takes a waiting job out of the store and of memory, wherever it waits: a timer, a
     /// ready group's head, a concurrency key's waiters, or only the store.
     async fn unqueue(&mut self, st: &mut Step, job: &store::JobRecord) -> Result<()> {
-        let w = Waiting {
+        let w = Queued {
             tenant: job.tenant.clone(),
             job_id: job.id.clone(),
             queue: job.queue.clone(),
@@ -45,12 +45,12 @@ impl Shard {
             seq: job.wait_seq,
             keys: job_keys(job),
         };
-        let waiting_key = keys::waiting(w.due_ms, w.seq);
+        let scheduled_key = keys::scheduled(w.due_ms, w.seq);
         let scheduled = self.timers.remove(&w.sort_key()).is_some()
-            || st.txn.get(&self.db, &waiting_key).await?.is_some();
+            || st.txn.get(&self.db, &scheduled_key).await?.is_some();
         if scheduled {
-            self.forget_key(st, &w, waiting_key);
-            self.scheduled_jobs = self.scheduled_jobs.saturating_sub(1);
+            self.forget_key(st, &w, scheduled_key);
+            self.counts.scheduled_removed();
         } else {
             if let Some((w, refill)) = self.ready.remove(&w.group(), w.sort_key()) {
                 let admitted = self.conc.unreserve(&w);
@@ -63,9 +63,8 @@ impl Shard {
                     .remove_waiter(&w.tenant, &w.job_id, w.due_ms, w.seq, w.priority);
             }
             self.forget_key(st, &w, w.ready_key());
-            self.ready_jobs = self.ready_jobs.saturating_sub(1);
+            self.counts.ready_removed();
         }
-        self.counts_dirty = true;
         Ok(())
     }
 }

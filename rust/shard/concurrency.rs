@@ -18,7 +18,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::ready::Waiting;
+use super::ready::Queued;
 
 type KeyId = (String, String); // (tenant, key)
 type WaiterOrder = (Reverse<u32>, i64, u64); // priority desc, due, seq
@@ -28,7 +28,7 @@ struct KeyState {
     limit: u32,
     holders: HashSet<String>,
     reserved: u32,
-    waiters: BTreeMap<WaiterOrder, Waiting>,
+    waiters: BTreeMap<WaiterOrder, Queued>,
     /// Parked jobs (waiting on any key) that name this key: their limits must stay known so
     /// that a grant can admit them without reading the store.
     pins: u32,
@@ -44,7 +44,7 @@ impl KeyState {
     }
 }
 
-fn order(w: &Waiting) -> WaiterOrder {
+fn order(w: &Queued) -> WaiterOrder {
     (Reverse(w.priority), w.due_ms, w.seq)
 }
 
@@ -69,7 +69,7 @@ impl ConcurrencyTable {
     }
 
     /// Sets a key's limit. Returns jobs admitted because the limit rose.
-    pub fn set_limit(&mut self, tenant: &str, key: &str, limit: u32) -> Vec<Waiting> {
+    pub fn set_limit(&mut self, tenant: &str, key: &str, limit: u32) -> Vec<Queued> {
         let id = (tenant.to_string(), key.to_string());
         let state = self.keys.entry(id.clone()).or_default();
         let raised = limit > state.limit;
@@ -83,7 +83,7 @@ impl ConcurrencyTable {
 
     /// A due job asks to run. Returns it if admitted (one slot of each key reserved); otherwise
     /// it waits in the queue of its first full key. Every key must be known (`set_limit`).
-    pub fn admit(&mut self, w: Waiting) -> Option<Waiting> {
+    pub fn admit(&mut self, w: Queued) -> Option<Queued> {
         let blocked = w.keys.iter().find(|k| {
             self.keys
                 .get(&(w.tenant.clone(), (*k).clone()))
@@ -105,7 +105,7 @@ impl ConcurrencyTable {
         }
     }
 
-    fn park(&mut self, key: String, w: Waiting) {
+    fn park(&mut self, key: String, w: Queued) {
         for k in &w.keys {
             self.keys
                 .entry((w.tenant.clone(), k.clone()))
@@ -119,7 +119,7 @@ impl ConcurrencyTable {
     }
 
     /// Undoes the pins of a job that left a waiter queue; forgets keys left idle.
-    fn unpin(&mut self, w: &Waiting) {
+    fn unpin(&mut self, w: &Queued) {
         for k in &w.keys {
             let id = (w.tenant.clone(), k.clone());
             if let Some(s) = self.keys.get_mut(&id) {
@@ -130,7 +130,7 @@ impl ConcurrencyTable {
     }
 
     /// An admitted job was leased: its reservations become holdings by `task_id`.
-    pub fn on_lease(&mut self, w: &Waiting, task_id: &str) {
+    pub fn on_lease(&mut self, w: &Queued, task_id: &str) {
         for k in &w.keys {
             if let Some(s) = self.keys.get_mut(&(w.tenant.clone(), k.clone())) {
                 s.reserved = s.reserved.saturating_sub(1);
@@ -151,7 +151,7 @@ impl ConcurrencyTable {
     }
 
     /// An attempt ended: its slots free and go to the best waiters. Returns admitted jobs.
-    pub fn release(&mut self, tenant: &str, keys: &[String], task_id: &str) -> Vec<Waiting> {
+    pub fn release(&mut self, tenant: &str, keys: &[String], task_id: &str) -> Vec<Queued> {
         let mut admitted = Vec::new();
         for k in keys {
             let id = (tenant.to_string(), k.clone());
@@ -165,7 +165,7 @@ impl ConcurrencyTable {
     }
 
     /// An admitted job left the ready index without running (cancel): its reservations free.
-    pub fn unreserve(&mut self, w: &Waiting) -> Vec<Waiting> {
+    pub fn unreserve(&mut self, w: &Queued) -> Vec<Queued> {
         let mut admitted = Vec::new();
         for k in &w.keys {
             let id = (w.tenant.clone(), k.clone());
@@ -234,7 +234,7 @@ impl ConcurrencyTable {
 
     /// Hands free slots of `id` to its best waiters. A waiter blocked on another of its keys
     /// moves to that key's queue. Returns the jobs admitted.
-    fn grant(&mut self, id: &KeyId) -> Vec<Waiting> {
+    fn grant(&mut self, id: &KeyId) -> Vec<Queued> {
         let mut admitted = Vec::new();
         while let Some(state) = self.keys.get_mut(id) {
             if state.free() <= 0 {
@@ -274,8 +274,8 @@ impl ConcurrencyTable {
 mod tests {
     use super::*;
 
-    fn w(job: &str, priority: u32, seq: u64, keys: &[&str]) -> Waiting {
-        Waiting {
+    fn w(job: &str, priority: u32, seq: u64, keys: &[&str]) -> Queued {
+        Queued {
             tenant: "t".into(),
             job_id: job.into(),
             queue: "q".into(),
@@ -286,7 +286,7 @@ mod tests {
         }
     }
 
-    fn ids(v: &[Waiting]) -> Vec<&str> {
+    fn ids(v: &[Queued]) -> Vec<&str> {
         v.iter().map(|w| w.job_id.as_str()).collect()
     }
 

@@ -34,7 +34,7 @@ impl Shard {
             self.set_limit(st, &rec.tenant, &limit.key, limit.max_concurrency);
         }
         rec.seq = self.alloc_seq();
-        self.add_waiting(st, &mut rec, due, Some(job.payload.clone()));
+        self.add_scheduled(st, &mut rec, due, Some(job.payload.clone()));
         if !job.payload.is_empty() {
             st.txn.put(keys::payload(&rec.tenant, &rec.id), job.payload);
         }

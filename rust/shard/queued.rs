@@ -1,4 +1,4 @@
-//! Waiting jobs between the store and memory. A waiting job has exactly one entry in the
+//! Queued jobs between the store and memory. A waiting job has exactly one entry in the
 //! store: WAITING (due, seq) until its time comes, then READY (queue, priority, tenant, due,
 //! seq) until a worker leases it. Both hold a `QueuedJob`: the job record and its payload, so
 //! that starting an attempt reads nothing else. Memory holds the head of the timer range and
@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::page::{Placed, SortKey, PAGE_SIZE};
-use super::ready::{Group, Waiting};
+use super::ready::{Group, Queued};
 use super::{job_keys, Shard, Step};
 use crate::codec;
 use crate::error::{Error, Result};
@@ -19,8 +19,8 @@ use crate::proto::store;
 const MAX_PROMOTIONS_PER_STEP: usize = 4096;
 
 /// The index entry of a queued job.
-fn waiting_of(job: &store::JobRecord, due_ms: i64, seq: u64) -> Waiting {
-    Waiting {
+fn queued_of(job: &store::JobRecord, due_ms: i64, seq: u64) -> Queued {
+    Queued {
         tenant: job.tenant.clone(),
         job_id: job.id.clone(),
         queue: job.queue.clone(),
@@ -47,7 +47,7 @@ impl Shard {
     /// Makes a job wait (durably) until `due_ms`: allocates its waiting sequence, sets
     /// `wait_seq` and `next_attempt_at_ms`, and writes its WAITING entry, with the payload
     /// when given (else a lease reads key P). The caller writes the job record as it is now.
-    pub(super) fn add_waiting(
+    pub(super) fn add_scheduled(
         &mut self,
         st: &mut Step,
         job: &mut store::JobRecord,
@@ -63,32 +63,31 @@ impl Shard {
             payload: payload.unwrap_or_default(),
         };
         st.txn
-            .put(keys::waiting(due_ms, seq), codec::encode(&queued));
-        self.scheduled_jobs += 1;
-        self.counts_dirty = true;
+            .put(keys::scheduled(due_ms, seq), codec::encode(&queued));
+        self.counts.scheduled_added();
         // A timer displaced from a full head is the store's alone until a refill.
         if let Placed::Memory(_) = self.timers.place((due_ms, seq)) {
             self.timers
-                .insert((due_ms, seq), waiting_of(job, due_ms, seq));
+                .insert((due_ms, seq), queued_of(job, due_ms, seq));
         }
     }
 
     /// Reads the next page of timers after the last one memory holds.
     pub(super) async fn refill_timers(&mut self, st: &Step) -> Result<()> {
         let start = match self.timers.loaded() {
-            Some((due, seq)) => after(keys::waiting(due, seq)),
-            None => vec![keys::WAITING],
+            Some((due, seq)) => after(keys::scheduled(due, seq)),
+            None => vec![keys::SCHEDULED],
         };
         let rows = st
             .txn
-            .scan(&self.db, start, vec![keys::WAITING + 1], PAGE_SIZE)
+            .scan(&self.db, start, vec![keys::SCHEDULED + 1], PAGE_SIZE)
             .await?;
         let complete = rows.len() < PAGE_SIZE;
         let mut last = None;
         for (k, v) in rows {
-            let (due, seq) = keys::parse_waiting(&k)?;
+            let (due, seq) = keys::parse_scheduled(&k)?;
             let job = decode_queued(&v)?;
-            self.timers.insert((due, seq), waiting_of(&job, due, seq));
+            self.timers.insert((due, seq), queued_of(&job, due, seq));
             last = Some((due, seq));
         }
         self.timers.refilled(last, complete);
@@ -97,7 +96,7 @@ impl Shard {
 
     /// Timers that came due, at most a step's worth, best first (so free concurrency slots go
     /// to the highest priority).
-    pub(super) async fn take_due_timers(&mut self, st: &Step) -> Result<Vec<Waiting>> {
+    pub(super) async fn take_due_timers(&mut self, st: &Step) -> Result<Vec<Queued>> {
         let mut due = Vec::new();
         while due.len() < MAX_PROMOTIONS_PER_STEP {
             if self.timers.needs_refill() {
@@ -114,21 +113,21 @@ impl Shard {
 
     /// The timer (or the step's retry) has come: the job's entry moves from WAITING to READY
     /// and memory admits it if its group's head takes it.
-    pub(super) async fn promote(&mut self, st: &mut Step, due: Vec<Waiting>) -> Result<()> {
-        let waiting_keys: Vec<Vec<u8>> =
-            due.iter().map(|w| keys::waiting(w.due_ms, w.seq)).collect();
-        let values = st.txn.read_sorted(&self.db, &waiting_keys).await?;
+    pub(super) async fn promote(&mut self, st: &mut Step, due: Vec<Queued>) -> Result<()> {
+        let scheduled_keys: Vec<Vec<u8>> = due
+            .iter()
+            .map(|w| keys::scheduled(w.due_ms, w.seq))
+            .collect();
+        let values = st.txn.read_sorted(&self.db, &scheduled_keys).await?;
         let mut promoted = Vec::with_capacity(due.len());
-        for ((w, key), value) in due.into_iter().zip(waiting_keys).zip(values) {
+        for ((w, key), value) in due.into_iter().zip(scheduled_keys).zip(values) {
             let Some(value) = value else {
                 tracing::error!(job = %w.job_id, tenant = %w.tenant, "timer without its WAITING entry: dropped");
                 continue;
             };
             self.forget_key(st, &w, key);
             st.txn.put(w.ready_key(), value);
-            self.scheduled_jobs = self.scheduled_jobs.saturating_sub(1);
-            self.ready_jobs += 1;
-            self.counts_dirty = true;
+            self.counts.promoted();
             promoted.push(w);
         }
         promoted.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.due_ms, w.seq));
@@ -146,7 +145,7 @@ impl Shard {
     }
 
     /// Deletes a waiting entry's key; one this step created is dropped from the batch instead.
-    pub(super) fn forget_key(&self, st: &mut Step, w: &Waiting, key: Vec<u8>) {
+    pub(super) fn forget_key(&self, st: &mut Step, w: &Queued, key: Vec<u8>) {
         if w.seq >= st.first_seq {
             st.txn.discard(&key);
         } else {
@@ -156,7 +155,7 @@ impl Shard {
 
     /// A due job that memory holds enters its group's head if every key has a free slot, else
     /// waits on a key (concurrency.rs).
-    pub(super) async fn admit(&mut self, st: &Step, w: Waiting) -> Result<()> {
+    pub(super) async fn admit(&mut self, st: &Step, w: Queued) -> Result<()> {
         if w.keys.is_empty() {
             self.ready.insert(w);
             return Ok(());
@@ -187,7 +186,7 @@ impl Shard {
                 let (_, _, _, due, seq) = keys::parse_ready(&k)?;
                 last = Some((due, seq));
                 let job = decode_queued(&v)?;
-                let w = waiting_of(&job, due, seq);
+                let w = queued_of(&job, due, seq);
                 // Memory may hold it already (parked on a concurrency key).
                 if self.ready.contains(&w) || self.conc.waiting_on(&w.tenant, &w.job_id).is_some() {
                     continue;
@@ -232,7 +231,7 @@ impl Shard {
             };
             let (_, _, _, due, seq) = keys::parse_ready(&kv.key)?;
             let job = decode_queued(&kv.value)?;
-            let w = waiting_of(&job, due, seq);
+            let w = queued_of(&job, due, seq);
             *read += 1;
             *last = Some((due, seq));
             let (g, prefix) = (g.clone(), prefix.clone());
@@ -253,7 +252,7 @@ impl Shard {
 
     /// Takes the best admitted job of these queues out of memory (refilling its group's head
     /// from the store when it runs empty). The entry stays in the store until leased.
-    pub(super) async fn pop_ready(&mut self, st: &Step, queues: &[String]) -> Option<Waiting> {
+    pub(super) async fn pop_ready(&mut self, st: &Step, queues: &[String]) -> Option<Queued> {
         let (w, refill) = self.ready.pop(queues)?;
         if let Some(g) = refill {
             self.refill_or_rebuild(st, &g).await;
@@ -275,10 +274,10 @@ impl Shard {
     pub(super) async fn read_ready(
         &self,
         st: &Step,
-        popped: &[Waiting],
+        popped: &[Queued],
     ) -> Result<Vec<Option<Bytes>>> {
         let mut order: Vec<usize> = (0..popped.len()).collect();
-        let ready_keys: Vec<Vec<u8>> = popped.iter().map(Waiting::ready_key).collect();
+        let ready_keys: Vec<Vec<u8>> = popped.iter().map(Queued::ready_key).collect();
         order.sort_by(|&a, &b| ready_keys[a].cmp(&ready_keys[b]));
         let mut out = vec![None; popped.len()];
         let mut run: Vec<usize> = Vec::new();

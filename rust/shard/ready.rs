@@ -13,7 +13,7 @@ use crate::keys;
 
 /// A job waiting to run: what the WAITING and READY keys name and the indexes hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waiting {
+pub struct Queued {
     pub tenant: String,
     pub job_id: String,
     pub queue: String,
@@ -24,13 +24,13 @@ pub struct Waiting {
     pub keys: Vec<String>,
 }
 
-impl Waiting {
+impl Queued {
     pub fn sort_key(&self) -> SortKey {
         (self.due_ms, self.seq)
     }
 
     /// Whether two entries belong to the same (queue, priority, tenant) group.
-    pub fn same_group(&self, other: &Waiting) -> bool {
+    pub fn same_group(&self, other: &Queued) -> bool {
         self.queue == other.queue && self.priority == other.priority && self.tenant == other.tenant
     }
 
@@ -71,7 +71,7 @@ impl Group {
 /// (round-robin: a tenant that was served goes to the back).
 #[derive(Debug, Default)]
 struct Level {
-    tenants: HashMap<String, Page<Waiting>>,
+    tenants: HashMap<String, Page<Queued>>,
     turn: VecDeque<String>,
 }
 
@@ -97,7 +97,7 @@ pub struct ReadyIndex {
 }
 
 impl ReadyIndex {
-    fn page(&self, g: &Group) -> Option<&Page<Waiting>> {
+    fn page(&self, g: &Group) -> Option<&Page<Queued>> {
         self.queues
             .get(&g.queue)?
             .levels
@@ -106,7 +106,7 @@ impl ReadyIndex {
             .get(&g.tenant)
     }
 
-    fn page_mut(&mut self, g: &Group) -> Option<&mut Page<Waiting>> {
+    fn page_mut(&mut self, g: &Group) -> Option<&mut Page<Queued>> {
         self.queues
             .get_mut(&g.queue)?
             .levels
@@ -127,7 +127,7 @@ impl ReadyIndex {
 
     /// Whether a job just written to READY belongs in memory (then the caller admits it:
     /// `insert`, or a concurrency key's waiters) or stays in the store for a later refill.
-    pub fn place(&mut self, w: &Waiting) -> Placed<Waiting> {
+    pub fn place(&mut self, w: &Queued) -> Placed<Queued> {
         match self.page_mut(&w.group()) {
             Some(page) => page.place(w.sort_key()),
             None => Placed::Memory(None), // a new group: memory holds all of it
@@ -135,13 +135,13 @@ impl ReadyIndex {
     }
 
     /// Whether memory already holds this entry in its group's head.
-    pub fn contains(&self, w: &Waiting) -> bool {
+    pub fn contains(&self, w: &Queued) -> bool {
         self.page(&w.group())
             .is_some_and(|p| p.contains(&w.sort_key()))
     }
 
     /// Puts an admitted job in its group's head (creating the group, complete, if new).
-    pub fn insert(&mut self, w: Waiting) {
+    pub fn insert(&mut self, w: Queued) {
         self.page_or_new(&w.queue, w.priority, &w.tenant, Page::complete)
             .insert(w.sort_key(), w);
     }
@@ -158,8 +158,8 @@ impl ReadyIndex {
         queue: &str,
         priority: u32,
         tenant: &str,
-        new: fn() -> Page<Waiting>,
-    ) -> &mut Page<Waiting> {
+        new: fn() -> Page<Queued>,
+    ) -> &mut Page<Queued> {
         let level = self
             .queues
             .entry(queue.to_string())
@@ -210,7 +210,7 @@ impl ReadyIndex {
 
     /// Removes one entry (cancel) and returns it, if memory held it, with its group when the
     /// group's head ran empty and needs a refill.
-    pub fn remove(&mut self, g: &Group, key: SortKey) -> Option<(Waiting, Option<Group>)> {
+    pub fn remove(&mut self, g: &Group, key: SortKey) -> Option<(Queued, Option<Group>)> {
         let page = self.page_mut(g)?;
         let removed = page.remove(&key)?;
         let refill = page.needs_refill().then(|| g.clone());
@@ -226,7 +226,7 @@ impl ReadyIndex {
     /// Takes the best due job of these queues: highest priority, then the tenant whose turn it
     /// is, then earliest due time, then enqueue order. Also returns the job's group when its
     /// head ran empty and needs a refill.
-    pub fn pop(&mut self, queues: &[String]) -> Option<(Waiting, Option<Group>)> {
+    pub fn pop(&mut self, queues: &[String]) -> Option<(Queued, Option<Group>)> {
         let best = queues
             .iter()
             .filter_map(|q| self.queues.get(q).and_then(|qi| qi.head()).map(|h| (h, q)))
@@ -249,8 +249,8 @@ impl ReadyIndex {
 mod tests {
     use super::*;
 
-    fn w(tenant: &str, queue: &str, priority: u32, due_ms: i64, seq: u64) -> Waiting {
-        Waiting {
+    fn w(tenant: &str, queue: &str, priority: u32, due_ms: i64, seq: u64) -> Queued {
+        Queued {
             tenant: tenant.into(),
             job_id: format!("{tenant}-{seq}"),
             queue: queue.into(),

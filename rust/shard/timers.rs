@@ -11,7 +11,7 @@ impl Shard {
             tracing::error!("promoting due jobs failed: {e}");
             self.health.fail(e.to_string());
         }
-        for (_, lease) in self.leases.take_expired(st.now) {
+        for (_, lease) in self.running.take_expired(st.now) {
             self.expire_lease(st, lease);
         }
     }

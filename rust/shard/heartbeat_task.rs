@@ -1,6 +1,6 @@
 //! HeartbeatTask: extends a live lease (in memory) and stores a cursor (durably) if given.
 
-use super::{Shard, Step};
+use super::{LeaseUse, Shard, Step};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -8,15 +8,15 @@ use crate::proto::wire;
 use crate::validate::HeartbeatParams;
 
 impl Shard {
-    pub(super) async fn heartbeat(
+    pub(super) async fn heartbeat_task(
         &mut self,
         st: &mut Step,
         p: HeartbeatParams,
     ) -> Result<wire::HeartbeatTaskResponse> {
-        let lease = match self.leases.get_mut(&p.task_id) {
-            Some(l) if l.attempt.worker_id == p.worker_id => l,
-            Some(_) => return Err(Error::LeaseNotHeld("the task is leased to another worker")),
-            None => return Err(self.ended_task_error(st, &p.task_id).await),
+        self.check_lease(st, &p.task_id, &p.worker_id, LeaseUse::Heartbeat)
+            .await?;
+        let Some(lease) = self.running.get_mut(&p.task_id) else {
+            return Err(Error::TaskNotFound);
         };
         let cancelled = lease.cancelled;
         if !p.cursor.is_empty() {
@@ -31,22 +31,10 @@ impl Shard {
                 .put(keys::job(&job.tenant, &job.id), codec::encode(job));
         }
         let expires_at_ms = st.now + self.config.lease_ms;
-        self.leases.extend(&p.task_id, expires_at_ms);
+        self.running.extend(&p.task_id, expires_at_ms);
         Ok(wire::HeartbeatTaskResponse {
             cancelled,
             lease_expires_at_ms: expires_at_ms,
         })
-    }
-
-    /// The error for a task that has no live lease: NOT_FOUND if it never existed, else
-    /// FAILED_PRECONDITION (its lease expired or its outcome is recorded).
-    pub(super) async fn ended_task_error(&self, st: &Step, task_id: &str) -> Error {
-        match st.txn.get(&self.db, &keys::task(task_id)).await {
-            Ok(Some(_)) => {
-                Error::LeaseNotHeld("the task's lease ended: it expired or its outcome is recorded")
-            }
-            Ok(None) => Error::TaskNotFound,
-            Err(e) => e,
-        }
     }
 }

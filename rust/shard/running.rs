@@ -8,7 +8,7 @@ use crate::proto::{store, wire};
 /// A live attempt, with the records it changes when it ends (so that a report reads nothing
 /// from the store). Every write of key J or A of a running job updates these copies.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lease {
+pub struct Running {
     /// The job as stored (key J).
     pub job: store::JobRecord,
     /// The attempt as stored (key A): its task id, worker and start.
@@ -21,12 +21,12 @@ pub struct Lease {
 }
 
 #[derive(Debug, Default)]
-pub struct LeaseTable {
-    by_task: HashMap<String, Lease>,
+pub struct RunningTasks {
+    by_task: HashMap<String, Running>,
     expiry: BTreeSet<(i64, String)>,
 }
 
-impl LeaseTable {
+impl RunningTasks {
     pub fn len(&self) -> usize {
         self.by_task.len()
     }
@@ -35,16 +35,16 @@ impl LeaseTable {
         self.by_task.is_empty()
     }
 
-    pub fn get(&self, task_id: &str) -> Option<&Lease> {
+    pub fn get(&self, task_id: &str) -> Option<&Running> {
         self.by_task.get(task_id)
     }
 
     /// For changes that leave the expiry alone (a heartbeat cursor, a cancel).
-    pub fn get_mut(&mut self, task_id: &str) -> Option<&mut Lease> {
+    pub fn get_mut(&mut self, task_id: &str) -> Option<&mut Running> {
         self.by_task.get_mut(task_id)
     }
 
-    pub fn insert(&mut self, task_id: String, lease: Lease) {
+    pub fn insert(&mut self, task_id: String, lease: Running) {
         self.expiry.insert((lease.expires_at_ms, task_id.clone()));
         if let Some(old) = self.by_task.insert(task_id.clone(), lease) {
             self.expiry.remove(&(old.expires_at_ms, task_id));
@@ -63,7 +63,7 @@ impl LeaseTable {
         true
     }
 
-    pub fn remove(&mut self, task_id: &str) -> Option<Lease> {
+    pub fn remove(&mut self, task_id: &str) -> Option<Running> {
         let lease = self.by_task.remove(task_id)?;
         self.expiry
             .remove(&(lease.expires_at_ms, task_id.to_string()));
@@ -76,7 +76,7 @@ impl LeaseTable {
     }
 
     /// Removes and returns every lease whose expiry is at or before `now_ms`.
-    pub fn take_expired(&mut self, now_ms: i64) -> Vec<(String, Lease)> {
+    pub fn take_expired(&mut self, now_ms: i64) -> Vec<(String, Running)> {
         let mut out = Vec::new();
         while let Some((t, _)) = self.expiry.first() {
             if *t > now_ms {
@@ -97,8 +97,8 @@ impl LeaseTable {
 mod tests {
     use super::*;
 
-    fn lease(expires_at_ms: i64) -> Lease {
-        Lease {
+    fn lease(expires_at_ms: i64) -> Running {
+        Running {
             job: store::JobRecord::default(),
             attempt: wire::Attempt::default(),
             keys: Vec::new(),
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn extension_moves_the_timer() {
-        let mut t = LeaseTable::default();
+        let mut t = RunningTasks::default();
         t.insert("a".into(), lease(10));
         t.insert("b".into(), lease(20));
         assert!(t.extend("a", 30));

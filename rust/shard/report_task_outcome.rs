@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 
-use super::leases::Lease;
-use super::{Shard, Step};
+use super::running::Running;
+use super::{LeaseUse, Shard, Step};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -18,46 +18,25 @@ use crate::validate::{Outcome, ReportParams};
 pub const LEASE_EXPIRED: &str = "lease_expired";
 
 impl Shard {
-    pub(super) async fn report(&mut self, st: &mut Step, p: ReportParams) -> Result<()> {
-        match self.leases.get(&p.task_id) {
-            Some(l) if l.attempt.worker_id == p.worker_id => {}
-            Some(_) => return Err(Error::LeaseNotHeld("the task is leased to another worker")),
-            None => return Err(self.finished_task_error(st, &p.task_id).await),
-        }
-        let Some(lease) = self.leases.remove(&p.task_id) else {
+    pub(super) async fn report_task_outcome(
+        &mut self,
+        st: &mut Step,
+        p: ReportParams,
+    ) -> Result<()> {
+        self.check_lease(st, &p.task_id, &p.worker_id, LeaseUse::Report)
+            .await?;
+        let Some(lease) = self.running.remove(&p.task_id) else {
             return Err(Error::TaskNotFound);
         };
         self.end_attempt(st, lease, p.outcome);
         Ok(())
     }
 
-    /// Why a report for a task without a live lease is refused.
-    async fn finished_task_error(&self, st: &Step, task_id: &str) -> Error {
-        let task_ref = match st.txn.get(&self.db, &keys::task(task_id)).await {
-            Ok(Some(v)) => match codec::decode::<store::TaskRef>(&v) {
-                Ok(r) => r,
-                Err(e) => return e,
-            },
-            Ok(None) => return Error::TaskNotFound,
-            Err(e) => return e,
-        };
-        match self
-            .load_attempt(st, &task_ref.tenant, &task_ref.job_id, task_ref.attempt)
-            .await
-        {
-            Ok(a) if a.failure.as_ref().is_some_and(|f| f.code == LEASE_EXPIRED) => {
-                Error::LeaseNotHeld("the task's lease expired; nothing was recorded")
-            }
-            Ok(_) => Error::OutcomeAlreadyRecorded,
-            Err(e) => e,
-        }
-    }
-
     /// Ends a live attempt with `outcome` and moves the job on; the attempt's concurrency slots
     /// free in this same step (the only place they free). The caller has already taken the
     /// lease out of the lease table. Reads nothing: the lease holds the records it changes.
-    pub(super) fn end_attempt(&mut self, st: &mut Step, lease: Lease, outcome: Outcome) {
-        let Lease {
+    pub(super) fn end_attempt(&mut self, st: &mut Step, lease: Running, outcome: Outcome) {
+        let Running {
             mut job,
             mut attempt,
             keys: held,
@@ -118,11 +97,11 @@ impl Shard {
         job.status = JobStatus::Scheduled as i32;
         job.updated_at_ms = st.now;
         // The payload stays in key P only: a lease of the retry reads it there.
-        self.add_waiting(st, job, due, None);
+        self.add_scheduled(st, job, due, None);
     }
 
     /// A lease ran out: the attempt fails with `lease_expired` and the job moves on.
-    pub(super) fn expire_lease(&mut self, st: &mut Step, lease: Lease) {
+    pub(super) fn expire_lease(&mut self, st: &mut Step, lease: Running) {
         let failure = wire::TaskFailure {
             code: LEASE_EXPIRED.to_string(),
             message: "the lease expired before the worker reported an outcome".to_string(),

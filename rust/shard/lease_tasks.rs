@@ -3,9 +3,12 @@
 
 use bytes::Bytes;
 
-use super::leases::Lease;
-use super::ready::Waiting;
-use super::{defer, LeaseWaiter, Reply, Shard, Step};
+use super::handle::Reply;
+use super::parked::ParkedLease;
+use super::ready::Queued;
+use super::running::Running;
+use super::step::defer;
+use super::{Shard, Step};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -15,7 +18,7 @@ use crate::retry;
 use crate::validate::LeaseParams;
 
 impl Shard {
-    pub(super) async fn lease_or_park(
+    pub(super) async fn lease_tasks(
         &mut self,
         st: &mut Step,
         params: LeaseParams,
@@ -23,11 +26,11 @@ impl Shard {
     ) {
         // Older parked calls come first: a new call only takes what they leave.
         let must_queue = self
-            .waiters
+            .parked
             .iter()
             .any(|w| self.ready.has_any(&w.params.queues));
         if !must_queue {
-            match self.lease(st, &params).await {
+            match self.take_tasks(st, &params).await {
                 Ok(tasks) if tasks.is_empty() && params.wait_ms > 0 => {}
                 r => {
                     st.replies.push(defer(
@@ -38,41 +41,19 @@ impl Shard {
                 }
             }
         }
-        self.waiters.push_back(LeaseWaiter {
+        self.parked.push_back(ParkedLease {
             deadline_ms: st.now + params.wait_ms,
             params,
             reply,
         });
     }
 
-    /// Serves parked calls, oldest first, from the ready index; answers those whose wait ended.
-    pub(super) async fn serve_waiters(&mut self, st: &mut Step) {
-        let mut keep = std::collections::VecDeque::with_capacity(self.waiters.len());
-        while let Some(w) = self.waiters.pop_front() {
-            if w.reply.is_closed() {
-                continue; // the caller went away: lease nothing for it
-            }
-            if self.ready.has_any(&w.params.queues) {
-                let r = self.lease(st, &w.params).await;
-                match r {
-                    Ok(tasks) if tasks.is_empty() && w.deadline_ms > st.now => keep.push_back(w),
-                    r => st.replies.push(defer(
-                        w.reply,
-                        r.map(|tasks| wire::LeaseTasksResponse { tasks }),
-                    )),
-                }
-            } else if w.deadline_ms <= st.now {
-                st.replies
-                    .push(defer(w.reply, Ok(wire::LeaseTasksResponse::default())));
-            } else {
-                keep.push_back(w);
-            }
-        }
-        self.waiters = keep;
-    }
-
     /// Takes up to `max_tasks` due jobs of the named queues and starts an attempt of each.
-    async fn lease(&mut self, st: &mut Step, params: &LeaseParams) -> Result<Vec<wire::Task>> {
+    pub(super) async fn take_tasks(
+        &mut self,
+        st: &mut Step,
+        params: &LeaseParams,
+    ) -> Result<Vec<wire::Task>> {
         let mut popped = Vec::new();
         while popped.len() < params.max_tasks as usize {
             match self.pop_ready(st, &params.queues).await {
@@ -114,8 +95,7 @@ impl Shard {
                     // An entry that cannot be read: drop it rather than block the queue.
                     tracing::error!(job = %w.job_id, tenant = %w.tenant, "dropping a ready entry: {e}");
                     self.forget_key(st, &w, w.ready_key());
-                    self.ready_jobs = self.ready_jobs.saturating_sub(1);
-                    self.counts_dirty = true;
+                    self.counts.ready_removed();
                     let admitted = self.conc.unreserve(&w);
                     self.ready_all(admitted);
                 }
@@ -129,7 +109,7 @@ impl Shard {
     async fn start_attempt(
         &mut self,
         st: &mut Step,
-        w: &Waiting,
+        w: &Queued,
         value: Option<Bytes>,
         worker_id: &str,
     ) -> Result<wire::Task> {
@@ -167,8 +147,7 @@ impl Shard {
             ..Default::default()
         };
         self.forget_key(st, w, w.ready_key());
-        self.ready_jobs = self.ready_jobs.saturating_sub(1);
-        self.counts_dirty = true;
+        self.counts.ready_removed();
         st.txn.put(
             keys::attempt(&job.tenant, &job.id, attempt.attempt),
             codec::encode(&attempt),
@@ -207,9 +186,9 @@ impl Shard {
             lease_expires_at_ms: expires_at_ms,
             heartbeat_cursor: job.heartbeat_cursor.clone(),
         };
-        self.leases.insert(
+        self.running.insert(
             task_id,
-            Lease {
+            Running {
                 job,
                 attempt,
                 keys: w.keys.clone(),

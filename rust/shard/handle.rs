@@ -1,0 +1,112 @@
+//! The actor's public face: `ShardHandle`, the cheap address callers hold, and the `Command`
+//! each of its methods sends (one per RPC, named after it). See docs/architecture.md#the-shard-actor.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{Error, Result};
+use crate::proto::{admin, wire};
+use crate::validate::{HeartbeatParams, LeaseParams, NewJob, ReportParams};
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// What callers ask of the actor. Each variant carries validated parameters.
+pub(super) enum Command {
+    Enqueue(Vec<NewJob>, Reply<Vec<Result<String>>>),
+    Cancel(JobRef, Reply<()>),
+    LeaseTasks(LeaseParams, Reply<wire::LeaseTasksResponse>),
+    HeartbeatTask(HeartbeatParams, Reply<wire::HeartbeatTaskResponse>),
+    ReportTaskOutcomes(Vec<ReportParams>, Reply<Vec<Result<()>>>),
+    GetJob(JobRef, bool, Reply<wire::Job>),
+    GetStats(Reply<BTreeMap<String, i64>>),
+    GetConcurrencyKey(String, String, Reply<admin::ConcurrencyKeyState>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A job's address.
+#[derive(Debug, Clone)]
+pub struct JobRef {
+    pub tenant: String,
+    pub id: String,
+}
+
+/// The cheap, cloneable address of a running shard actor.
+#[derive(Clone)]
+pub struct ShardHandle {
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) fenced: watch::Receiver<bool>,
+}
+
+impl ShardHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Enqueues jobs in order; each succeeds or fails alone; all are durable together.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<String>>> {
+        self.call(|r| Command::Enqueue(jobs, r)).await
+    }
+
+    pub async fn cancel(&self, job: JobRef) -> Result<()> {
+        self.call(|r| Command::Cancel(job, r)).await
+    }
+
+    pub async fn lease_tasks(&self, params: LeaseParams) -> Result<wire::LeaseTasksResponse> {
+        self.call(|r| Command::LeaseTasks(params, r)).await
+    }
+
+    pub async fn heartbeat_task(
+        &self,
+        params: HeartbeatParams,
+    ) -> Result<wire::HeartbeatTaskResponse> {
+        self.call(|r| Command::HeartbeatTask(params, r)).await
+    }
+
+    pub async fn report_task_outcomes(
+        &self,
+        reports: Vec<ReportParams>,
+    ) -> Result<Vec<Result<()>>> {
+        self.call(|r| Command::ReportTaskOutcomes(reports, r)).await
+    }
+
+    pub async fn get_job(&self, job: JobRef, include_attempts: bool) -> Result<wire::Job> {
+        self.call(|r| Command::GetJob(job, include_attempts, r))
+            .await
+    }
+
+    /// Sizes of the in-memory state (ready, scheduled, running, lease_waiters, concurrency_keys).
+    pub async fn get_stats(&self) -> Result<BTreeMap<String, i64>> {
+        self.call(Command::GetStats).await
+    }
+
+    /// The slot accounting of one concurrency key.
+    pub async fn get_concurrency_key(
+        &self,
+        tenant: String,
+        key: String,
+    ) -> Result<admin::ConcurrencyKeyState> {
+        self.call(|r| Command::GetConcurrencyKey(tenant, key, r))
+            .await
+    }
+
+    /// Resolves once a newer broker has fenced this one off the store.
+    pub async fn fenced(&self) {
+        let mut rx = self.fenced.clone();
+        let _ = rx.wait_for(|f| *f).await;
+    }
+
+    /// Finishes queued commands, waits for durability and closes SlateDB.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub(super) fn shutting_down() -> Error {
+    Error::StoreUnavailable("the broker is shutting down".into())
+}

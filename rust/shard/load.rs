@@ -1,0 +1,139 @@
+//! Loading: opening a shard's store and rebuilding every in-memory cache from it (on start and
+//! after recovery). See docs/architecture.md#caches.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use super::concurrency::ConcurrencyTable;
+use super::counts::BacklogCounts;
+use super::handle::ShardHandle;
+use super::health::{spawn_flusher, watch_db, DbHealth};
+use super::page::Page;
+use super::ready::ReadyIndex;
+use super::running::{Running, RunningTasks};
+use super::step::Step;
+use super::txn::Txn;
+use super::{Shard, ShardConfig};
+use crate::clock::Clock;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::{store, wire};
+use crate::store::ShardStore;
+
+/// Channel capacity: senders wait when the actor falls this far behind.
+const CHANNEL_CAPACITY: usize = 4096;
+
+impl Shard {
+    /// Opens the shard's SlateDB, rebuilds the in-memory state from it and starts the actor.
+    pub async fn start(
+        store: ShardStore,
+        clock: Arc<dyn Clock>,
+        config: ShardConfig,
+    ) -> Result<ShardHandle> {
+        let db = store.open().await?;
+        let (fenced_tx, fenced_rx) = watch::channel(false);
+        let fenced = Arc::new(fenced_tx);
+        let health = Arc::new(DbHealth::default());
+        watch_db(&db, health.clone(), fenced.clone());
+        let flush_now = store.eager_flush().then(|| spawn_flusher(db.clone()));
+        let mut shard = Shard {
+            store,
+            db,
+            health,
+            fenced,
+            recover_after_ms: 0,
+            clock,
+            config,
+            next_seq: 1,
+            seq_dirty: false,
+            ready: ReadyIndex::default(),
+            timers: Page::unread(),
+            counts: BacklogCounts::default(),
+            running: RunningTasks::default(),
+            conc: ConcurrencyTable::default(),
+            parked: VecDeque::new(),
+            last_write: None,
+            flush_now,
+        };
+        shard.load().await?;
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(shard.run(rx));
+        Ok(ShardHandle {
+            tx,
+            fenced: fenced_rx,
+        })
+    }
+
+    /// (Re)builds every cache from the store: the first page of timers and of every ready
+    /// group, live leases (each with a fresh expiry, SPEC §4), concurrency holders, counters.
+    pub(super) async fn load(&mut self) -> Result<()> {
+        let now = self.clock.now_ms();
+        let counter = |v: Option<Bytes>| v.map_or(Ok(0), |v| codec::decode_u64(&v));
+        self.next_seq = counter(self.db.get(keys::meta(keys::META_NEXT_SEQ)).await?)?.max(1);
+        let ready = counter(self.db.get(keys::meta(keys::META_READY_JOBS)).await?)?;
+        let scheduled = counter(self.db.get(keys::meta(keys::META_SCHEDULED_JOBS)).await?)?;
+        self.counts = BacklogCounts::loaded(scheduled, ready);
+        self.seq_dirty = false;
+        self.ready = ReadyIndex::default();
+        self.timers = Page::unread();
+        self.running = RunningTasks::default();
+        self.conc = ConcurrencyTable::default();
+        self.last_write = None;
+        // Every RUNNING attempt gets a fresh lease (SPEC §4). Holders first, so that admitting
+        // the ready groups below sees the slots they hold.
+        let st = Step {
+            now,
+            first_seq: self.next_seq,
+            txn: Txn::default(),
+            replies: Vec::new(),
+        };
+        let mut iter = self.db.scan(keys::family_range(keys::LEASE)).await?;
+        while let Some(kv) = iter.next().await? {
+            let task_id = keys::parse_lease(&kv.key)?;
+            let rec: store::LeaseRecord = codec::decode(&kv.value)?;
+            let Some(job) = self.load_job(&st, &rec.tenant, &rec.job_id).await? else {
+                tracing::error!(task = %task_id, job = %rec.job_id, "a lease without its job: ignored");
+                continue;
+            };
+            let attempt = match self
+                .load_attempt(&st, &rec.tenant, &rec.job_id, rec.attempt)
+                .await
+            {
+                Ok(a) => a,
+                Err(e @ Error::StoreUnavailable(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(task = %task_id, "a lease without its attempt: ignored ({e})");
+                    continue;
+                }
+            };
+            self.ensure_limits(&st.txn, &rec.tenant, &rec.concurrency_keys)
+                .await?;
+            self.conc
+                .restore_holder(&rec.tenant, &rec.concurrency_keys, &task_id);
+            self.running.insert(
+                task_id,
+                Running {
+                    cancelled: job.status == wire::JobStatus::Cancelled as i32,
+                    job,
+                    attempt,
+                    keys: rec.concurrency_keys,
+                    expires_at_ms: now + self.config.lease_ms,
+                },
+            );
+        }
+        self.refill_timers(&st).await?;
+        let groups = self.load_ready_groups(&st).await?;
+        tracing::info!(
+            ready = self.counts.ready(),
+            scheduled = self.counts.scheduled(),
+            running = self.running.len(),
+            ready_groups = groups,
+            "shard loaded"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! The step: the actor's loop drains waiting commands, applies them to one `Txn`, serves parked
+//! long-polls, writes the step as one batch and answers once it is durable (group commit, see
+//! docs/architecture.md#group-commit).
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::handle::{shutting_down, Command, Reply};
+use super::health::record_failure;
+use super::txn::Txn;
+use super::Shard;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::wire;
+
+/// Most commands one step takes from the channel (bounds the latency of a step).
+const MAX_COMMANDS_PER_STEP: usize = 256;
+
+/// A deferred answer: sent once the step's batch is durable (or failed).
+pub(super) type Deferred = Box<dyn FnOnce(Result<()>) + Send + Sync>;
+
+pub(super) fn defer<T: Send + Sync + 'static>(tx: Reply<T>, result: Result<T>) -> Deferred {
+    Box::new(move |durable: Result<()>| {
+        let _ = tx.send(durable.and(result));
+    })
+}
+
+/// The work of one actor step.
+pub(super) struct Step {
+    pub(super) now: i64,
+    /// The first sequence number this step may allocate: keys with a later one are new.
+    pub(super) first_seq: u64,
+    pub(super) txn: Txn,
+    pub(super) replies: Vec<Deferred>,
+}
+
+impl Shard {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut closing: Option<oneshot::Sender<()>> = None;
+        while closing.is_none() {
+            let mut cmds = Vec::new();
+            let sleep = self.time_to_next_deadline();
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(c) => cmds.push(c),
+                    None => break,
+                },
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            while cmds.len() < MAX_COMMANDS_PER_STEP {
+                match rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            if let Some(pos) = cmds.iter().position(|c| matches!(c, Command::Close(_))) {
+                // Commands queued after Close are refused when the channel drops.
+                if let Command::Close(tx) = cmds.remove(pos) {
+                    closing = Some(tx);
+                }
+            }
+            self.step(cmds).await;
+        }
+        rx.close();
+        while let Ok(cmd) = rx.try_recv() {
+            self.refuse(cmd, shutting_down());
+        }
+        for w in self.parked.drain(..) {
+            let _ = w.reply.send(Ok(wire::LeaseTasksResponse::default()));
+        }
+        if let Some(h) = self.last_write.take() {
+            let _ = h.await_durable().await;
+        }
+        if let Err(e) = self.db.close().await {
+            tracing::warn!("closing the shard's store: {e}");
+        }
+        if let Some(tx) = closing {
+            let _ = tx.send(());
+        }
+    }
+
+    fn time_to_next_deadline(&self) -> Duration {
+        let next = [
+            // A timer head that ran empty is refilled by the next step.
+            if self.timers.needs_refill() {
+                Some(0)
+            } else {
+                self.timers.first().map(|((t, _), _)| *t)
+            },
+            self.running.next_expiry(),
+            self.parked.iter().map(|w| w.deadline_ms).min(),
+            self.health.failure().map(|_| self.recover_after_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            // +1 ms so that a deadline at `t` is past when the step reads the clock.
+            Some(t) => Duration::from_millis((t - self.clock.now_ms() + 1).clamp(0, 60_000) as u64),
+            None => Duration::from_secs(60),
+        }
+    }
+
+    fn refuse(&self, cmd: Command, err: Error) {
+        match cmd {
+            Command::Enqueue(_, r) => drop(r.send(Err(err))),
+            Command::Cancel(_, r) => drop(r.send(Err(err))),
+            Command::LeaseTasks(_, r) => drop(r.send(Err(err))),
+            Command::HeartbeatTask(_, r) => drop(r.send(Err(err))),
+            Command::ReportTaskOutcomes(_, r) => drop(r.send(Err(err))),
+            Command::GetJob(_, _, r) => drop(r.send(Err(err))),
+            Command::GetStats(r) => drop(r.send(Err(err))),
+            Command::GetConcurrencyKey(_, _, r) => drop(r.send(Err(err))),
+            Command::Close(r) => drop(r.send(())),
+        }
+    }
+
+    /// One step: timers, commands, long-polls, one write, answers after durability.
+    async fn step(&mut self, cmds: Vec<Command>) {
+        if let Err(reason) = self.recover().await {
+            // Memory may be ahead of the store: refuse everything rather than act on it.
+            for cmd in cmds {
+                self.refuse(cmd, Error::StoreUnavailable(reason.clone()));
+            }
+            return;
+        }
+        let mut st = Step {
+            now: self.clock.now_ms(),
+            first_seq: self.next_seq,
+            txn: Txn::default(),
+            replies: Vec::new(),
+        };
+        self.fire_timers(&mut st).await;
+        for cmd in cmds {
+            self.apply(&mut st, cmd).await;
+        }
+        // Admit what the commands made due (enqueues, immediate retries) before serving.
+        self.fire_timers(&mut st).await;
+        self.serve_parked(&mut st).await;
+        self.commit(st).await;
+    }
+
+    async fn apply(&mut self, st: &mut Step, cmd: Command) {
+        match cmd {
+            Command::Enqueue(jobs, reply) => {
+                let mut out = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    out.push(self.enqueue(st, job).await);
+                }
+                st.replies.push(defer(reply, Ok(out)));
+            }
+            Command::Cancel(job, reply) => {
+                let r = self.cancel(st, &job).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::LeaseTasks(params, reply) => self.lease_tasks(st, params, reply).await,
+            Command::HeartbeatTask(params, reply) => {
+                let r = self.heartbeat_task(st, params).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::ReportTaskOutcomes(reports, reply) => {
+                let mut out = Vec::with_capacity(reports.len());
+                for report in reports {
+                    out.push(self.report_task_outcome(st, report).await);
+                }
+                st.replies.push(defer(reply, Ok(out)));
+            }
+            Command::GetJob(job, include_attempts, reply) => {
+                let r = self.get_job(st, &job, include_attempts).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::GetStats(reply) => st.replies.push(defer(reply, Ok(self.get_stats()))),
+            Command::GetConcurrencyKey(tenant, key, reply) => {
+                let state = self.get_concurrency_key(&tenant, &key);
+                st.replies.push(defer(reply, Ok(state)));
+            }
+            Command::Close(reply) => drop(reply.send(())),
+        }
+    }
+
+    /// Writes the step and answers its callers once durable, without blocking the next step.
+    async fn commit(&mut self, mut st: Step) {
+        if self.seq_dirty {
+            st.txn.put(
+                keys::meta(keys::META_NEXT_SEQ),
+                codec::encode_u64(self.next_seq),
+            );
+            self.seq_dirty = false;
+        }
+        for (key, value) in self.counts.take_writes().into_iter().flatten() {
+            st.txn.put(key, value);
+        }
+        if st.replies.is_empty() && st.txn.is_empty() {
+            return;
+        }
+        if let Some(batch) = st.txn.into_batch() {
+            match self.db.write(batch).await {
+                Ok(handle) => {
+                    self.last_write = Some(handle);
+                    if let Some(kick) = &self.flush_now {
+                        // Full channel: a flush is already due and will include this write.
+                        let _ = kick.try_send(());
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("shard write failed: {e}");
+                    record_failure(&self.health, &self.fenced, &e);
+                    let err = Error::StoreUnavailable(e.to_string());
+                    for reply in st.replies {
+                        reply(Err(err.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        let handle = self.last_write.clone();
+        let health = self.health.clone();
+        let fenced = self.fenced.clone();
+        let replies = st.replies;
+        tokio::spawn(async move {
+            let durable = match handle {
+                Some(h) => match h.await_durable().await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        tracing::error!("shard write did not become durable: {e}");
+                        record_failure(&health, &fenced, &e);
+                        Err(Error::StoreUnavailable(e.to_string()))
+                    }
+                },
+                None => Ok(()),
+            };
+            for reply in replies {
+                reply(durable.clone());
+            }
+        });
+    }
+}
