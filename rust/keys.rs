@@ -5,20 +5,33 @@
 //! - strings: bytes with 0x00 escaped as 0x00 0xFF, ended by 0x00 0x01 (a prefix sorts first);
 //! - u32/u64: big-endian; i64: big-endian with the sign bit flipped.
 //!
-//! Families (a layout change is a migration: record it here):
-//! - `META  name`                 -> u64 big-endian (shard counters)
-//! - `JOB   tenant job_id`        -> store.JobRecord
+//! Families (docs/architecture.md#keys); the records are those of proto/silo/store/v1:
+//! - `META  name`                 -> u64 big-endian (format version, shard counters)
+//! - `JOB   tenant job_id`        -> JobRecord
 //! - `PAYLOAD tenant job_id`      -> raw payload bytes (written once)
-//! - `ATTEMPT tenant job_id n`    -> wire.Attempt
-//! - `TASK  task_id`              -> store.TaskRef
-//! - `LEASE task_id`              -> store.LeaseRecord (live attempts only)
-//! - `SCHEDULED due_ms seq`         -> store.QueuedJob (a job waiting for its start time or backoff)
+//! - `ATTEMPT tenant job_id n`    -> AttemptRecord
+//! - `TASK  task_id`              -> TaskRef
+//! - `LEASE task_id`              -> LeaseRecord (live attempts only)
+//! - `SCHEDULED due_ms seq`       -> QueuedJob (a job waiting for its start time or backoff)
 //! - `LIMIT tenant key`           -> u64 big-endian: the key's max concurrency (last enqueue wins)
-//! - `READY queue !priority tenant due_ms seq` -> store.QueuedJob (a due job waiting for a
-//!   worker; `!priority` is `u32::MAX - priority`, so the highest priority sorts first)
+//! - `READY queue !priority tenant due_ms seq` -> QueuedJob (a due job waiting for a worker;
+//!   `!priority` is `u32::MAX - priority`, so the highest priority sorts first)
 //!
-//! Migrations: session 2 replaced the SCHEDULED value (store.WaitingRecord) with store.QueuedJob
-//! and added READY; stores written before cannot be read (no release had shipped).
+//! # Store format
+//!
+//! `META format_version` holds `FORMAT_VERSION`, written when a shard first opens an empty
+//! store. A shard refuses to open a store of another version, or one holding data but no
+//! version, with an error naming the versions (`shard/load.rs`, `check_format`), so a build never misreads a
+//! store it does not understand. Any change of a family's layout or of a record's field number
+//! or type bumps `FORMAT_VERSION`.
+//!
+//! No release has shipped, so no migration exists yet, and stores written before version 1 are
+//! refused. A future migration from version N to N+1 would run inside `check_format` when the
+//! shard opens: with the shard's actor not yet started (so nothing else writes), scan each
+//! changed family, rewrite its entries in bounded `WriteBatch`es, and write `format_version
+//! = N+1` in the last batch, so that a crash midway leaves version N and the migration reruns
+//! from the start (each rewrite must therefore be idempotent). A broker never serves a store
+//! until its version is the one it was built for.
 
 use crate::error::{Error, Result};
 
@@ -32,6 +45,10 @@ pub const SCHEDULED: u8 = 0x15;
 pub const LIMIT: u8 = 0x16;
 pub const READY: u8 = 0x17;
 
+/// The store format this build reads and writes (see the module doc).
+pub const FORMAT_VERSION: u64 = 1;
+/// The META entry holding the store's format version.
+pub const META_FORMAT_VERSION: &str = "format_version";
 /// The META entry holding the next enqueue sequence number of the shard.
 pub const META_NEXT_SEQ: &str = "next_seq";
 /// The META entries counting the SCHEDULED and READY entries (the `scheduled` and `ready`

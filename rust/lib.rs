@@ -3,11 +3,11 @@
 
 pub mod broker;
 pub mod clock;
-pub mod codec;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
 pub mod proto;
+pub mod record;
 pub mod retry;
 pub mod shard;
 pub mod store;

@@ -21,5 +21,5 @@ pub mod silo {
 
 pub use silo::admin::v1 as admin;
 
-pub use silo::store::v1 as store;
+pub use silo::store::v1 as records;
 pub use silo::v1 as wire;

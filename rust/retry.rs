@@ -1,6 +1,6 @@
 //! Retry policy: defaults and the delay before retry n (SPEC §3 RetryPolicy).
 
-use crate::proto::wire::RetryPolicy;
+use crate::proto::records::RetryPolicyRecord as RetryPolicy;
 
 pub const DEFAULT_INITIAL_BACKOFF_MS: i64 = 1000;
 pub const DEFAULT_BACKOFF_MULTIPLIER: f64 = 2.0;

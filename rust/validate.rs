@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::proto::wire;
+use crate::proto::{records, wire};
 
 pub const MAX_NAME_CHARS: usize = 127;
 pub const MAX_BATCH: usize = 1000;
@@ -37,8 +37,8 @@ pub struct NewJob {
     pub priority: u32,
     /// As given; the actor turns 0 or a past time into "now".
     pub start_at_ms: i64,
-    pub retry_policy: Option<wire::RetryPolicy>,
-    pub concurrency_limits: Vec<wire::ConcurrencyLimit>,
+    pub retry_policy: Option<records::RetryPolicyRecord>,
+    pub concurrency_limits: Vec<records::ConcurrencyLimitRecord>,
     pub payload: Bytes,
     pub metadata: BTreeMap<String, String>,
 }
@@ -65,7 +65,7 @@ pub struct HeartbeatParams {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Success(Bytes),
-    Failure(wire::TaskFailure),
+    Failure(records::FailureRecord),
     Cancelled,
 }
 
@@ -186,8 +186,8 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
         queue: queue_name(req.queue),
         priority,
         start_at_ms: req.start_at_ms,
-        retry_policy: req.retry_policy,
-        concurrency_limits: req.concurrency_limits,
+        retry_policy: req.retry_policy.map(Into::into),
+        concurrency_limits: req.concurrency_limits.into_iter().map(Into::into).collect(),
         payload: req.payload,
         metadata: req.metadata,
     })
@@ -342,7 +342,7 @@ pub fn report(req: wire::ReportTaskOutcomeRequest, limits: &Limits) -> Result<Re
                 ));
             }
             bytes_limit("failure.data", &f.data, limits)?;
-            Outcome::Failure(f)
+            Outcome::Failure(f.into())
         }
         Some(W::Cancelled(_)) => Outcome::Cancelled,
     };

@@ -5,9 +5,8 @@ use super::ready::Queued;
 use super::{job_keys, JobRef, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::lifecycle::{self, Event};
-use crate::proto::store;
-use crate::proto::wire::JobStatus;
+use crate::lifecycle::{self, Event, JobState};
+use crate::proto::records;
 
 impl Shard {
     pub(super) async fn cancel(&mut self, st: &mut Step, job_ref: &JobRef) -> Result<()> {
@@ -15,15 +14,15 @@ impl Shard {
             .load_job(st, &job_ref.tenant, &job_ref.id)
             .await?
             .ok_or(Error::JobNotFound)?;
-        let from = lifecycle::stored(job.status)?;
+        let from = JobState::of_record(job.state)?;
         let to = lifecycle::transition(from, Event::Cancel)?;
         // A running attempt keeps its lease and slots until reported or expired.
-        if matches!(from, JobStatus::Scheduled | JobStatus::Pending) {
+        if from == JobState::Queued {
             self.unqueue(st, &job).await?;
             job.wait_seq = 0;
             job.next_attempt_at_ms = 0;
         }
-        job.status = to as i32;
+        job.state = to.to_record();
         job.updated_at_ms = st.now;
         self.put_job(st, &job);
         if let Some(lease) = self.running.get_mut(&job.current_task_id) {
@@ -35,7 +34,7 @@ impl Shard {
 
     /// Takes a waiting job out of the store and of memory, wherever it waits: a timer, a
     /// ready group's head, a concurrency key's waiters, or only the store.
-    async fn unqueue(&mut self, st: &mut Step, job: &store::JobRecord) -> Result<()> {
+    async fn unqueue(&mut self, st: &mut Step, job: &records::JobRecord) -> Result<()> {
         let w = Queued {
             tenant: job.tenant.clone(),
             job_id: job.id.clone(),

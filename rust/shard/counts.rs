@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
-use crate::codec;
 use crate::keys;
+use crate::record;
 
 #[derive(Debug, Default)]
 pub struct BacklogCounts {
@@ -65,11 +65,11 @@ impl BacklogCounts {
         Some([
             (
                 keys::meta(keys::META_READY_JOBS),
-                codec::encode_u64(self.ready),
+                record::encode_u64(self.ready),
             ),
             (
                 keys::meta(keys::META_SCHEDULED_JOBS),
-                codec::encode_u64(self.scheduled),
+                record::encode_u64(self.scheduled),
             ),
         ])
     }

@@ -1,10 +1,11 @@
 //! Enqueue: a new job waits (durably) for its start time, then for a worker.
 
 use super::{Shard, Step};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::{store, wire};
+use crate::lifecycle::JobState;
+use crate::proto::records;
+use crate::record;
 use crate::validate::NewJob;
 
 impl Shard {
@@ -15,12 +16,12 @@ impl Shard {
             return Err(Error::JobAlreadyExists);
         }
         let due = job.start_at_ms.max(st.now);
-        let mut rec = store::JobRecord {
+        let mut rec = records::JobRecord {
             id: job.id,
             tenant: job.tenant,
             queue: job.queue,
             priority: job.priority,
-            status: wire::JobStatus::Scheduled as i32,
+            state: JobState::Queued.to_record(),
             metadata: job.metadata,
             retry_policy: job.retry_policy,
             concurrency_limits: job.concurrency_limits,
@@ -47,7 +48,7 @@ impl Shard {
     fn set_limit(&mut self, st: &mut Step, tenant: &str, key: &str, limit: u32) {
         st.txn.put(
             keys::limit(tenant, key),
-            codec::encode_u64(u64::from(limit)),
+            record::encode_u64(u64::from(limit)),
         );
         if self.conc.knows(tenant, key) {
             let admitted = self.conc.set_limit(tenant, key, limit);

@@ -1,10 +1,10 @@
 //! GetJob: a job as a client sees it, with its attempts on request.
 
 use super::{JobRef, Shard, Step};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::{store, wire};
+use crate::proto::{records, wire};
+use crate::record;
 
 impl Shard {
     pub(super) async fn get_job(
@@ -29,51 +29,15 @@ impl Shard {
                 .scan_prefix(&self.db, &keys::attempts_prefix(&rec.tenant, &rec.id))
                 .await?
             {
-                attempts.push(codec::decode::<wire::Attempt>(&v)?);
+                attempts.push(record::decode::<records::AttemptRecord>(&v)?);
             }
         }
         let waiting_on = self
             .conc
             .waiting_on(&rec.tenant, &rec.id)
             .map(str::to_string);
-        let mut job = to_wire_job(rec, payload, attempts, st.now);
+        let mut job = record::to_wire_job(rec, payload, attempts, st.now)?;
         job.waiting_on_keys = waiting_on.into_iter().collect();
         Ok(job)
-    }
-}
-
-/// The client's view of a stored job. A waiting job is SCHEDULED while its next attempt is in
-/// the future and PENDING once due (no write happens when it comes due).
-pub fn to_wire_job(
-    rec: store::JobRecord,
-    payload: bytes::Bytes,
-    attempts: Vec<wire::Attempt>,
-    now: i64,
-) -> wire::Job {
-    let waiting = rec.status == wire::JobStatus::Scheduled as i32;
-    let status = if waiting && rec.next_attempt_at_ms <= now {
-        wire::JobStatus::Pending as i32
-    } else {
-        rec.status
-    };
-    wire::Job {
-        id: rec.id,
-        tenant: rec.tenant,
-        queue: rec.queue,
-        priority: rec.priority,
-        status,
-        payload,
-        metadata: rec.metadata,
-        retry_policy: rec.retry_policy,
-        concurrency_limits: rec.concurrency_limits,
-        created_at_ms: rec.created_at_ms,
-        start_at_ms: rec.start_at_ms,
-        updated_at_ms: rec.updated_at_ms,
-        next_attempt_at_ms: if waiting { rec.next_attempt_at_ms } else { 0 },
-        attempt_count: rec.attempt_count,
-        result: rec.result,
-        last_failure: rec.last_failure,
-        attempts,
-        ..Default::default()
     }
 }

@@ -1,10 +1,10 @@
 //! HeartbeatTask: extends a live lease (in memory) and stores a cursor (durably) if given.
 
 use super::{LeaseUse, Shard, Step};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::proto::wire;
+use crate::record;
 use crate::validate::HeartbeatParams;
 
 impl Shard {
@@ -25,10 +25,10 @@ impl Shard {
             let (job, attempt) = (&lease.job, &lease.attempt);
             st.txn.put(
                 keys::attempt(&job.tenant, &job.id, attempt.attempt),
-                codec::encode(attempt),
+                record::encode(attempt),
             );
             st.txn
-                .put(keys::job(&job.tenant, &job.id), codec::encode(job));
+                .put(keys::job(&job.tenant, &job.id), record::encode(job));
         }
         let expires_at_ms = st.now + self.config.lease_ms;
         self.running.extend(&p.task_id, expires_at_ms);

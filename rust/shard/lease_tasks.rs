@@ -9,11 +9,11 @@ use super::ready::Queued;
 use super::running::Running;
 use super::step::defer;
 use super::{Shard, Step};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::lifecycle::{self, Event};
-use crate::proto::{store, wire};
+use crate::lifecycle::{self, Event, JobState};
+use crate::proto::{records, wire};
+use crate::record;
 use crate::retry;
 use crate::validate::LeaseParams;
 
@@ -114,11 +114,11 @@ impl Shard {
         worker_id: &str,
     ) -> Result<wire::Task> {
         let value = value.ok_or_else(|| Error::Internal("ready entry is missing".into()))?;
-        let queued: store::QueuedJob = codec::decode(&value)?;
+        let queued: records::QueuedJob = record::decode(&value)?;
         let mut job = queued
             .job
             .ok_or_else(|| Error::Internal("ready entry without its job".into()))?;
-        let to = lifecycle::transition(lifecycle::stored(job.status)?, Event::Lease)?;
+        let to = lifecycle::transition(JobState::of_record(job.state)?, Event::Lease)?;
         if job.wait_seq != w.seq {
             return Err(Error::Internal("ready entry of another wait".into()));
         }
@@ -133,16 +133,16 @@ impl Shard {
         let task_id = uuid::Uuid::now_v7().simple().to_string();
         let expires_at_ms = st.now + self.config.lease_ms;
         job.attempt_count += 1;
-        job.status = to as i32;
+        job.state = to.to_record();
         job.current_task_id = task_id.clone();
         job.wait_seq = 0;
         job.next_attempt_at_ms = 0;
         job.updated_at_ms = st.now;
-        let attempt = wire::Attempt {
+        let attempt = records::AttemptRecord {
             attempt: job.attempt_count,
             task_id: task_id.clone(),
             worker_id: worker_id.to_string(),
-            status: wire::AttemptStatus::Running as i32,
+            state: records::AttemptState::Running as i32,
             started_at_ms: st.now,
             ..Default::default()
         };
@@ -150,11 +150,11 @@ impl Shard {
         self.counts.ready_removed();
         st.txn.put(
             keys::attempt(&job.tenant, &job.id, attempt.attempt),
-            codec::encode(&attempt),
+            record::encode(&attempt),
         );
         st.txn.put(
             keys::task(&task_id),
-            codec::encode(&store::TaskRef {
+            record::encode(&records::TaskRef {
                 tenant: job.tenant.clone(),
                 job_id: job.id.clone(),
                 attempt: attempt.attempt,
@@ -162,7 +162,7 @@ impl Shard {
         );
         st.txn.put(
             keys::lease(&task_id),
-            codec::encode(&store::LeaseRecord {
+            record::encode(&records::LeaseRecord {
                 tenant: job.tenant.clone(),
                 job_id: job.id.clone(),
                 attempt: attempt.attempt,

@@ -18,10 +18,11 @@ use super::step::Step;
 use super::txn::Txn;
 use super::{Shard, ShardConfig};
 use crate::clock::Clock;
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::{store, wire};
+use crate::lifecycle::JobState;
+use crate::proto::records;
+use crate::record;
 use crate::store::ShardStore;
 
 /// Channel capacity: senders wait when the actor falls this far behind.
@@ -71,8 +72,9 @@ impl Shard {
     /// (Re)builds every cache from the store: the first page of timers and of every ready
     /// group, live leases (each with a fresh expiry, SPEC §4), concurrency holders, counters.
     pub(super) async fn load(&mut self) -> Result<()> {
+        check_format(&self.db).await?;
         let now = self.clock.now_ms();
-        let counter = |v: Option<Bytes>| v.map_or(Ok(0), |v| codec::decode_u64(&v));
+        let counter = |v: Option<Bytes>| v.map_or(Ok(0), |v| record::decode_u64(&v));
         self.next_seq = counter(self.db.get(keys::meta(keys::META_NEXT_SEQ)).await?)?.max(1);
         let ready = counter(self.db.get(keys::meta(keys::META_READY_JOBS)).await?)?;
         let scheduled = counter(self.db.get(keys::meta(keys::META_SCHEDULED_JOBS)).await?)?;
@@ -94,7 +96,7 @@ impl Shard {
         let mut iter = self.db.scan(keys::family_range(keys::LEASE)).await?;
         while let Some(kv) = iter.next().await? {
             let task_id = keys::parse_lease(&kv.key)?;
-            let rec: store::LeaseRecord = codec::decode(&kv.value)?;
+            let rec: records::LeaseRecord = record::decode(&kv.value)?;
             let Some(job) = self.load_job(&st, &rec.tenant, &rec.job_id).await? else {
                 tracing::error!(task = %task_id, job = %rec.job_id, "a lease without its job: ignored");
                 continue;
@@ -117,7 +119,7 @@ impl Shard {
             self.running.insert(
                 task_id,
                 Running {
-                    cancelled: job.status == wire::JobStatus::Cancelled as i32,
+                    cancelled: job.state == JobState::Cancelled.to_record(),
                     job,
                     attempt,
                     keys: rec.concurrency_keys,
@@ -135,5 +137,39 @@ impl Shard {
             "shard loaded"
         );
         Ok(())
+    }
+}
+
+/// Refuses a store written in another format (rust/keys.rs, "Store format"); stamps an empty
+/// store with this build's version, durably, before anything else is written to it.
+pub(super) async fn check_format(db: &slatedb::Db) -> Result<()> {
+    let key = keys::meta(keys::META_FORMAT_VERSION);
+    match db.get(&key).await? {
+        Some(v) => match record::decode_u64(&v)? {
+            keys::FORMAT_VERSION => Ok(()),
+            other => Err(Error::invalid(
+                "store",
+                format!(
+                    "the store is in format version {other}; this build of silo reads version {}",
+                    keys::FORMAT_VERSION
+                ),
+            )),
+        },
+        None => {
+            let mut any = db.scan(vec![0u8]..vec![0xFF]).await?;
+            if any.next().await?.is_some() {
+                return Err(Error::invalid(
+                    "store",
+                    format!(
+                        "the store holds data but no format version (written by an earlier \
+                         build of silo); this build reads version {}",
+                        keys::FORMAT_VERSION
+                    ),
+                ));
+            }
+            db.put(&key, record::encode_u64(keys::FORMAT_VERSION))
+                .await?;
+            Ok(())
+        }
     }
 }

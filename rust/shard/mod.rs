@@ -47,10 +47,10 @@ use slatedb::{Db, WriteHandle};
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::{store, wire};
+use crate::proto::records;
+use crate::record;
 use crate::store::ShardStore;
 use crate::validate::Limits;
 
@@ -133,7 +133,7 @@ impl Shard {
         let Some(v) = st.txn.get(&self.db, &keys::task(task_id)).await? else {
             return Err(Error::TaskNotFound);
         };
-        let task_ref: store::TaskRef = codec::decode(&v)?;
+        let task_ref: records::TaskRef = record::decode(&v)?;
         let attempt = self
             .load_attempt(st, &task_ref.tenant, &task_ref.job_id, task_ref.attempt)
             .await?;
@@ -164,7 +164,7 @@ impl Shard {
                 continue;
             }
             let limit = match txn.get(&self.db, &keys::limit(tenant, key)).await? {
-                Some(v) => codec::decode_u64(&v)?.min(u64::from(u32::MAX)) as u32,
+                Some(v) => record::decode_u64(&v)?.min(u64::from(u32::MAX)) as u32,
                 None => {
                     tracing::error!(
                         tenant,
@@ -193,16 +193,16 @@ impl Shard {
         st: &Step,
         tenant: &str,
         id: &str,
-    ) -> Result<Option<store::JobRecord>> {
+    ) -> Result<Option<records::JobRecord>> {
         match st.txn.get(&self.db, &keys::job(tenant, id)).await? {
-            Some(v) => Ok(Some(codec::decode(&v)?)),
+            Some(v) => Ok(Some(record::decode(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn put_job(&self, st: &mut Step, job: &store::JobRecord) {
+    fn put_job(&self, st: &mut Step, job: &records::JobRecord) {
         st.txn
-            .put(keys::job(&job.tenant, &job.id), codec::encode(job));
+            .put(keys::job(&job.tenant, &job.id), record::encode(job));
     }
 
     async fn load_attempt(
@@ -211,9 +211,9 @@ impl Shard {
         tenant: &str,
         id: &str,
         n: u32,
-    ) -> Result<wire::Attempt> {
+    ) -> Result<records::AttemptRecord> {
         match st.txn.get(&self.db, &keys::attempt(tenant, id, n)).await? {
-            Some(v) => codec::decode(&v),
+            Some(v) => record::decode(&v),
             None => Err(Error::Internal(format!(
                 "attempt {n} of job {id:?} is missing"
             ))),
@@ -222,9 +222,12 @@ impl Shard {
 }
 
 /// The concurrency keys a job names, in order.
-pub(crate) fn job_keys(job: &store::JobRecord) -> Vec<String> {
+pub(crate) fn job_keys(job: &records::JobRecord) -> Vec<String> {
     job.concurrency_limits
         .iter()
         .map(|l| l.key.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

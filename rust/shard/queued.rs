@@ -9,17 +9,17 @@ use bytes::Bytes;
 use super::page::{Placed, SortKey, PAGE_SIZE};
 use super::ready::{Group, Queued};
 use super::{job_keys, Shard, Step};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::store;
+use crate::proto::records;
+use crate::record;
 
 /// Most timers one step moves to READY (a backlog of due timers, e.g. after a restart, is
 /// promoted over several steps instead of stalling one).
 const MAX_PROMOTIONS_PER_STEP: usize = 4096;
 
 /// The index entry of a queued job.
-fn queued_of(job: &store::JobRecord, due_ms: i64, seq: u64) -> Queued {
+fn queued_of(job: &records::JobRecord, due_ms: i64, seq: u64) -> Queued {
     Queued {
         tenant: job.tenant.clone(),
         job_id: job.id.clone(),
@@ -31,8 +31,8 @@ fn queued_of(job: &store::JobRecord, due_ms: i64, seq: u64) -> Queued {
     }
 }
 
-fn decode_queued(value: &[u8]) -> Result<store::JobRecord> {
-    codec::decode::<store::QueuedJob>(value)?
+fn decode_queued(value: &[u8]) -> Result<records::JobRecord> {
+    record::decode::<records::QueuedJob>(value)?
         .job
         .ok_or_else(|| Error::Internal("queued job without its record".into()))
 }
@@ -50,20 +50,20 @@ impl Shard {
     pub(super) fn add_scheduled(
         &mut self,
         st: &mut Step,
-        job: &mut store::JobRecord,
+        job: &mut records::JobRecord,
         due_ms: i64,
         payload: Option<Bytes>,
     ) {
         let seq = self.alloc_seq();
         job.wait_seq = seq;
         job.next_attempt_at_ms = due_ms;
-        let queued = store::QueuedJob {
+        let queued = records::QueuedJob {
             job: Some(job.clone()),
             payload_stored_apart: payload.is_none(),
             payload: payload.unwrap_or_default(),
         };
         st.txn
-            .put(keys::scheduled(due_ms, seq), codec::encode(&queued));
+            .put(keys::scheduled(due_ms, seq), record::encode(&queued));
         self.counts.scheduled_added();
         // A timer displaced from a full head is the store's alone until a refill.
         if let Placed::Memory(_) = self.timers.place((due_ms, seq)) {

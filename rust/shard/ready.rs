@@ -1,17 +1,18 @@
 //! The ready index: due jobs per queue, ordered by priority (highest first), then due time,
-//! then enqueue sequence, with tenants taking turns inside one priority level.
+//! then enqueue sequence, with tenants taking turns inside one priority level. A lease naming
+//! several queues takes from them in that same order, as if they were one queue.
 //!
 //! Each (queue, priority, tenant) group is a `Page` of its READY store range: memory holds the
 //! head of each group and the store the rest, so memory does not grow with the backlog. The
 //! shard refills a group's head from the store when `pop` or `remove` reports it ran empty.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::page::{Page, Placed, SortKey};
 use crate::keys;
 
-/// A job waiting to run: what the WAITING and READY keys name and the indexes hold.
+/// A queued job: what its SCHEDULED or READY key names and the in-memory indexes hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
     pub tenant: String,
@@ -67,12 +68,12 @@ impl Group {
     }
 }
 
-/// One priority level of one queue: each tenant's page, and the turn order of tenants
-/// (round-robin: a tenant that was served goes to the back).
+/// One priority level of one queue: each tenant's page, and the tenants in turn order (the
+/// turn of the tenant served longest ago comes first).
 #[derive(Debug, Default)]
 struct Level {
     tenants: HashMap<String, Page<Queued>>,
-    turn: VecDeque<String>,
+    turn: BTreeSet<(u64, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -80,20 +81,23 @@ struct QueueIndex {
     levels: BTreeMap<Reverse<u32>, Level>,
 }
 
-impl QueueIndex {
-    /// The sort key of the job this queue would hand out next.
-    fn head(&self) -> Option<(Reverse<u32>, i64, u64)> {
-        let (prio, level) = self.levels.iter().next()?;
-        let tenant = level.turn.front()?;
-        let (&(due, seq), _) = level.tenants.get(tenant)?.first()?;
-        Some((*prio, due, seq))
-    }
+/// The turn of one tenant at one priority, shared by every queue: serving the tenant from one
+/// queue moves it to the back in all of them, so a lease naming several queues merges them as
+/// if they were one (docs/architecture.md#ready-index).
+#[derive(Debug)]
+struct Turn {
+    tick: u64,
+    /// The queues whose level at this priority holds the tenant.
+    queues: Vec<String>,
 }
 
 /// All due jobs of a shard: the head of every group in memory, the rest in the store.
 #[derive(Debug, Default)]
 pub struct ReadyIndex {
     queues: HashMap<String, QueueIndex>,
+    turns: HashMap<(u32, String), Turn>,
+    /// The next turn tick: a tenant served or newly arrived takes it and goes to the back.
+    next_tick: u64,
 }
 
 impl ReadyIndex {
@@ -142,35 +146,45 @@ impl ReadyIndex {
 
     /// Puts an admitted job in its group's head (creating the group, complete, if new).
     pub fn insert(&mut self, w: Queued) {
-        self.page_or_new(&w.queue, w.priority, &w.tenant, Page::complete)
+        self.page_or_new(&w.group(), Page::complete)
             .insert(w.sort_key(), w);
     }
 
     /// Registers a group whose store entries are not read yet (opening the shard); the caller
     /// refills it next.
     pub fn add_unread(&mut self, g: &Group) {
-        self.page_or_new(&g.queue, g.priority, &g.tenant, Page::unread);
+        self.page_or_new(g, Page::unread);
     }
 
-    /// A group's page, created with `new` (and given a turn) if the group is not in memory.
-    fn page_or_new(
-        &mut self,
-        queue: &str,
-        priority: u32,
-        tenant: &str,
-        new: fn() -> Page<Queued>,
-    ) -> &mut Page<Queued> {
+    /// A group's page, created with `new` if the group is not in memory. A new group takes
+    /// its tenant's turn at that priority, or the back of the line if the tenant has none.
+    fn page_or_new(&mut self, g: &Group, new: fn() -> Page<Queued>) -> &mut Page<Queued> {
         let level = self
             .queues
-            .entry(queue.to_string())
+            .entry(g.queue.clone())
             .or_default()
             .levels
-            .entry(Reverse(priority))
+            .entry(Reverse(g.priority))
             .or_default();
-        level.tenants.entry(tenant.to_string()).or_insert_with(|| {
-            level.turn.push_back(tenant.to_string());
-            new()
-        })
+        if !level.tenants.contains_key(&g.tenant) {
+            let turn = self
+                .turns
+                .entry((g.priority, g.tenant.clone()))
+                .or_insert_with(|| {
+                    self.next_tick += 1;
+                    Turn {
+                        tick: self.next_tick,
+                        queues: Vec::new(),
+                    }
+                });
+            turn.queues.push(g.queue.clone());
+            level.turn.insert((turn.tick, g.tenant.clone()));
+            level.tenants.insert(g.tenant.clone(), new());
+        }
+        level
+            .tenants
+            .get_mut(&g.tenant)
+            .expect("the group's page was just ensured")
     }
 
     /// Where a group's next refill starts: its key prefix and the last key memory holds.
@@ -198,7 +212,14 @@ impl ReadyIndex {
         };
         if level.tenants.get(&g.tenant).is_some_and(Page::is_done) {
             level.tenants.remove(&g.tenant);
-            level.turn.retain(|t| t != &g.tenant);
+            let id = (g.priority, g.tenant.clone());
+            if let Some(turn) = self.turns.get_mut(&id) {
+                level.turn.remove(&(turn.tick, g.tenant.clone()));
+                turn.queues.retain(|name| name != &g.queue);
+                if turn.queues.is_empty() {
+                    self.turns.remove(&id);
+                }
+            }
         }
         if level.tenants.is_empty() {
             q.levels.remove(&Reverse(g.priority));
@@ -223,25 +244,61 @@ impl ReadyIndex {
         queues.iter().any(|q| self.queues.contains_key(q))
     }
 
-    /// Takes the best due job of these queues: highest priority, then the tenant whose turn it
-    /// is, then earliest due time, then enqueue order. Also returns the job's group when its
-    /// head ran empty and needs a refill.
+    /// Takes the best due job of these queues, merged as if they were one queue: the highest
+    /// priority any of them holds; within it, the tenant whose turn it is (served longest
+    /// ago); within that tenant, the earliest due time, then enqueue order, across its groups
+    /// in these queues. The tenant then goes to the back of the line at that priority. Also
+    /// returns the job's group when its head ran empty and needs a refill.
     pub fn pop(&mut self, queues: &[String]) -> Option<(Queued, Option<Group>)> {
-        let best = queues
-            .iter()
-            .filter_map(|q| self.queues.get(q).and_then(|qi| qi.head()).map(|h| (h, q)))
-            .min_by(|a, b| a.0.cmp(&b.0))?
-            .1
+        let levels = || {
+            queues.iter().filter_map(|name| {
+                let (prio, level) = self.queues.get(name)?.levels.iter().next()?;
+                Some((name, prio.0, level))
+            })
+        };
+        let priority = levels().map(|(_, p, _)| p).max()?;
+        let (_, tenant) = levels()
+            .filter(|(_, p, _)| *p == priority)
+            .filter_map(|(_, _, level)| level.turn.first())
+            .min()?
             .clone();
-        let level = self.queues.get_mut(&best)?.levels.values_mut().next()?;
-        let tenant = level.turn.pop_front()?;
-        let page = level.tenants.get_mut(&tenant)?;
+        let (queue, _) = levels()
+            .filter(|(_, p, _)| *p == priority)
+            .filter_map(|(name, _, level)| {
+                let (key, _) = level.tenants.get(&tenant)?.first()?;
+                Some((name, *key))
+            })
+            .min_by_key(|(_, key)| *key)?;
+        let g = Group {
+            queue: queue.clone(),
+            priority,
+            tenant,
+        };
+        let page = self.page_mut(&g)?;
         let w = page.pop_first()?;
         let needs_refill = page.needs_refill();
-        level.turn.push_back(tenant);
-        let g = w.group();
+        self.pass_turn(priority, &g.tenant);
         self.drop_if_done(&g);
         Some((w, needs_refill.then_some(g)))
+    }
+
+    /// Sends a tenant just served to the back of the line at `priority`, in every queue.
+    fn pass_turn(&mut self, priority: u32, tenant: &str) {
+        let Some(turn) = self.turns.get_mut(&(priority, tenant.to_string())) else {
+            return;
+        };
+        self.next_tick += 1;
+        let old = std::mem::replace(&mut turn.tick, self.next_tick);
+        for name in &turn.queues {
+            if let Some(level) = self
+                .queues
+                .get_mut(name)
+                .and_then(|q| q.levels.get_mut(&Reverse(priority)))
+            {
+                level.turn.remove(&(old, tenant.to_string()));
+                level.turn.insert((turn.tick, tenant.to_string()));
+            }
+        }
     }
 }
 
@@ -313,6 +370,56 @@ mod tests {
         assert_eq!(ix.in_memory(), 1);
         assert!(!ix.has_any(&["a".into()]));
         assert!(ix.has_any(&["c".into()]));
+    }
+
+    #[test]
+    fn tenants_take_turns_across_the_named_queues() {
+        // One tenant's backlog in qa, enqueued first; another tenant's few jobs in qb.
+        let mut ix = ReadyIndex::default();
+        for s in 1..=100 {
+            ix.insert(w("big", "qa", 50, 0, s));
+        }
+        for s in 101..=103 {
+            ix.insert(w("small", "qb", 50, 0, s));
+        }
+        let first: Vec<u64> = drain(&mut ix, &["qa", "qb"]).into_iter().take(6).collect();
+        assert_eq!(first, vec![1, 101, 2, 102, 3, 103]);
+    }
+
+    #[test]
+    fn across_queues_priority_still_comes_first() {
+        let mut ix = ReadyIndex::default();
+        ix.insert(w("a", "qa", 10, 0, 1));
+        ix.insert(w("a", "qa", 10, 0, 2));
+        ix.insert(w("b", "qb", 10, 0, 3));
+        ix.insert(w("c", "qb", 90, 5, 4));
+        assert_eq!(drain(&mut ix, &["qa", "qb"]), vec![4, 1, 3, 2]);
+    }
+
+    #[test]
+    fn a_tenant_in_several_queues_takes_one_turn_in_fifo_order() {
+        // Tenant "a" has jobs in both queues: merged, its jobs go in due/seq order and it
+        // takes turns with "b" as one tenant, not as two.
+        let mut ix = ReadyIndex::default();
+        ix.insert(w("a", "qa", 50, 0, 1));
+        ix.insert(w("a", "qb", 50, 0, 2));
+        ix.insert(w("a", "qa", 50, 0, 3));
+        ix.insert(w("b", "qb", 50, 0, 4));
+        ix.insert(w("b", "qb", 50, 0, 5));
+        assert_eq!(drain(&mut ix, &["qa", "qb"]), vec![1, 4, 2, 5, 3]);
+    }
+
+    #[test]
+    fn serving_one_queue_moves_the_tenant_back_in_the_others() {
+        let mut ix = ReadyIndex::default();
+        ix.insert(w("a", "qa", 50, 0, 1));
+        ix.insert(w("a", "qb", 50, 0, 2));
+        ix.insert(w("b", "qb", 50, 0, 3));
+        let qa = vec!["qa".to_string()];
+        assert_eq!(ix.pop(&qa).map(|(w, _)| w.seq), Some(1));
+        // "a" was just served: in qb, "b" goes first although "a" arrived there first.
+        assert_eq!(drain(&mut ix, &["qb"]), vec![3, 2]);
+        assert!(ix.turns.is_empty(), "no turn outlives its tenant's groups");
     }
 
     #[test]

@@ -5,12 +5,11 @@ use bytes::Bytes;
 
 use super::running::Running;
 use super::{LeaseUse, Shard, Step};
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::lifecycle::{self, Event};
-use crate::proto::wire::JobStatus;
-use crate::proto::{store, wire};
+use crate::lifecycle::{self, Event, JobState};
+use crate::proto::records;
+use crate::record;
 use crate::retry;
 use crate::validate::{Outcome, ReportParams};
 
@@ -50,13 +49,13 @@ impl Shard {
         let mut result = None;
         let event = match outcome {
             Outcome::Success(r) => {
-                attempt.status = wire::AttemptStatus::Succeeded as i32;
+                attempt.state = records::AttemptState::Succeeded as i32;
                 attempt.result = r.clone();
                 result = Some(r);
                 Event::Succeeded
             }
             Outcome::Failure(failure) => {
-                attempt.status = wire::AttemptStatus::Failed as i32;
+                attempt.state = records::AttemptState::Failed as i32;
                 attempt.failure = Some(failure.clone());
                 let retry = !failure.non_retryable
                     && job.attempt_count < retry::max_attempts(job.retry_policy.as_ref());
@@ -64,19 +63,19 @@ impl Shard {
                 Event::Failed { retry }
             }
             Outcome::Cancelled => {
-                attempt.status = wire::AttemptStatus::Cancelled as i32;
+                attempt.state = records::AttemptState::Cancelled as i32;
                 Event::WorkerCancelled
             }
         };
-        let from = lifecycle::stored(job.status);
+        let from = JobState::of_record(job.state);
         match from.and_then(|from| lifecycle::transition(from, event).map(|to| (from, to))) {
             Ok((from, to)) if from == to => {} // cancelled while running: stays CANCELLED
-            Ok((_, JobStatus::Scheduled)) => self.schedule_retry(st, &mut job),
+            Ok((_, JobState::Queued)) => self.schedule_retry(st, &mut job),
             Ok((_, to)) => {
-                job.status = to as i32;
+                job.state = to.to_record();
                 job.updated_at_ms = st.now;
                 job.next_attempt_at_ms = 0;
-                if let (JobStatus::Succeeded, Some(r)) = (to, result) {
+                if let (JobState::Succeeded, Some(r)) = (to, result) {
                     job.result = r;
                 }
             }
@@ -84,17 +83,17 @@ impl Shard {
         }
         st.txn.put(
             keys::attempt(&job.tenant, &job.id, attempt.attempt),
-            codec::encode(&attempt),
+            record::encode(&attempt),
         );
         self.put_job(st, &job);
     }
 
     /// The job waits for its next attempt per its retry policy.
-    fn schedule_retry(&mut self, st: &mut Step, job: &mut store::JobRecord) {
+    fn schedule_retry(&mut self, st: &mut Step, job: &mut records::JobRecord) {
         let policy = job.retry_policy.clone().unwrap_or_default();
         let delay = retry::backoff_ms(&policy, job.attempt_count, rand::random::<f64>());
         let due = st.now.saturating_add(delay);
-        job.status = JobStatus::Scheduled as i32;
+        job.state = JobState::Queued.to_record();
         job.updated_at_ms = st.now;
         // The payload stays in key P only: a lease of the retry reads it there.
         self.add_scheduled(st, job, due, None);
@@ -102,7 +101,7 @@ impl Shard {
 
     /// A lease ran out: the attempt fails with `lease_expired` and the job moves on.
     pub(super) fn expire_lease(&mut self, st: &mut Step, lease: Running) {
-        let failure = wire::TaskFailure {
+        let failure = records::FailureRecord {
             code: LEASE_EXPIRED.to_string(),
             message: "the lease expired before the worker reported an outcome".to_string(),
             data: Bytes::new(),

@@ -3,16 +3,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::proto::{store, wire};
+use crate::proto::records;
 
 /// A live attempt, with the records it changes when it ends (so that a report reads nothing
 /// from the store). Every write of key J or A of a running job updates these copies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Running {
     /// The job as stored (key J).
-    pub job: store::JobRecord,
+    pub job: records::JobRecord,
     /// The attempt as stored (key A): its task id, worker and start.
-    pub attempt: wire::Attempt,
+    pub attempt: records::AttemptRecord,
     /// Concurrency keys whose slot this attempt holds.
     pub keys: Vec<String>,
     pub expires_at_ms: i64,
@@ -99,8 +99,8 @@ mod tests {
 
     fn lease(expires_at_ms: i64) -> Running {
         Running {
-            job: store::JobRecord::default(),
-            attempt: wire::Attempt::default(),
+            job: records::JobRecord::default(),
+            attempt: records::AttemptRecord::default(),
             keys: Vec::new(),
             expires_at_ms,
             cancelled: false,

@@ -10,10 +10,10 @@ use super::handle::{shutting_down, Command, Reply};
 use super::health::record_failure;
 use super::txn::Txn;
 use super::Shard;
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::proto::wire;
+use crate::record;
 
 /// Most commands one step takes from the channel (bounds the latency of a step).
 const MAX_COMMANDS_PER_STEP: usize = 256;
@@ -185,7 +185,7 @@ impl Shard {
         if self.seq_dirty {
             st.txn.put(
                 keys::meta(keys::META_NEXT_SEQ),
-                codec::encode_u64(self.next_seq),
+                record::encode_u64(self.next_seq),
             );
             self.seq_dirty = false;
         }
