@@ -1,4 +1,4 @@
-//! Retry policy: defaults and the delay before retry n (SPEC §3 RetryPolicy).
+//! Retry policy: defaults and the delay before retry n (docs/api.md#retry-policy).
 
 use crate::proto::records::RetryPolicyRecord as RetryPolicy;
 

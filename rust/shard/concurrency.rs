@@ -1,7 +1,7 @@
 //! Concurrency limits: per (tenant, key) the limit, the live attempts holding a slot, the due
 //! jobs admitted to the ready index (each reserves a slot until leased), and the waiters.
 //!
-//! Rules (SPEC §4, DESIGN §6 trap 1):
+//! Rules (docs/architecture.md#concurrency-limits):
 //! - A job enters the ready index only when every one of its keys has a free slot, and then it
 //!   reserves one slot of each at once; leasing turns the reservation into a holding.
 //! - A holder is a live attempt (its task id). `release` is called exactly where an attempt

@@ -70,7 +70,7 @@ impl Shard {
     }
 
     /// (Re)builds every cache from the store: the first page of timers and of every ready
-    /// group, live leases (each with a fresh expiry, SPEC §4), concurrency holders, counters.
+    /// group, live leases (each with a fresh expiry: docs/api.md#leases), concurrency holders, counters.
     pub(super) async fn load(&mut self) -> Result<()> {
         check_format(&self.db).await?;
         let now = self.clock.now_ms();
@@ -85,7 +85,7 @@ impl Shard {
         self.running = RunningTasks::default();
         self.conc = ConcurrencyTable::default();
         self.last_write = None;
-        // Every RUNNING attempt gets a fresh lease (SPEC §4). Holders first, so that admitting
+        // Every RUNNING attempt gets a fresh lease (docs/api.md#leases). Holders first, so that admitting
         // the ready groups below sees the slots they hold.
         let st = Step {
             now,

@@ -1,5 +1,5 @@
-//! The in-memory head of one ordered range of the store (DESIGN §2: "keep the head of each
-//! index in memory and page the rest from SlateDB with a remembered cursor").
+//! The in-memory head of one ordered range of the store: memory keeps the head of each index
+//! and pages the rest from SlateDB after a remembered key (docs/architecture.md#caches).
 //!
 //! A page holds the first entries of its range, ordered by (due_ms, seq). The store holds
 //! every entry; memory holds those up to `loaded` (here, or parked by the owner, e.g. in a

@@ -1,5 +1,5 @@
 //! The lease table: live attempts by task id, with an expiry-ordered timer. Heartbeats move
-//! an expiry in memory only (SPEC §4: a lease extension alone need not be durable).
+//! an expiry in memory only (a lease extension alone need not be durable: docs/api.md#leases).
 
 use std::collections::{BTreeSet, HashMap};
 
