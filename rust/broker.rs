@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
@@ -13,8 +15,11 @@ use crate::store::instrumented::{FaultSwitch, Faults, InstrumentedStore, Request
 use crate::store::{ShardStore, StoreLocation, StoreSettings};
 use crate::validate::{self, Limits};
 
-/// Settings of `silo serve` that reach the core.
-#[derive(Debug, Clone)]
+/// Settings of `silo serve` that reach the core. Their defaults, help and flags are defined
+/// once, in python/silo/config.py; the core receives every one of them as a JSON object
+/// (`from_json`) and reports them back in Admin/GetStats `settings` (docs/operations.md#settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// A path, `file:///abs`, `memory://` or `s3://bucket/prefix`.
     pub store: String,
@@ -34,19 +39,42 @@ pub struct BrokerConfig {
     pub fault_injection: bool,
 }
 
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            store: "./silo-data".into(),
-            lease_ms: 30_000,
-            flush_interval_ms: None,
-            max_payload_bytes: 1 << 20,
-            store_max_retries: 3,
-            cache_bytes: 64 << 20,
-            gc_interval_ms: 60_000,
-            gc_min_age_ms: 300_000,
-            fault_injection: false,
+impl BrokerConfig {
+    /// Reads the settings object; a missing, unknown or ill-typed setting is `InvalidArgument`
+    /// on field `settings`, with serde's message naming the setting.
+    pub fn from_json(text: &str) -> Result<BrokerConfig> {
+        serde_json::from_str(text).map_err(|e| Error::invalid("settings", e))
+    }
+
+    /// Every setting as text, plus what the broker derived (the flush interval a store preset
+    /// picked, the build profile, the index page size, the shard count).
+    fn describe(&self, flush_ms: u64) -> BTreeMap<String, String> {
+        let serde_json::Value::Object(fields) =
+            serde_json::to_value(self).expect("BrokerConfig serializes")
+        else {
+            unreachable!("a struct serializes as an object")
+        };
+        let mut settings: BTreeMap<String, String> = fields
+            .into_iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(text) => (name, text),
+                other => (name, other.to_string()),
+            })
+            .collect();
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        for (name, value) in [
+            ("flush_interval_ms", flush_ms.to_string()),
+            ("build_profile", profile.to_string()),
+            ("index_page_size", crate::shard::INDEX_PAGE_SIZE.to_string()),
+            ("shards", "1".to_string()),
+        ] {
+            settings.insert(name.to_string(), value);
         }
+        settings
     }
 }
 
@@ -105,46 +133,7 @@ impl Broker {
             },
         )
         .await?;
-        let settings = BTreeMap::from([
-            ("store".to_string(), config.store.clone()),
-            ("flush_interval_ms".to_string(), flush_ms.to_string()),
-            ("lease_ms".to_string(), config.lease_ms.to_string()),
-            (
-                "build_profile".to_string(),
-                if cfg!(debug_assertions) {
-                    "debug"
-                } else {
-                    "release"
-                }
-                .to_string(),
-            ),
-            (
-                "index_page_size".to_string(),
-                crate::shard::INDEX_PAGE_SIZE.to_string(),
-            ),
-            (
-                "max_payload_bytes".to_string(),
-                config.max_payload_bytes.to_string(),
-            ),
-            (
-                "store_max_retries".to_string(),
-                config.store_max_retries.to_string(),
-            ),
-            ("cache_bytes".to_string(), config.cache_bytes.to_string()),
-            (
-                "gc_interval_ms".to_string(),
-                config.gc_interval_ms.to_string(),
-            ),
-            (
-                "gc_min_age_ms".to_string(),
-                config.gc_min_age_ms.to_string(),
-            ),
-            (
-                "fault_injection".to_string(),
-                config.fault_injection.to_string(),
-            ),
-            ("shards".to_string(), "1".to_string()),
-        ]);
+        let settings = config.describe(flush_ms);
         Ok(Broker {
             shard,
             limits,
@@ -376,7 +365,7 @@ where
 fn status_of<T>(r: &Result<T>) -> (i32, String) {
     match r {
         Ok(_) => (0, String::new()),
-        Err(e) => (e.code(), e.public_message()),
+        Err(e) => (e.status().code as i32, e.public_message()),
     }
 }
 

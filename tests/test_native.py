@@ -6,14 +6,17 @@ cancellation aborts the native call, and closing is clean. Runs on asyncio's loo
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvloop
+from helpers import wait_for_gauge
 from silo import errors
-from silo._native import Completions
+from silo._native import Broker, Completions
+from silo._proto.silo.admin.v1 import GetStatsRequest, Stats
 from silo._proto.silo.v1 import (
     EnqueueRequest,
     EnqueueResponse,
@@ -47,6 +50,15 @@ def run(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Scenario], 
             runner.run(asyncio.wait_for(main(), 60))
 
     return run_scenario
+
+
+def gauges_of(broker: NativeBroker) -> Callable[[], Awaitable[dict[str, int]]]:
+    """The broker's gauges (Admin/GetStats), for wait_for_gauge."""
+
+    async def read() -> dict[str, int]:
+        return dict(Stats().parse(await broker.get_stats(bytes(GetStatsRequest()))).gauges)
+
+    return read
 
 
 def enqueue_request(job_id: str, queue: str = "q") -> bytes:
@@ -101,12 +113,13 @@ def test_cancelled_long_poll_leases_nothing(run: Callable[[Scenario], None]) -> 
         poll = asyncio.ensure_future(
             broker.lease_tasks(lease_request(worker="gone", wait_ms=30_000))
         )
-        # Give the call time to park in the broker; cancelling before that proves nothing.
-        await asyncio.sleep(0.2)
+        # Cancelling before the call parks would prove nothing.
+        await wait_for_gauge(gauges_of(broker), "lease_waiters", lambda n: n == 1, what="park")
         assert not poll.done()
         poll.cancel()
         with pytest.raises(asyncio.CancelledError):
             await poll
+        await wait_for_gauge(gauges_of(broker), "lease_waiters", lambda n: n == 0, what="unpark")
         await broker.enqueue(enqueue_request("after"))
         reply = await broker.lease_tasks(lease_request(worker="here", wait_ms=5_000))
         assert [t.job_id for t in LeaseTasksResponse().parse(reply).tasks] == ["after"]
@@ -136,8 +149,7 @@ def test_parked_calls_are_answered_by_close_and_later_calls_fail(
 ) -> None:
     async def scenario(broker: NativeBroker) -> None:
         poll = asyncio.ensure_future(broker.lease_tasks(lease_request(worker="w", wait_ms=30_000)))
-        # Give the call time to park in the broker.
-        await asyncio.sleep(0.2)
+        await wait_for_gauge(gauges_of(broker), "lease_waiters", lambda n: n == 1, what="park")
         await broker.close()
         await asyncio.wait_for(poll, 10)  # answered (empty or an error), not left hanging
         with pytest.raises(errors.StoreUnavailable):
@@ -160,3 +172,47 @@ def test_empty_queue_drains_nothing() -> None:
     completions = Completions()
     assert completions.fileno() >= 0
     assert completions.drain() == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ('{"store": "memory://"}', "missing field"),
+        ("[1, 2]", "invalid type"),
+        ("not json", "expected"),
+    ],
+)
+def test_the_core_refuses_bad_settings(settings: str, named: str) -> None:
+    """The settings object crossing into the core is checked there too (rust/broker.rs)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        completions = Completions()
+        loop.add_reader(completions.fileno(), completions.drain)
+        try:
+            future: asyncio.Future[Any] = loop.create_future()
+            Broker.open(completions, future, settings)
+            with pytest.raises(errors.InvalidArgument, match=f"settings: .*{named}"):
+                await asyncio.wait_for(future, 30)
+        finally:
+            loop.remove_reader(completions.fileno())
+
+    asyncio.run(main())
+
+
+def test_an_unknown_setting_is_refused() -> None:
+    known = json.loads(ServeConfig(store="memory://").broker_settings())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        completions = Completions()
+        loop.add_reader(completions.fileno(), completions.drain)
+        try:
+            future: asyncio.Future[Any] = loop.create_future()
+            Broker.open(completions, future, json.dumps({**known, "lease_msec": 5}))
+            with pytest.raises(errors.InvalidArgument, match="unknown field `lease_msec`"):
+                await asyncio.wait_for(future, 30)
+        finally:
+            loop.remove_reader(completions.fileno())
+
+    asyncio.run(main())

@@ -11,6 +11,10 @@ import asyncio
 
 __version__: str
 
+def status_table() -> list[tuple[str, int, str]]:
+    """The core's status table: (error kind, gRPC code, silo.errors class name) per error
+    variant (rust/error.rs `Error::status`)."""
+
 class Completions:
     """The completion queue of one event loop: watch `fileno()` for readability
     (`loop.add_reader(c.fileno(), c.drain)`); tokio threads never take the GIL to answer."""
@@ -40,28 +44,15 @@ class Broker:
     def open(
         completions: Completions,
         future: asyncio.Future[Broker],
-        *,
-        store: str,
-        lease_ms: int = 30000,
-        flush_interval_ms: int | None = None,
-        max_payload_bytes: int = 1048576,
-        store_max_retries: int = 3,
-        cache_bytes: int = 64 << 20,
-        gc_interval_ms: int = 60000,
-        gc_min_age_ms: int = 300000,
-        fault_injection: bool = False,
+        settings: str,
     ) -> Call:
         """Open (or create) the store and rebuild in-memory state; `future` gets the Broker,
         which answers through `completions`.
 
-        store: a path, file:///abs, memory:// or s3://bucket/prefix.
-        flush_interval_ms: SlateDB WAL flush interval; None picks the store's preset.
-        store_max_retries: object-store retries per call before a call fails with UNAVAILABLE.
-        cache_bytes: SlateDB in-memory block cache.
-        gc_interval_ms, gc_min_age_ms: garbage collection of obsolete store files.
-        fault_injection: whether set_faults may inject object-store faults (tests only).
+        settings: a JSON object with every broker setting (`ServeConfig.broker_settings()`,
+        python/silo/config.py, is where they are defined, with their defaults).
         Fails with StoreUnavailable when the store cannot be opened, InvalidArgument for a bad
-        URL.
+        URL or setting (the field named), including a missing or unknown setting.
         """
 
     def enqueue(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...

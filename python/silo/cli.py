@@ -14,30 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import Final, NoReturn
 
-from silo.config import DEFAULT_LISTEN, DEFAULT_STORE, LOG_LEVELS, ConfigError, ServeConfig, flag
+from silo import config
+from silo.config import ConfigError, ServeConfig
 
 __all__ = ["main"]
 
 EXIT_USAGE: Final = 2
-
-_SERVE_HELP: Final = {
-    "store": f"store URL: a directory, file:///abs/path, memory:// or s3://bucket/prefix "
-    f"(default {DEFAULT_STORE})",
-    "listen": f"HOST:PORT to serve gRPC on; port 0 picks a free one (default {DEFAULT_LISTEN})",
-    "lease_ms": "lease duration of a task without heartbeat, in ms (default 30000)",
-    "flush_interval_ms": "SlateDB WAL flush interval in ms (default: the store's preset)",
-    "max_payload_bytes": "largest job payload accepted, in bytes (default 1048576)",
-    "log_level": f"one of {', '.join(LOG_LEVELS)} (default info)",
-    "store_max_retries": "object-store retries per call before it fails with UNAVAILABLE "
-    "(default 3)",
-    "cache_bytes": "SlateDB in-memory block cache, in bytes (default 67108864)",
-    "gc_interval_ms": "how often obsolete store files are collected, in ms (default 60000)",
-    "gc_min_age_ms": "how old an obsolete store file must be to be deleted, in ms (default 300000)",
-    "fault_injection": "let Admin.SetFaults inject object-store faults (tests only; "
-    "SILO_FAULT_INJECTION=1)",
-}
-#: Serve flags that take no value: giving the flag means "true".
-_SWITCHES: Final = frozenset({"fault_injection"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,12 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the broker. Each flag can also be set by its environment variable "
         "SILO_<NAME> (e.g. SILO_LEASE_MS); a flag wins over the variable.",
     )
-    for name, text in _SERVE_HELP.items():
-        if name in _SWITCHES:
-            serve.add_argument(flag(name), dest=name, action="store_const", const="1", help=text)
+    for setting in config.settings():
+        if setting.kind.switch:
+            serve.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action="store_const",
+                const="1",
+                help=setting.help_text,
+            )
         else:
-            metavar = name.split("_")[-1].upper()
-            serve.add_argument(flag(name), dest=name, metavar=metavar, help=text)
+            serve.add_argument(
+                setting.flag, dest=setting.name, metavar=setting.metavar, help=setting.help_text
+            )
     from silo import bench  # light: argparse only, no grpcio
 
     bench.register(commands)
@@ -77,17 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    flags = {name: getattr(args, name) for name in _SERVE_HELP}
+    flags = {s.name: getattr(args, s.name) for s in config.settings()}
     try:
-        config = ServeConfig.from_sources(flags, os.environ)
+        serve_config = ServeConfig.from_sources(flags, os.environ)
     except ConfigError as exc:
         print(f"silo serve: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     # The native module reads its log level from the environment when the broker opens
     # (tracing spells "warning" as "warn").
-    os.environ["SILO_LOG_LEVEL"] = "warn" if config.log_level == "warning" else config.log_level
+    os.environ["SILO_LOG_LEVEL"] = (
+        "warn" if serve_config.log_level == "warning" else serve_config.log_level
+    )
     logging.basicConfig(
-        level=config.log_level.upper(),
+        level=serve_config.log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
@@ -98,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
     from silo.server.app import run
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        code = runner.run(run(config))
+        code = runner.run(run(serve_config))
     if "silo._native" in sys.modules:
         _exit_now(code)
     return code

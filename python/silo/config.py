@@ -1,4 +1,12 @@
-"""Settings of `silo serve`: one frozen dataclass, each field set by a flag or a SILO_* env var.
+"""Settings of `silo serve`, each defined once, as a field of ServeConfig.
+
+A field says its name, type, default, help text, how a flag or variable is parsed and checked,
+and whether the Rust core needs it. Everything else is derived from the fields: the flags of
+`silo serve` (`lease_ms` -> `--lease-ms`), the environment variables (`SILO_LEASE_MS`), the help
+text, and the one JSON object the native broker is opened with (`ServeConfig.broker_settings`),
+which the core reads into `BrokerConfig` (rust/broker.rs) and echoes back in Admin/GetStats
+`settings`. Adding a setting takes three places: a field here, a field of `BrokerConfig`, and
+the code that uses it (docs/operations.md#settings).
 
 Precedence: a flag beats its environment variable, which beats the default. Every value is
 checked when the config is built; a bad one raises ConfigError with a one-line message naming
@@ -8,7 +16,8 @@ where it came from (`--lease-ms`, `SILO_LEASE_MS` or the field name).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -19,15 +28,18 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "ConfigError",
     "ServeConfig",
+    "Setting",
     "env_var",
     "flag",
     "parse_listen",
+    "settings",
 ]
 
 DEFAULT_STORE: Final = "./silo-data"
 DEFAULT_LISTEN: Final = "127.0.0.1:7070"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-#: Largest gRPC message the server accepts (SPEC.md §3), so also the payload limit's ceiling.
+#: Largest gRPC message the server accepts (docs/api.md#limits), so also the payload limit's
+#: ceiling.
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 
 
@@ -62,77 +74,53 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServeConfig:
-    """Settings of one `silo serve` process (SPEC.md §5). Construction validates every field.
+@dataclass(frozen=True)
+class Kind:
+    """How a setting's text is parsed and its value checked (ValueError when bad)."""
 
-    store: a directory path, file:///abs/path, memory:// or s3://bucket/prefix.
-    listen: HOST:PORT to serve gRPC on (port 0 picks a free port).
-    lease_ms: how long a leased task stays leased without a heartbeat.
-    flush_interval_ms: SlateDB WAL flush interval; None picks the store's preset.
-    max_payload_bytes: the largest job payload Enqueue accepts.
-    log_level: one of LOG_LEVELS.
-    store_max_retries: object-store retries per call before the call fails with UNAVAILABLE.
-    cache_bytes: SlateDB's in-memory block cache.
-    gc_interval_ms, gc_min_age_ms: garbage collection of obsolete store files (how often, and
-        how old a file must be).
-    fault_injection: let Admin.SetFaults inject object-store faults (tests only).
-    """
-
-    store: str = DEFAULT_STORE
-    listen: str = DEFAULT_LISTEN
-    lease_ms: int = 30_000
-    flush_interval_ms: int | None = None
-    max_payload_bytes: int = 1024 * 1024
-    log_level: str = "info"
-    store_max_retries: int = 3
-    cache_bytes: int = 64 * 1024 * 1024
-    gc_interval_ms: int = 60_000
-    gc_min_age_ms: int = 300_000
-    fault_injection: bool = False
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            try:
-                _FIELDS[f.name].check(value)
-            except ValueError as exc:
-                raise ConfigError(f"invalid {f.name} {value!r}: {exc}") from None
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        """`listen` split into host and port."""
-        return parse_listen(self.listen)
-
-    @classmethod
-    def from_sources(cls, flags: Mapping[str, str | None], env: Mapping[str, str]) -> ServeConfig:
-        """Build from flag values (field name -> text, None when not given) and the environment.
-
-        Raises ConfigError naming the flag or variable whose value is bad. An empty environment
-        variable counts as unset.
-        """
-        values: dict[str, Any] = {}
-        for name, spec in _FIELDS.items():
-            text = flags.get(name)
-            source = flag(name)
-            if text is None:
-                text = env.get(env_var(name)) or None
-                source = env_var(name)
-            if text is None:
-                continue
-            try:
-                value = spec.parse(text)
-                spec.check(value)
-            except ValueError as exc:
-                raise ConfigError(f"invalid {source} {text!r}: {exc}") from None
-            values[name] = value
-        return cls(**values)
+    parse: Callable[[str], Any]
+    check: Callable[[Any], None]
+    #: A switch is a flag without a value (`--fault-injection`); its variable takes 1/0.
+    switch: bool = False
 
 
 @dataclass(frozen=True)
-class _FieldSpec:
-    parse: Callable[[str], Any]
-    check: Callable[[Any], None]
+class Setting:
+    """One setting as `silo serve` presents it, derived from a ServeConfig field."""
+
+    name: str
+    default: Any
+    help: str
+    kind: Kind
+    #: Whether the value crosses into the Rust core (BrokerConfig) and shows in GetStats.
+    broker: bool
+
+    @property
+    def flag(self) -> str:
+        return flag(self.name)
+
+    @property
+    def env_var(self) -> str:
+        return env_var(self.name)
+
+    @property
+    def metavar(self) -> str:
+        """lease_ms -> MS, store -> STORE."""
+        return self.name.rsplit("_", 1)[-1].upper()
+
+    @property
+    def help_text(self) -> str:
+        """The help line of the flag, with its default (a None default is described in `help`)."""
+        if self.kind.switch or self.default is None:
+            return self.help
+        return f"{self.help} (default {self.default})"
+
+
+def _setting(default: Any, help: str, kind: Kind, *, broker: bool = True) -> Any:
+    """Declare a ServeConfig field as a setting."""
+    return dataclasses.field(
+        default=default, metadata={"help": help, "kind": kind, "broker": broker}
+    )
 
 
 def _int(text: str) -> int:
@@ -181,6 +169,16 @@ def _check_positive(value: Any) -> None:
         raise ValueError("expected a positive integer")
 
 
+#: The shortest lease: a worker heartbeats every third of it.
+MIN_LEASE_MS: Final = 3
+
+
+def _check_lease(value: Any) -> None:
+    _check_positive(value)
+    if value < MIN_LEASE_MS:
+        raise ValueError(f"must be at least {MIN_LEASE_MS}")
+
+
 def _check_optional_positive(value: Any) -> None:
     if value is not None:
         _check_positive(value)
@@ -197,16 +195,108 @@ def _check_log_level(value: Any) -> None:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
 
 
-_FIELDS: Final[Mapping[str, _FieldSpec]] = {
-    "store": _FieldSpec(str, _check_store),
-    "listen": _FieldSpec(str, _check_listen),
-    "lease_ms": _FieldSpec(_int, _check_positive),
-    "flush_interval_ms": _FieldSpec(_int, _check_optional_positive),
-    "max_payload_bytes": _FieldSpec(_int, _check_payload),
-    "log_level": _FieldSpec(str.lower, _check_log_level),
-    "store_max_retries": _FieldSpec(_int, _check_non_negative),
-    "cache_bytes": _FieldSpec(_int, _check_non_negative),
-    "gc_interval_ms": _FieldSpec(_int, _check_positive),
-    "gc_min_age_ms": _FieldSpec(_int, _check_non_negative),
-    "fault_injection": _FieldSpec(_bool, _check_bool),
-}
+_STORE: Final = Kind(str, _check_store)
+_LISTEN: Final = Kind(str, _check_listen)
+_LOG_LEVEL: Final = Kind(str.lower, _check_log_level)
+_POSITIVE: Final = Kind(_int, _check_positive)
+_LEASE: Final = Kind(_int, _check_lease)
+_OPTIONAL_POSITIVE: Final = Kind(_int, _check_optional_positive)
+_NON_NEGATIVE: Final = Kind(_int, _check_non_negative)
+_PAYLOAD: Final = Kind(_int, _check_payload)
+_SWITCH: Final = Kind(_bool, _check_bool, switch=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """Settings of one `silo serve` process (docs/operations.md#settings). Construction
+    validates every field; each field is one setting (see the module docstring)."""
+
+    store: str = _setting(
+        DEFAULT_STORE,
+        "store URL: a directory, file:///abs/path, memory:// or s3://bucket/prefix",
+        _STORE,
+    )
+    listen: str = _setting(
+        DEFAULT_LISTEN,
+        "HOST:PORT to serve gRPC on; port 0 picks a free one",
+        _LISTEN,
+        broker=False,
+    )
+    lease_ms: int = _setting(30_000, "lease duration of a task without heartbeat, in ms", _LEASE)
+    flush_interval_ms: int | None = _setting(
+        None, "SlateDB WAL flush interval in ms (default: the store's preset)", _OPTIONAL_POSITIVE
+    )
+    max_payload_bytes: int = _setting(
+        1024 * 1024, "largest job payload accepted, in bytes", _PAYLOAD
+    )
+    log_level: str = _setting("info", f"one of {', '.join(LOG_LEVELS)}", _LOG_LEVEL, broker=False)
+    store_max_retries: int = _setting(
+        3, "object-store retries per call before it fails with UNAVAILABLE", _NON_NEGATIVE
+    )
+    cache_bytes: int = _setting(
+        64 * 1024 * 1024, "SlateDB in-memory block cache, in bytes", _NON_NEGATIVE
+    )
+    gc_interval_ms: int = _setting(
+        60_000, "how often obsolete store files are collected, in ms", _POSITIVE
+    )
+    gc_min_age_ms: int = _setting(
+        300_000, "how old an obsolete store file must be to be deleted, in ms", _NON_NEGATIVE
+    )
+    fault_injection: bool = _setting(
+        False,
+        "let Admin.SetFaults inject object-store faults (tests only; SILO_FAULT_INJECTION=1)",
+        _SWITCH,
+    )
+
+    def __post_init__(self) -> None:
+        for s in settings():
+            value = getattr(self, s.name)
+            try:
+                s.kind.check(value)
+            except ValueError as exc:
+                raise ConfigError(f"invalid {s.name} {value!r}: {exc}") from None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """`listen` split into host and port."""
+        return parse_listen(self.listen)
+
+    def broker_settings(self) -> str:
+        """The settings the Rust core is opened with, as one JSON object (field name -> value)."""
+        return json.dumps({s.name: getattr(self, s.name) for s in settings() if s.broker})
+
+    @classmethod
+    def from_sources(cls, flags: Mapping[str, str | None], env: Mapping[str, str]) -> ServeConfig:
+        """Build from flag values (field name -> text, None when not given) and the environment.
+
+        Raises ConfigError naming the flag or variable whose value is bad. An empty environment
+        variable counts as unset.
+        """
+        values: dict[str, Any] = {}
+        for s in settings():
+            text = flags.get(s.name)
+            source = s.flag
+            if text is None:
+                text = env.get(s.env_var) or None
+                source = s.env_var
+            if text is None:
+                continue
+            try:
+                value = s.kind.parse(text)
+                s.kind.check(value)
+            except ValueError as exc:
+                raise ConfigError(f"invalid {source} {text!r}: {exc}") from None
+            values[s.name] = value
+        return cls(**values)
+
+
+def settings() -> Iterator[Setting]:
+    """Every setting of `silo serve`, in the order `--help` lists them."""
+    for f in dataclasses.fields(ServeConfig):
+        yield Setting(
+            name=f.name,
+            default=f.default,
+            help=f.metadata["help"],
+            kind=f.metadata["kind"],
+            broker=f.metadata["broker"],
+        )

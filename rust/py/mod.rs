@@ -64,49 +64,13 @@ impl PyBroker {
 
 #[pymethods]
 impl PyBroker {
+    /// `settings`: every broker setting as one JSON object (python/silo/config.py).
     #[staticmethod]
-    #[pyo3(signature = (
-        completions,
-        future,
-        *,
-        store,
-        lease_ms=30_000,
-        flush_interval_ms=None,
-        max_payload_bytes=1_048_576,
-        store_max_retries=3,
-        cache_bytes=64 << 20,
-        gc_interval_ms=60_000,
-        gc_min_age_ms=300_000,
-        fault_injection=false,
-    ))]
-    #[allow(clippy::too_many_arguments)] // keyword-only in Python: the parameter struct is BrokerConfig
-    fn open(
-        completions: &PyCompletions,
-        future: Py<PyAny>,
-        store: String,
-        lease_ms: i64,
-        flush_interval_ms: Option<u64>,
-        max_payload_bytes: usize,
-        store_max_retries: u32,
-        cache_bytes: u64,
-        gc_interval_ms: u64,
-        gc_min_age_ms: u64,
-        fault_injection: bool,
-    ) -> PyCall {
+    fn open(completions: &PyCompletions, future: Py<PyAny>, settings: &str) -> PyCall {
         init_logging();
-        let config = BrokerConfig {
-            store,
-            lease_ms,
-            flush_interval_ms,
-            max_payload_bytes,
-            store_max_retries,
-            cache_bytes,
-            gc_interval_ms,
-            gc_min_age_ms,
-            fault_injection,
-        };
+        let config = BrokerConfig::from_json(settings);
         spawn(&completions.queue, future, async move {
-            Ok(Reply::Broker(Broker::open(config).await?))
+            Ok(Reply::Broker(Broker::open(config?).await?))
         })
     }
 
@@ -216,5 +180,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBroker>()?;
     m.add_class::<PyCompletions>()?;
     m.add_class::<PyCall>()?;
+    m.add_function(wrap_pyfunction!(errors::status_table, m)?)?;
     Ok(())
 }

@@ -50,19 +50,7 @@ class NativeBroker:
         try:
             native: Broker = await _run(
                 loop,
-                lambda future: Broker.open(
-                    completions,
-                    future,
-                    store=config.store,
-                    lease_ms=config.lease_ms,
-                    flush_interval_ms=config.flush_interval_ms,
-                    max_payload_bytes=config.max_payload_bytes,
-                    store_max_retries=config.store_max_retries,
-                    cache_bytes=config.cache_bytes,
-                    gc_interval_ms=config.gc_interval_ms,
-                    gc_min_age_ms=config.gc_min_age_ms,
-                    fault_injection=config.fault_injection,
-                ),
+                lambda future: Broker.open(completions, future, config.broker_settings()),
             )
         except BaseException:
             loop.remove_reader(completions.fileno())

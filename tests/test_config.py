@@ -1,0 +1,67 @@
+"""Settings (python/silo/config.py, docs/operations.md#settings): each is defined once, as a
+field of ServeConfig, and its flag, variable, help and the object the core opens with are
+derived from it. Pure tests: no server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from silo import cli, config
+from silo.config import ConfigError, ServeConfig
+
+SETTINGS = list(config.settings())
+
+
+def test_every_setting_has_a_flag_a_variable_and_help() -> None:
+    parser = cli.build_parser()
+    serve_help = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    for s in SETTINGS:
+        assert s.flag == "--" + s.name.replace("_", "-")
+        assert s.env_var == "SILO_" + s.name.upper()
+        assert s.flag in serve_help, s.name
+        assert s.help
+
+
+def test_a_flag_beats_its_variable_which_beats_the_default() -> None:
+    assert ServeConfig.from_sources({}, {}).lease_ms == 30_000
+    assert ServeConfig.from_sources({}, {"SILO_LEASE_MS": "900"}).lease_ms == 900
+    both = ServeConfig.from_sources({"lease_ms": "600"}, {"SILO_LEASE_MS": "900"})
+    assert both.lease_ms == 600
+    assert ServeConfig.from_sources({}, {"SILO_LEASE_MS": ""}).lease_ms == 30_000
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "named"),
+    [
+        ({"lease_ms": "2"}, {}, "--lease-ms"),
+        ({"lease_ms": "x"}, {}, "--lease-ms"),
+        ({}, {"SILO_CACHE_BYTES": "-1"}, "SILO_CACHE_BYTES"),
+        ({"listen": "nowhere"}, {}, "--listen"),
+        ({"log_level": "loud"}, {}, "--log-level"),
+        ({}, {"SILO_FAULT_INJECTION": "maybe"}, "SILO_FAULT_INJECTION"),
+        ({"max_payload_bytes": str(config.MAX_MESSAGE_BYTES + 1)}, {}, "--max-payload-bytes"),
+    ],
+)
+def test_a_bad_value_names_its_source(
+    flags: dict[str, str], env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^invalid {named} "):
+        ServeConfig.from_sources(flags, env)
+
+
+def test_construction_checks_fields_too() -> None:
+    with pytest.raises(ConfigError, match=r"^invalid gc_interval_ms "):
+        ServeConfig(gc_interval_ms=0)
+
+
+def test_the_core_gets_every_broker_setting_and_nothing_else() -> None:
+    sent = json.loads(ServeConfig(store="memory://", lease_ms=900).broker_settings())
+    assert set(sent) == {s.name for s in SETTINGS if s.broker}
+    assert "listen" not in sent and "log_level" not in sent
+    assert sent["lease_ms"] == 900 and sent["flush_interval_ms"] is None
+
+
+def test_a_bad_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--lease-ms", "2"]) == cli.EXIT_USAGE
+    assert "invalid --lease-ms '2'" in capsys.readouterr().err
