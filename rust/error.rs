@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-/// Every error the core returns. `rust/py/errors.rs` maps each variant to a class of
-/// `silo.errors` with no wildcard arm; `code()` gives the gRPC status used in batch results.
+/// Every error the core returns. `status()` is the one status table (docs/api.md#status-codes):
+/// each variant's gRPC code and the `silo.errors` class Python raises for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// A request field is out of bounds. `field` names it (e.g. `jobs[3].priority`).
@@ -39,6 +39,26 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The gRPC status codes the core answers with (batch results carry one per entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Code {
+    InvalidArgument = 3,
+    NotFound = 5,
+    AlreadyExists = 6,
+    FailedPrecondition = 9,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+}
+
+/// A row of the status table: the gRPC code and the `silo.errors` class of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub class: &'static str,
+}
+
 impl Error {
     pub fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> Self {
         Error::InvalidArgument {
@@ -58,16 +78,58 @@ impl Error {
         }
     }
 
-    /// The gRPC status code of this error (batch results carry it per entry).
-    pub fn code(&self) -> i32 {
+    /// The status table: this error's gRPC code and `silo.errors` class, in one match with no
+    /// wildcard, so a new variant cannot compile without its row. `samples()` lists one error
+    /// of each variant so that the table can be shown to Python (`silo._native.status_table`)
+    /// and checked against python/silo/status.py by tests/test_status_table.py.
+    pub fn status(&self) -> Status {
+        let (code, class) = match self {
+            Error::InvalidArgument { .. } => (Code::InvalidArgument, "InvalidArgument"),
+            Error::JobNotFound => (Code::NotFound, "JobNotFound"),
+            Error::TaskNotFound => (Code::NotFound, "TaskNotFound"),
+            Error::JobAlreadyExists => (Code::AlreadyExists, "JobAlreadyExists"),
+            Error::OutcomeAlreadyRecorded => (Code::AlreadyExists, "OutcomeAlreadyRecorded"),
+            Error::JobTerminal(_) => (Code::FailedPrecondition, "JobTerminal"),
+            Error::LeaseNotHeld(_) => (Code::FailedPrecondition, "LeaseNotHeld"),
+            Error::FaultInjectionDisabled => (Code::FailedPrecondition, "FaultInjectionDisabled"),
+            Error::Unimplemented(_) => (Code::Unimplemented, "Unimplemented"),
+            Error::StoreUnavailable(_) => (Code::Unavailable, "StoreUnavailable"),
+            Error::Internal(_) => (Code::Internal, "InternalError"),
+        };
+        Status { code, class }
+    }
+
+    /// One error of every variant, in declaration order (the rows of the status table).
+    pub fn samples() -> Vec<Error> {
+        vec![
+            Error::invalid("field", "reason"),
+            Error::JobNotFound,
+            Error::TaskNotFound,
+            Error::JobAlreadyExists,
+            Error::OutcomeAlreadyRecorded,
+            Error::JobTerminal("succeeded"),
+            Error::LeaseNotHeld("lease expired"),
+            Error::FaultInjectionDisabled,
+            Error::Unimplemented("feature"),
+            Error::StoreUnavailable("detail".into()),
+            Error::Internal("detail".into()),
+        ]
+    }
+
+    /// The variant's name, for the status table.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Error::InvalidArgument { .. } => 3,
-            Error::JobNotFound | Error::TaskNotFound => 5,
-            Error::JobAlreadyExists | Error::OutcomeAlreadyRecorded => 6,
-            Error::JobTerminal(_) | Error::LeaseNotHeld(_) | Error::FaultInjectionDisabled => 9,
-            Error::Unimplemented(_) => 12,
-            Error::Internal(_) => 13,
-            Error::StoreUnavailable(_) => 14,
+            Error::InvalidArgument { .. } => "InvalidArgument",
+            Error::JobNotFound => "JobNotFound",
+            Error::TaskNotFound => "TaskNotFound",
+            Error::JobAlreadyExists => "JobAlreadyExists",
+            Error::OutcomeAlreadyRecorded => "OutcomeAlreadyRecorded",
+            Error::JobTerminal(_) => "JobTerminal",
+            Error::LeaseNotHeld(_) => "LeaseNotHeld",
+            Error::FaultInjectionDisabled => "FaultInjectionDisabled",
+            Error::Unimplemented(_) => "Unimplemented",
+            Error::StoreUnavailable(_) => "StoreUnavailable",
+            Error::Internal(_) => "Internal",
         }
     }
 
@@ -97,5 +159,33 @@ impl From<slatedb::Error> for Error {
 impl From<prost::DecodeError> for Error {
     fn from(e: prost::DecodeError) -> Self {
         Error::Internal(format!("stored record does not decode: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_cover_every_variant_once() {
+        let kinds: Vec<&str> = Error::samples().iter().map(Error::kind).collect();
+        let mut unique = kinds.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            kinds.len(),
+            "a variant appears twice: {kinds:?}"
+        );
+        // Adding a variant breaks `kind()`'s and `status()`'s matches; this count is the
+        // reminder to add its sample too.
+        assert_eq!(kinds.len(), 11);
+    }
+
+    #[test]
+    fn codes_are_grpc_codes() {
+        assert_eq!(Error::invalid("f", "r").status().code as i32, 3);
+        assert_eq!(Error::Internal("x".into()).status().code as i32, 13);
+        assert_eq!(Error::StoreUnavailable("x".into()).status().code as i32, 14);
     }
 }

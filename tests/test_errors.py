@@ -1,5 +1,5 @@
-"""Error mapping (STYLE 5-6): every silo.errors class has one gRPC status in server/status.py,
-with no catch-all; unknown errors become INTERNAL with a fixed message."""
+"""Error mapping (docs/api.md#status-codes): every silo.errors class has one gRPC status in
+silo/status.py, with no catch-all; unknown errors become INTERNAL with a fixed message."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import inspect
 import pytest
 from grpclib.const import Status
 from silo import errors
-from silo.server import status as status_table
-from silo.server.status import (
+from silo import status as status_table
+from silo.status import (
     INTERNAL_MESSAGE,
     STATUS_OF,
     error_for_status,
@@ -51,7 +51,7 @@ def test_every_error_class_is_exported() -> None:
 )
 def test_every_error_class_is_mapped(cls: type[errors.SiloError]) -> None:
     status = status_for(cls)
-    assert status is not None, f"{cls.__name__} has no gRPC status in server/status.py"
+    assert status is not None, f"{cls.__name__} has no gRPC status in silo/status.py"
     if cls.__name__ in EXPECTED:
         assert status is EXPECTED[cls.__name__]
     else:

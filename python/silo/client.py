@@ -1,7 +1,7 @@
 """A thin async client for `silo.v1.Silo` over grpclib, raising silo.errors on failure.
 
 One method per RPC, keyword-only arguments, betterproto2 messages in and out. Errors: a call
-that ends with a status in server/status.py's table raises that table's class (refined to the
+that ends with a status in silo/status.py's table raises that table's class (refined to the
 specific class the RPC documents, e.g. JobNotFound for GetJob); connection failures raise
 Unavailable; any other status propagates as grpclib's GRPCError.
 """
@@ -37,7 +37,7 @@ from silo._proto.silo.v1 import (
     TaskFailure,
 )
 from silo.config import DEFAULT_LISTEN, parse_listen
-from silo.server.status import error_for_status
+from silo.status import error_for_status
 
 __all__ = ["Client", "outcome_request"]
 

@@ -1,7 +1,7 @@
 """Silo's exception hierarchy: every error a caller can tell apart, rooted at SiloError.
 
 The native module raises these classes (rust/py/errors.rs maps the Rust error enum onto them
-without a catch-all); python/silo/server/status.py maps each onto one gRPC status.
+without a catch-all); python/silo/status.py maps each onto one gRPC status.
 Each class also subclasses the nearest builtin so plain `except LookupError` works.
 """
 

@@ -18,7 +18,7 @@ from grpclib.server import Stream
 
 from silo import errors
 from silo.server.codec import RawMessage
-from silo.server.status import to_grpc_error
+from silo.status import to_grpc_error
 
 __all__ = ["ADMIN_SERVICE", "SILO_SERVICE", "BrokerApi", "CallTracker", "RawService", "services"]
 

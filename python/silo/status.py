@@ -1,6 +1,6 @@
 """The one table from Silo's exceptions to gRPC status codes, used by the server and the client.
 
-Server side, `to_grpc_error` decides the status of every failed call (STYLE.md habit 6): the
+Server side, `to_grpc_error` decides the status of every failed call (docs/api.md#status-codes): the
 lookup walks the exception's MRO, so a subclass (JobNotFound) gets its family's status
 (NOT_FOUND). InternalError and anything that is not a SiloError become INTERNAL with a fixed
 message; the detail and traceback go to the log, never to the client. Client side,
