@@ -32,6 +32,7 @@ import pytest
 from grpclib.client import Channel
 from helpers import SHORT_LEASE_MS, unique
 from s3server import MotoS3, S3Server, S3ServerError, SeaweedS3
+from silo._proto.silo.admin.v1 import AdminStub
 from silo._proto.silo.v1 import SiloStub
 from silo.testing import ServerProcess
 
@@ -335,6 +336,16 @@ async def shared_stub(
     """A stub to `shared_server` on a channel of this test's event loop."""
     async with _module_stub(request, shared_server) as s:
         yield s
+
+
+@pytest.fixture
+async def shared_admin(shared_server: ServerProcess) -> AsyncIterator[AdminStub]:
+    """An Admin stub to `shared_server` on a channel of this test's event loop."""
+    channel = Channel(shared_server.host, shared_server.port)
+    try:
+        yield AdminStub(channel)
+    finally:
+        channel.close()
 
 
 @pytest.fixture

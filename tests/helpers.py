@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest
 from silo._proto.silo.v1 import (
     EnqueueRequest,
     GetJobRequest,
@@ -175,3 +176,50 @@ async def wait_for_status(
             )
         # Polling interval: the transition has no event a client can subscribe to.
         await asyncio.sleep(0.02)
+
+
+async def wait_for_gauge(
+    read_gauges: Callable[[], Awaitable[Mapping[str, int]]],
+    name: str,
+    ok: Callable[[int], bool],
+    *,
+    what: str,
+    timeout: float = 10.0,
+) -> int:
+    """Poll the broker's gauges (Admin/GetStats) until `ok(gauges[name])`; fails with `what`
+    after `timeout` seconds. For states with no event a client can await, such as a LeaseTasks
+    call parked in the broker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = (await read_gauges()).get(name, 0)
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: gauge {name} is still {value} after {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+def admin_gauges(admin: AdminStub) -> Callable[[], Awaitable[Mapping[str, int]]]:
+    """The gauge reader of an Admin stub, for wait_for_gauge."""
+
+    async def read() -> Mapping[str, int]:
+        return (await admin.get_stats(GetStatsRequest())).gauges
+
+    return read
+
+
+async def wait_parked(admin: AdminStub, count: int = 1) -> None:
+    """Wait until at least `count` LeaseTasks long-polls are parked in the broker."""
+    await wait_for_gauge(
+        admin_gauges(admin),
+        "lease_waiters",
+        lambda n: n >= count,
+        what="the long-poll never parked",
+    )
+
+
+async def wait_unparked(admin: AdminStub) -> None:
+    """Wait until no LeaseTasks long-poll is parked in the broker."""
+    await wait_for_gauge(
+        admin_gauges(admin), "lease_waiters", lambda n: n == 0, what="a long-poll stayed parked"
+    )

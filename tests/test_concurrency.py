@@ -1,4 +1,5 @@
-"""Concurrency limits (SPEC §3 ConcurrencyLimit, §4 "Concurrency limits hold", issue 3).
+"""Concurrency limits (docs/api.md#concurrency-limits, docs/architecture.md#concurrency-limits,
+issue 3).
 
 Slot accounting is observed two ways: the tasks the test's workers hold, and the operator view
 `silo.admin.v1.Admin/GetConcurrencyKey` (limit, holders = task ids of live attempts, reserved =
@@ -30,6 +31,7 @@ from helpers import (
     report_failure,
     report_result,
     unique,
+    wait_parked,
 )
 from silo._proto.silo.admin.v1 import AdminStub, ConcurrencyKeyState, GetConcurrencyKeyRequest
 from silo._proto.silo.v1 import (
@@ -106,15 +108,6 @@ async def run_one_at_a_time(stub: SiloStub, queue: str, live: list[Task]) -> lis
         order += job_ids(new)
         live += new
     return order
-
-
-async def wait_parked(admin: AdminStub, count: int = 1) -> None:
-    """Waits until `count` LeaseTasks long-polls are parked in the broker (Admin gauges)."""
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await admin.get_stats()).gauges.get("lease_waiters", 0) < count:
-        assert asyncio.get_running_loop().time() < deadline, "the long-poll never parked"
-        # Polling: parking has no event a client can await.
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -263,7 +256,7 @@ async def test_each_release_path_frees_exactly_one_slot(
     a = running["a"]
 
     if path.startswith("cancel"):
-        # Cancelling a RUNNING job keeps its slot until the worker reports (SPEC §3 Cancel).
+        # Cancelling a RUNNING job keeps its slot until the worker reports (docs/api.md#cancel).
         await cancel(stub, "a", t)
         assert await lease(stub, [q], max_tasks=10) == []
         await assert_key(admin, t, "k", holders=running.values(), waiters=waiters)

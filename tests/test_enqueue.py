@@ -1,4 +1,5 @@
-"""Enqueue (SPEC §3): defaults, every validation bound, duplicates and what GetJob shows after."""
+"""Enqueue (docs/api.md#enqueue): defaults, every validation bound, duplicates and what GetJob
+shows after."""
 
 from __future__ import annotations
 
@@ -26,9 +27,6 @@ from silo.testing import ServerProcess
 
 # Core behaviour: runs once per store kind (file and S3), see conftest.
 pytestmark = pytest.mark.all_stores
-
-
-CONTROL_CHARS = ["\x00", "\t", "\n", "\x1b", "\x7f", "\x85"]
 
 
 async def test_enqueue_stores_every_field(shared_stub: SiloStub, ns) -> None:
@@ -104,7 +102,11 @@ async def test_priority_in_range_is_kept(shared_stub: SiloStub, ns, priority: in
     assert (await get_job(shared_stub, job_id, ns.tenant)).priority == priority
 
 
-@pytest.mark.parametrize("priority", [101, 1000, 2**32 - 1])
+# The bounds themselves are unit tests in rust/validate.rs; the cases here check, end to end,
+# that the server answers INVALID_ARGUMENT naming the field and stores nothing.
+
+
+@pytest.mark.parametrize("priority", [101, 2**32 - 1])
 async def test_priority_over_100_is_invalid(shared_stub: SiloStub, ns, priority: int) -> None:
     req = EnqueueRequest(id="p", tenant=ns.tenant, queue=ns.queue, priority=priority)
     await expect_status(shared_stub.enqueue(req), Status.INVALID_ARGUMENT, names="priority")
@@ -125,8 +127,8 @@ async def test_name_fields_accept_1_to_127_chars(
 @pytest.mark.parametrize("field", ["id", "tenant", "queue"])
 @pytest.mark.parametrize(
     "value",
-    ["x" * 128, "é" * 128, "x" * 1000, *(f"a{c}b" for c in CONTROL_CHARS)],
-    ids=lambda v: f"len{len(v)}" if len(v) > 3 else repr(v[1]),
+    ["é" * 128, "a\nb"],
+    ids=["len128", "newline"],
 )
 async def test_name_fields_reject_long_or_control_chars(
     shared_stub: SiloStub, ns, field: str, value: str
@@ -213,26 +215,8 @@ async def test_metadata_bounds_accepted(shared_stub: SiloStub, ns) -> None:
 
 @pytest.mark.parametrize(
     "metadata",
-    [
-        {f"k{i}": "v" for i in range(33)},
-        {"k" * 128: "v"},
-        {"é" * 128: "v"},
-        {"": "v"},
-        {"a\nb": "v"},
-        {"a\x00b": "v"},
-        {"k": "v" * 1025},
-        {"k": "é" * 1025},
-    ],
-    ids=[
-        "33-entries",
-        "key-128",
-        "key-128-unicode",
-        "key-empty",
-        "key-newline",
-        "key-nul",
-        "value-1025",
-        "value-1025-unicode",
-    ],
+    [{f"k{i}": "v" for i in range(33)}, {"a\x00b": "v"}, {"k": "é" * 1025}],
+    ids=["33-entries", "key-nul", "value-1025-unicode"],
 )
 async def test_metadata_out_of_bounds_is_invalid(
     shared_stub: SiloStub, ns, metadata: dict[str, str]
@@ -258,11 +242,8 @@ async def test_concurrency_limits_are_stored(shared_stub: SiloStub, ns) -> None:
     [
         [ConcurrencyLimit(key=f"k{i}", max_concurrency=1) for i in range(9)],
         [ConcurrencyLimit(key="k", max_concurrency=0)],
-        [ConcurrencyLimit(key="", max_concurrency=1)],
-        [ConcurrencyLimit(key="k" * 128, max_concurrency=1)],
-        [ConcurrencyLimit(key="k\n", max_concurrency=1)],
     ],
-    ids=["9-limits", "max-0", "key-empty", "key-128", "key-newline"],
+    ids=["9-limits", "max-0"],
 )
 async def test_concurrency_limits_out_of_bounds_are_invalid(
     shared_stub: SiloStub, ns, limits: list[ConcurrencyLimit]

@@ -1,4 +1,5 @@
-"""LeaseTasks (SPEC §2-3): order, fairness, long-poll, validation, lease expiry and retry."""
+"""LeaseTasks (docs/api.md#leasetasks, docs/api.md#leases): order, fairness, long-poll,
+validation, lease expiry and retry."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from helpers import (
     report_result,
     unique,
     wait_for_status,
+    wait_parked,
+    wait_unparked,
 )
 from silo._proto.silo.v1 import (
     AttemptStatus,
@@ -153,10 +156,9 @@ async def test_no_queues_means_default(stub: SiloStub) -> None:
 # -------------------------------------------------------------------------------- long-poll
 
 
-async def test_long_poll_wakes_on_enqueue(shared_stub: SiloStub, ns) -> None:
+async def test_long_poll_wakes_on_enqueue(shared_stub: SiloStub, shared_admin, ns) -> None:
     poll = asyncio.ensure_future(lease(shared_stub, [ns.queue], max_tasks=5, wait_ms=10_000))
-    # Give the call time to reach the broker and park; the assertion below proves it parked.
-    await asyncio.sleep(0.3)
+    await wait_parked(shared_admin)
     assert not poll.done(), "LeaseTasks with wait_ms and nothing ready answered at once"
     started = time.monotonic()
     job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, payload=b"wake")
@@ -167,10 +169,9 @@ async def test_long_poll_wakes_on_enqueue(shared_stub: SiloStub, ns) -> None:
     assert elapsed < 2.0, f"long-poll answered {elapsed:.2f}s after the enqueue"
 
 
-async def test_long_poll_takes_every_ready_task(shared_stub: SiloStub, ns) -> None:
+async def test_long_poll_takes_every_ready_task(shared_stub: SiloStub, shared_admin, ns) -> None:
     poll = asyncio.ensure_future(lease(shared_stub, [ns.queue], max_tasks=10, wait_ms=10_000))
-    # Give the call time to reach the broker and park; the assertion below proves it parked.
-    await asyncio.sleep(0.3)
+    await wait_parked(shared_admin)
     assert not poll.done()
     jobs = [EnqueueRequest(id=f"b{i}", tenant=ns.tenant, queue=ns.queue) for i in range(3)]
     await shared_stub.enqueue_batch(EnqueueBatchRequest(jobs=jobs))
@@ -200,29 +201,30 @@ async def test_longest_wait_answers_at_once_when_a_task_is_ready(shared_stub: Si
     assert time.monotonic() - started < 5.0
 
 
-async def test_two_parked_workers_do_not_share_a_task(shared_stub: SiloStub, ns) -> None:
+async def test_two_parked_workers_do_not_share_a_task(
+    shared_stub: SiloStub, shared_admin, ns
+) -> None:
     polls = [
         asyncio.ensure_future(
             lease(shared_stub, [ns.queue], worker=f"w{i}", max_tasks=5, wait_ms=3_000)
         )
         for i in range(2)
     ]
-    # Give both calls time to park.
-    await asyncio.sleep(0.3)
+    await wait_parked(shared_admin, 2)
     job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
     results = await asyncio.wait_for(asyncio.gather(*polls), timeout=10)
     leased = [t.job_id for tasks in results for t in tasks]
     assert leased == [job_id]
 
 
-async def test_abandoned_long_poll_leases_nothing(shared_stub: SiloStub, ns) -> None:
+async def test_abandoned_long_poll_leases_nothing(shared_stub: SiloStub, shared_admin, ns) -> None:
     # The caller gives up (deadline) while parked: the server cancels the call, and the broker
     # must then not lease a task to the worker that is gone.
     req = LeaseTasksRequest(worker_id="gone", max_tasks=5, queues=[ns.queue], wait_ms=10_000)
     with pytest.raises(TimeoutError):  # grpclib's client raises this for its own deadline
         await shared_stub.lease_tasks(req, timeout=0.3)
-    # Give the server time to see the cancellation (the client's deadline fires first).
-    await asyncio.sleep(0.3)
+    # The client's deadline fires first; the server must then unpark the call.
+    await wait_unparked(shared_admin)
     job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
     task = await lease_one(shared_stub, ns.queue, worker="here", wait_ms=5_000)
     assert task.job_id == job_id

@@ -1,5 +1,5 @@
-"""`silo serve` (SPEC §5): flags and SILO_* variables, health, the listening line, graceful
-shutdown, and a second server on the same store."""
+"""`silo serve` (docs/operations.md#running-silo-serve): flags and SILO_* variables, health, the
+listening line, graceful shutdown, and a second server on the same store."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
-from helpers import enqueue, expect_status, get_job, lease, lease_one, now_ms
+from helpers import enqueue, expect_status, get_job, lease, lease_one, now_ms, wait_parked
+from silo._proto.silo.admin.v1 import AdminStub
 from silo._proto.silo.v1 import EnqueueRequest, JobStatus
 from silo.testing import ServerProcess, ServerStartError
 
@@ -143,9 +144,8 @@ async def test_signal_exits_zero_and_keeps_data(make_server, sig: signal.Signals
 async def test_sigterm_finishes_calls_in_flight(make_server) -> None:
     server: ServerProcess = await make_server()
     stub = server.stub()
-    poll = asyncio.ensure_future(lease(stub, ["default"], max_tasks=1, wait_ms=2_000))
-    # Give the long-poll time to reach the broker and park; the assertion proves it parked.
-    await asyncio.sleep(0.3)
+    poll = asyncio.ensure_future(lease(stub, ["default"], max_tasks=1, wait_ms=10_000))
+    await wait_parked(AdminStub(server.channel()))
     assert not poll.done()
     server.send_signal(signal.SIGTERM)
     tasks = await asyncio.wait_for(poll, timeout=20)  # an answer, not an error
