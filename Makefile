@@ -20,17 +20,19 @@ install: ## pip install -e '.[test]' (builds silo._native in release mode)
 develop: ## rebuild only silo._native after a Rust change (release)
 	maturin develop --release
 
-proto: ## regenerate python/silo/_proto from proto/ (needs the test extra)
+proto: ## regenerate every generated protobuf module: python/silo/_proto and python/silo/bench/_pb
 	rm -rf $(PROTO_OUT)
 	mkdir -p $(PROTO_OUT)
 	$(PYTHON) -m grpc_tools.protoc -I proto $(PROTO_FLAGS) $(PROTO_FILES)
+	PYTHON=$(PYTHON) bash python/silo/bench/regen.sh
 
-lint: ## cargo fmt/clippy, ruff, mypy (strict on python/silo)
+lint: ## cargo fmt/clippy, ruff, mypy (strict on python/silo), stubtest of silo._native
 	cargo fmt --check
-	cargo clippy --features python -- -D warnings
-	ruff check .
-	ruff format --check .
-	mypy
+	cargo clippy --features python --all-targets -- -D warnings
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy.stubtest silo._native
 
 fmt: ## format Rust and Python in place
 	cargo fmt
