@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["SCENARIOS", "ScenarioSpec", "add_common_arguments", "parse_size", "parse_sizes"]
+__all__ = [
+    "CEILING_WORKLOADS",
+    "SCENARIOS",
+    "ScenarioSpec",
+    "add_common_arguments",
+    "parse_size",
+    "parse_sizes",
+]
 
 _SUFFIXES: Final = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
@@ -176,7 +183,101 @@ def _fill_batch_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _ceiling_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also run each phase against the ceiling (a no-op server on the stack of "
+        "`silo serve`, in its own process) just before Silo, and print Silo's jobs/s as a "
+        "ratio to it",
+    )
+
+
+def _ceiling_min_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ceiling-min-s",
+        type=_seconds,
+        default=3.0,
+        metavar="S",
+        help="each burn-down phase against the ceiling runs at least S seconds, and for at "
+        "least the jobs Silo gets (default 3)",
+    )
+
+
+#: The workloads of `silo bench ceiling`, in the order they run.
+CEILING_WORKLOADS: Final = ("enqueue", "per-job", "batched", "enqueue-batch")
+
+
+def _workloads(text: str) -> list[str]:
+    names = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [n for n in names if n not in CEILING_WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"workloads are a comma-separated subset of {','.join(CEILING_WORKLOADS)}"
+        )
+    return [w for w in CEILING_WORKLOADS if w in names]
+
+
+def _ceiling(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workloads",
+        type=_workloads,
+        default=list(CEILING_WORKLOADS),
+        metavar="W,W",
+        help="which of enqueue (single Enqueue), per-job (burn-down, one RPC per job), batched "
+        "(burn-down) and enqueue-batch (EnqueueBatch) to run (default all, in that order)",
+    )
+    p.add_argument(
+        "--clients",
+        type=_positive,
+        default=50,
+        metavar="N",
+        help="concurrent single-Enqueue clients (default 50)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=100,
+        metavar="B",
+        help="jobs per EnqueueBatch (default 100)",
+    )
+    p.add_argument(
+        "--batch-clients",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="concurrent EnqueueBatch clients (default 4)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds per enqueue phase (default 5)",
+    )
+    p.add_argument(
+        "--warmup", type=_seconds, default=1.0, metavar="S", help="unmeasured seconds first (1)"
+    )
+    p.add_argument(
+        "--per-job-jobs",
+        type=_positive,
+        default=10_000,
+        metavar="N",
+        help="jobs of the per-job burn-down: 32 enqueuers, 32 workers (default 10k)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive,
+        default=200_000,
+        metavar="N",
+        help="jobs of the batched burn-down: EnqueueBatch 1000 x4, 4 workers leasing and "
+        "reporting 1000 at a time (default 200k)",
+    )
+    _ceiling_min_flag(p)
+
+
 def _enqueue(p: argparse.ArgumentParser) -> None:
+    _ceiling_flag(p)
     p.add_argument(
         "--clients",
         type=parse_sizes,
@@ -207,6 +308,8 @@ def _enqueue(p: argparse.ArgumentParser) -> None:
 
 
 def _burn_down(p: argparse.ArgumentParser) -> None:
+    _ceiling_flag(p)
+    _ceiling_min_flag(p)
     p.add_argument(
         "--jobs", type=_positive, default=1_000_000, metavar="N", help="jobs (default 1M)"
     )
@@ -390,6 +493,17 @@ class ScenarioSpec:
 
 
 SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
+    ScenarioSpec(
+        "ceiling",
+        "Silo's jobs/s as a ratio to a no-op server on the same stack, measured in the same run",
+        "The headline figures. For each workload (single Enqueue, burn-down with one RPC per "
+        "job, batched burn-down, EnqueueBatch) runs the phases against the ceiling, a no-op "
+        "server that answers fixed replies through the gRPC stack of `silo serve` (grpclib, "
+        "uvloop, the raw codec) in its own process, then against Silo, and prints Silo's "
+        "jobs/s as a ratio to the ceiling's: a figure that survives a change of machine "
+        "better than jobs/s do.",
+        _ceiling,
+    ),
     ScenarioSpec(
         "enqueue",
         "N clients x single Enqueue, then EnqueueBatch of B: jobs/s and latency",

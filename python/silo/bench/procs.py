@@ -239,11 +239,13 @@ def run_phase(
     unit: str = "jobs",
     stop_when: StopWhen | None = None,
     timeout_s: float | None = None,
+    min_s: float = 0.0,
 ) -> PhaseResult:
     """Run `tasks` (one process each) to completion; see the module doc.
 
-    stop_when(counter_totals, finished_task_indices) is polled every 50 ms; once it is true (or
-    `timeout_s` passed) the children see `child.stopping()`. Raises PhaseError if a process
+    stop_when(counter_totals, finished_task_indices) is polled every 50 ms once `min_s`
+    seconds have passed; once it is true (or `timeout_s` passed) the children see
+    `child.stopping()`. Raises PhaseError if a process
     fails, and KeyboardInterrupt passes through after the children are terminated.
     """
     n = len(tasks)
@@ -300,7 +302,7 @@ def run_phase(
             now = time.monotonic()
             totals = _totals(counters, n)
             if not stop.is_set():
-                if stop_when is not None and stop_when(totals, finished):
+                if stop_when is not None and now - t0 >= min_s and stop_when(totals, finished):
                     stop.set()
                 elif timeout_s is not None and now - t0 > timeout_s:
                     timed_out = True

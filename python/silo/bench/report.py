@@ -1,7 +1,12 @@
 """A bench run's results: settings next to rows of figures, as a text table and as JSON.
 
 A row is a flat dict whose keys are snake_case JSON names (`jobs_per_s`, `p99_ms`, ...); the
-table shows the union of the rows' keys in first-seen order, labelled by COLUMN_LABELS.
+table shows the union of the rows' keys in first-seen order (a key new in a later row goes right
+after its predecessor in that row), labelled by COLUMN_LABELS.
+
+Ratios: a row measured against Silo and the same phase measured against the ceiling (the no-op
+server, noop.py) make a `Ratio`; `Report.compare` adds the ceiling's jobs/s and the ratio to the
+Silo row and keeps the ratio for the summary's headline section and the JSON's `ratios`.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["COLUMN_LABELS", "Report", "format_value"]
+__all__ = ["COLUMN_LABELS", "Ratio", "Report", "format_value", "ratio"]
 
 COLUMN_LABELS: Final[dict[str, str]] = {
     "phase": "phase",
     "jobs": "jobs",
     "seconds": "s",
     "jobs_per_s": "jobs/s",
+    "ceiling_jobs_per_s": "ceiling jobs/s",
+    "ratio_to_ceiling": "ratio to ceiling",
     "calls_per_s": "calls/s",
     "p50_ms": "p50 ms",
     "p95_ms": "p95 ms",
@@ -65,6 +72,34 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def ratio(silo: float | None, ceiling: float | None) -> float | None:
+    """silo / ceiling, rounded to 3 decimals; None when either is unknown or the ceiling is 0."""
+    if silo is None or ceiling is None or ceiling <= 0:
+        return None
+    return round(silo / ceiling, 3)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Silo's jobs/s in one workload next to the ceiling's in the same workload and run."""
+
+    name: str
+    silo_jobs_per_s: float | None
+    ceiling_jobs_per_s: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        return ratio(self.silo_jobs_per_s, self.ceiling_jobs_per_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "silo_jobs_per_s": self.silo_jobs_per_s,
+            "ceiling_jobs_per_s": self.ceiling_jobs_per_s,
+            "ratio": self.ratio,
+        }
+
+
 @dataclass
 class Report:
     """Everything a run produced. `rows` are the figures, `settings` how they were obtained."""
@@ -74,15 +109,44 @@ class Report:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    ratios: list[Ratio] = field(default_factory=list)
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+
+    def compare(
+        self,
+        name: str,
+        silo: dict[str, Any],
+        ceiling: dict[str, Any] | None,
+        *,
+        record: bool = True,
+    ) -> dict[str, Any]:
+        """`silo` (a row) with `ceiling_jobs_per_s` and `ratio_to_ceiling` right after its
+        `jobs_per_s`, the ratio recorded under `name` (unless not `record`); `silo` itself when
+        there is no ceiling row. Does not add the row."""
+        if ceiling is None:
+            return silo
+        r = Ratio(name, silo.get("jobs_per_s"), ceiling.get("jobs_per_s"))
+        if record:
+            self.ratios.append(r)
+        out: dict[str, Any] = {}
+        for key, value in silo.items():
+            out[key] = value
+            if key == "jobs_per_s":
+                out["ceiling_jobs_per_s"] = r.ceiling_jobs_per_s
+                out["ratio_to_ceiling"] = r.ratio
+        if "ratio_to_ceiling" not in out:
+            out["ceiling_jobs_per_s"] = r.ceiling_jobs_per_s
+            out["ratio_to_ceiling"] = r.ratio
+        return out
 
     def to_json(self) -> str:
         doc = {
             "scenario": self.scenario,
             "settings": self.settings,
             "results": self.rows,
+            "ratios": [r.to_dict() for r in self.ratios],
             "notes": self.notes,
             **self.extra,
         }
@@ -92,9 +156,12 @@ class Report:
         """The rows as an aligned text table (one line per row)."""
         columns: list[str] = []
         for row in self.rows:
+            previous: str | None = None
             for key in row:
                 if key not in columns:
-                    columns.append(key)
+                    at = columns.index(previous) + 1 if previous is not None else len(columns)
+                    columns.insert(at, key)
+                previous = key
         if not columns:
             return "(no results)"
         header = [COLUMN_LABELS.get(c, c.replace("_", " ")) for c in columns]
@@ -119,6 +186,24 @@ class Report:
         width = max((len(k) for k in self.settings), default=0)
         out += [f"  {k.ljust(width)}  {format_value(v)}" for k, v in self.settings.items()]
         out += ["", f"== silo bench {self.scenario}: results", self.table()]
+        if self.ratios:
+            out += ["", *self.ratio_lines()]
         if self.notes:
             out += ["", *(f"note: {n}" for n in self.notes)]
         return "\n".join(out)
+
+    def ratio_lines(self) -> list[str]:
+        """The headline: each workload's jobs/s against Silo and against the ceiling."""
+        out = [
+            f"== silo bench {self.scenario}: Silo / ceiling (the ceiling is a no-op server on "
+            "the stack of `silo serve`, measured in this run)"
+        ]
+        width = max(len(r.name) for r in self.ratios)
+        for r in self.ratios:
+            silo = format_value(r.silo_jobs_per_s)
+            ceiling = format_value(r.ceiling_jobs_per_s)
+            out.append(
+                f"  {r.name.ljust(width)}  {format_value(r.ratio):>6}"
+                f"   ({silo} jobs/s against {ceiling} jobs/s)"
+            )
+        return out

@@ -13,13 +13,15 @@ import grpc
 
 from silo.bench._pb import admin_pb2 as apb
 from silo.bench._pb import silo_pb2 as pb
+from silo.config import MAX_MESSAGE_BYTES
 
 __all__ = ["AdminStats", "SiloClient", "apb", "pb"]
 
 _SILO: Final = "/silo.v1.Silo/"
 _ADMIN: Final = "/silo.admin.v1.Admin/"
-#: The broker accepts messages up to 64 MiB (SPEC §3); a LeaseTasks answer can be large too.
-_MAX_MESSAGE: Final = 64 * 1024 * 1024
+#: The broker's message bound (64 MiB; a bigger message fails with RESOURCE_EXHAUSTED,
+#: docs/api.md#status-codes), both ways: a LeaseTasks answer can be large too.
+_MAX_MESSAGE: Final = MAX_MESSAGE_BYTES
 CHANNEL_OPTIONS: Final = [
     ("grpc.max_send_message_length", _MAX_MESSAGE),
     ("grpc.max_receive_message_length", _MAX_MESSAGE),

@@ -1,14 +1,18 @@
 """Runs one scenario: broker up, settings recorded, phases run with progress, summary and JSON.
 
 Each scenario module (silo.bench.scenarios.<name>) has `run(bench: Bench) -> None`, which runs
-phases through `bench.phase(...)` and adds rows to `bench.report`.
+phases through `bench.phase(...)` and adds rows to `bench.report`. With the `ceiling` scenario or
+`--ceiling`, `bench.ceiling` is the no-op server (noop.py) in its own process, started next to
+the broker for the whole run; a phase runs against it with `bench.phase(..., target=bench.ceiling)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
+import importlib.metadata
 import os
 import platform
 import sys
@@ -19,7 +23,7 @@ from typing import Any, Final
 from silo.bench.options import SCENARIOS
 from silo.bench.procs import DONE, PhaseResult, Progress, StopWhen, Task, run_phase
 from silo.bench.report import Report
-from silo.bench.target import Perf, PySpy, Target
+from silo.bench.target import CeilingTarget, Perf, PhaseTarget, PySpy, Target
 
 __all__ = ["Bench", "main"]
 
@@ -45,9 +49,17 @@ _COMMON: Final = {
 class Bench:
     """What a scenario works with: flags, the broker, the report, and the phase runner."""
 
-    def __init__(self, args: argparse.Namespace, target: Target, report: Report, out: Any):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        target: Target,
+        report: Report,
+        out: Any,
+        ceiling: CeilingTarget | None = None,
+    ):
         self.args = args
         self.target = target
+        self.ceiling = ceiling
         self.report = report
         self.out = out
         self.progress = Progress(out, args.progress_s)
@@ -73,22 +85,27 @@ class Bench:
         unit: str = "jobs",
         stop_when: StopWhen | None = None,
         timeout_s: float | None = None,
+        target: PhaseTarget | None = None,
+        min_s: float = 0.0,
     ) -> PhaseResult:
-        """Run one phase in load-generator processes (procs.run_phase), with progress lines."""
+        """Run one phase in load-generator processes (procs.run_phase), with progress lines,
+        against `target` (default the broker; `self.ceiling` for the ceiling)."""
+        server: PhaseTarget = self.target if target is None else target
         self.say(f"[{name}] starting: {len(tasks)} load-generator process(es)")
         result = run_phase(
             name,
             tasks,
-            address=self.target.address,
+            address=server.address,
             progress=self.progress,
-            broker_cpu=self.target.cpu_seconds,
-            broker_main_cpu=self.target.main_thread_cpu_seconds,
-            broker_rss=lambda: self.target.rss_bytes() if self.target.pid else None,
+            broker_cpu=server.cpu_seconds,
+            broker_main_cpu=server.main_thread_cpu_seconds,
+            broker_rss=lambda: server.rss_bytes() if server.pid else None,
             count_slot=count_slot,
             total=total,
             unit=unit,
             stop_when=stop_when,
             timeout_s=timeout_s,
+            min_s=min_s,
         )
         extra = (
             f", {result.counters[2]:,} errors (first: {result.errors[:1]})" if result.errors else ""
@@ -132,7 +149,17 @@ def _versions() -> dict[str, Any]:
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
         "protobuf": f"{pb_version} ({api_implementation.Type()})",
+        "server_stack": ", ".join(
+            f"{name} {_dist_version(name)}" for name in ("grpclib", "uvloop")
+        ),
     }
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -152,9 +179,14 @@ def main(args: argparse.Namespace) -> int:
             report.settings[key] = value
     spy: PySpy | None = None
     perf: Perf | None = None
-    with Target(args, out) as target:
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(Target(args, out))
         report.settings.update(target.settings())
-        bench = Bench(args, target, report, out)
+        ceiling: CeilingTarget | None = None
+        if spec.name == "ceiling" or getattr(args, "ceiling", False):
+            ceiling = stack.enter_context(CeilingTarget(args.payload_bytes, out))
+            report.settings.update(ceiling.settings())
+        bench = Bench(args, target, report, out, ceiling)
         report.settings["queue"] = bench.queue
         if args.py_spy:
             if target.pid is None:

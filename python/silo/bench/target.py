@@ -1,7 +1,9 @@
-"""The broker under test: a `silo serve` subprocess on a fresh store, or one given by --target.
+"""The servers the load goes to: the broker under test (a `silo serve` subprocess on a fresh
+store, or one given by --target) and, for a ratio, the ceiling (a no-op server, noop.py).
 
 For a broker it started (or one named by --broker-pid) the bench reads CPU time and RSS from
 /proc; otherwise RSS comes from Admin/GetStats when the broker serves it, and CPU is unknown.
+The ceiling is always a subprocess of the bench, so its CPU and RSS are always known.
 """
 
 from __future__ import annotations
@@ -12,16 +14,29 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from silo.bench.measure import proc_cpu_seconds, proc_rss_bytes
 from silo.bench.rpc import AdminStats, SiloClient
-from silo.testing import ServerProcess
+from silo.testing import ServerProcess, ServerStartError
 
-__all__ = ["PySpy", "Target"]
+__all__ = ["CeilingTarget", "PhaseTarget", "PySpy", "Target"]
+
+
+class PhaseTarget(Protocol):
+    """What a phase needs of the server it loads: where it is and what it costs."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    def cpu_seconds(self) -> float | None: ...
+    def main_thread_cpu_seconds(self) -> float | None: ...
+    def rss_bytes(self) -> int | None: ...
 
 
 class Target:
@@ -131,6 +146,93 @@ class Target:
         if self.server is not None:
             out["serve_command"] = " ".join(self.server.command()[1:])
         return out
+
+
+class _NoopProcess(ServerProcess):
+    """`python -m silo.bench.noop` as a child process, with ServerProcess's start (wait for
+    `listening on`), logs and stop."""
+
+    def __init__(self, payload_bytes: int, log_dir: Path) -> None:
+        super().__init__(None, lease_ms=None, log_dir=log_dir)
+        self.payload_bytes = payload_bytes
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "silo.bench.noop",
+            "--listen",
+            self.address,
+            "--payload-bytes",
+            str(self.payload_bytes),
+        ]
+
+
+class CeilingTarget:
+    """The ceiling: the no-op server of noop.py (the stack of `silo serve` without the broker)
+    in its own process, so phases against it get the same CPU columns as against Silo. Use as
+    a context manager; the process is stopped on exit."""
+
+    def __init__(self, payload_bytes: int, out: Any) -> None:
+        self._out = out
+        self._payload_bytes = payload_bytes
+        self._tmp: Path | None = None
+        self.server: _NoopProcess | None = None
+        self.address = ""
+        self.pid: int | None = None
+
+    def __enter__(self) -> CeilingTarget:
+        self._tmp = Path(tempfile.mkdtemp(prefix="silo-bench-ceiling-"))
+        server = _NoopProcess(self._payload_bytes, self._tmp)
+        try:
+            server.start()
+        except ServerStartError as exc:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise ServerStartError(f"the ceiling (no-op server) did not start: {exc}") from exc
+        self.server = server
+        self.address = server.address
+        self.pid = server.pid
+        client = SiloClient(self.address)
+        try:
+            client.wait_ready()
+        finally:
+            client.close()
+        print(
+            f"started the ceiling, a no-op server (pid {self.pid}) at {self.address}",
+            file=self._out,
+            flush=True,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            code = self.server.terminate(timeout=30)
+            if code != 0:
+                print(
+                    f"warning: the ceiling server exited with code {code}; log tail:\n"
+                    + "\n".join(self.server.stderr_text().splitlines()[-20:]),
+                    file=self._out,
+                    flush=True,
+                )
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def cpu_seconds(self) -> float | None:
+        return proc_cpu_seconds(self.pid) if self.pid is not None else None
+
+    def main_thread_cpu_seconds(self) -> float | None:
+        return proc_cpu_seconds(self.pid, thread=self.pid) if self.pid is not None else None
+
+    def rss_bytes(self) -> int | None:
+        return proc_rss_bytes(self.pid) if self.pid is not None else None
+
+    def settings(self) -> dict[str, Any]:
+        """What the report records about the ceiling."""
+        assert self.server is not None
+        return {
+            "ceiling_server": " ".join(self.server.command()[1:]),
+            "ceiling_address": self.address,
+        }
 
 
 def _logged_settings(stderr: str) -> dict[str, Any]:

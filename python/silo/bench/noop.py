@@ -1,0 +1,203 @@
+"""The bench's ceiling: a Silo server that does no work, on the same stack as `silo serve`.
+
+`python -m silo.bench.noop --listen HOST:PORT` serves silo.v1.Silo (and Admin and Health)
+through `silo.server.app.start_server`, the very code `silo serve` runs: grpclib's server with
+the coalescing transport, the raw-bytes codec and the same handlers, on uvloop. Only the broker
+behind the handlers differs: `NoopBroker` answers every call with a fixed, valid reply, encoded
+once, and never loads the native module or a store. What a load generator achieves against it
+is what this machine's RPC stack (load generator, loopback, grpclib/h2, handlers) can carry at
+that moment; `silo bench` divides Silo's figures by it (BENCHMARKS.md, "Ratios to the ceiling").
+
+Replies:
+- Enqueue: one id; ReportTaskOutcome, HeartbeatTask, Cancel, GetJob, the Admin calls: the empty
+  message (or a fixed one).
+- EnqueueBatch, ReportTaskOutcomes: one OK result per entry of the request, with a fresh id
+  each. The entry count is decoded once per request length and the reply kept: a bench batch
+  of one size has one length.
+- LeaseTasks: `max_tasks` tasks of the first queue asked for, each with a payload of
+  --payload-bytes zero bytes, decoded once per distinct request (a worker sends the same one
+  again and again). So a worker loop never runs dry: a burn-down against it ends when the
+  phase has counted its jobs.
+
+Why not the real handlers with an empty store: they would measure the native broker too. Why not
+a reply that echoes the request: decoding costs per job, which the ceiling must not contain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+from silo.bench._pb import admin_pb2 as apb
+from silo.bench._pb import silo_pb2 as pb
+
+__all__ = ["NoopBroker", "main"]
+
+#: Distinct requests (or request lengths) whose replies are kept; beyond that a reply is built
+#: per call (correct, just slower).
+_CACHE_LIMIT: Final = 4096
+#: The lease the tasks claim to hold (the broker's default --lease-ms).
+_LEASE_MS: Final = 30_000
+#: The job id of every Enqueue reply, shaped as the broker makes them (a hyphenated UUID).
+_ID: Final = "0190b8e4-6a5c-7d3e-9f21-4c8a1b2e3d4f"
+
+
+def _job_id() -> str:
+    return str(uuid.uuid4())
+
+
+class _Replies:
+    """Encoded replies built by `make(request)` and kept under `key(request)` (bounded)."""
+
+    def __init__(self, make: Callable[[bytes], bytes], key: Callable[[bytes], bytes | int]) -> None:
+        self._make = make
+        self._key = key
+        self._cache: dict[bytes | int, bytes] = {}
+
+    def __call__(self, request: bytes) -> bytes:
+        key = self._key(request)
+        reply = self._cache.get(key)
+        if reply is None:
+            reply = self._make(request)
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[key] = reply
+        return reply
+
+
+def _by_bytes(request: bytes) -> bytes:
+    return request
+
+
+def _by_length(request: bytes) -> int:
+    return len(request)
+
+
+class NoopBroker:
+    """A `silo.server.service.BrokerApi` that answers fixed valid replies at once."""
+
+    def __init__(self, *, payload_bytes: int = 16) -> None:
+        self._payload = bytes(payload_bytes)
+        self._enqueue = bytes(pb.EnqueueResponse(id=_ID).SerializeToString())
+        self._heartbeat = bytes(
+            pb.HeartbeatTaskResponse(
+                lease_expires_at_ms=int(time.time() * 1000) + _LEASE_MS
+            ).SerializeToString()
+        )
+        self._batch = _Replies(self._batch_reply, _by_length)
+        self._reports = _Replies(self._reports_reply, _by_length)
+        self._lease = _Replies(self._lease_reply, _by_bytes)
+        self._stats = bytes(apb.Stats(settings={"broker": "silo.bench.noop"}).SerializeToString())
+
+    # ------------------------------------------------------------------ reply builders
+
+    def _batch_reply(self, request: bytes) -> bytes:
+        n = len(pb.EnqueueBatchRequest.FromString(request).jobs)
+        reply = pb.EnqueueBatchResponse()
+        add = reply.results.add
+        for _ in range(n):
+            add(id=_job_id())
+        return bytes(reply.SerializeToString())
+
+    def _reports_reply(self, request: bytes) -> bytes:
+        n = len(pb.ReportTaskOutcomesRequest.FromString(request).reports)
+        reply = pb.ReportTaskOutcomesResponse()
+        add = reply.results.add
+        for _ in range(n):
+            add()
+        return bytes(reply.SerializeToString())
+
+    def _lease_reply(self, request: bytes) -> bytes:
+        lease = pb.LeaseTasksRequest.FromString(request)
+        queue = lease.queues[0] if lease.queues else ""
+        expires = int(time.time() * 1000) + _LEASE_MS
+        reply = pb.LeaseTasksResponse()
+        add = reply.tasks.add
+        for _ in range(max(1, lease.max_tasks)):
+            add(
+                task_id=uuid.uuid4().hex,
+                job_id=_job_id(),
+                queue=queue,
+                priority=50,
+                payload=self._payload,
+                attempt=1,
+                heartbeat_interval_ms=_LEASE_MS // 3,
+                lease_expires_at_ms=expires,
+                is_last_attempt=True,
+            )
+        return bytes(reply.SerializeToString())
+
+    # ----------------------------------------------------------------------- BrokerApi
+
+    async def enqueue(self, request: bytes) -> bytes:
+        return self._enqueue
+
+    async def enqueue_batch(self, request: bytes) -> bytes:
+        return self._batch(request)
+
+    async def cancel(self, request: bytes) -> bytes:
+        return b""
+
+    async def lease_tasks(self, request: bytes) -> bytes:
+        return self._lease(request)
+
+    async def heartbeat_task(self, request: bytes) -> bytes:
+        return self._heartbeat
+
+    async def report_task_outcome(self, request: bytes) -> bytes:
+        return b""
+
+    async def report_task_outcomes(self, request: bytes) -> bytes:
+        return self._reports(request)
+
+    async def get_job(self, request: bytes) -> bytes:
+        return b""
+
+    async def get_stats(self, request: bytes) -> bytes:
+        return self._stats
+
+    async def set_faults(self, request: bytes) -> bytes:
+        return b""
+
+    async def get_concurrency_key(self, request: bytes) -> bytes:
+        return b""
+
+
+async def _serve(host: str, port: int, payload_bytes: int) -> int:
+    from silo.server.app import bind, start_server
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = await start_server(NoopBroker(payload_bytes=payload_bytes), bind(host, port))
+    # The readiness line `silo serve` prints, which silo.testing.ServerProcess waits for.
+    print(f"listening on {running.address}", flush=True)
+    await stop.wait()
+    await running.drain(grace_s=2.0)
+    await running.close(grace_s=1.0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m silo.bench.noop",
+        description="A no-op Silo server on the stack of `silo serve` (the bench's ceiling).",
+    )
+    parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    parser.add_argument("--payload-bytes", type=int, default=16, metavar="N")
+    args = parser.parse_args(argv)
+    host, _, port = str(args.listen).rpartition(":")
+    # The event loop `silo serve` runs on (silo/cli.py).
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(host.strip("[]"), int(port), args.payload_bytes))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
