@@ -1,4 +1,5 @@
-"""Cancel (SPEC §3): in every state, what the worker is told, and what it may still report."""
+"""Cancel (docs/api.md#cancel): in every state, what the worker is told, and what it may still
+report."""
 
 from __future__ import annotations
 

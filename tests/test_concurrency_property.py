@@ -1,6 +1,8 @@
-"""Concurrency limits under random interleavings (issue 3, DESIGN §6 trap 1): a Hypothesis
-state machine drives one real broker with random enqueues, leases, heartbeats, reports,
-cancels, lease expiries and `kill -9` restarts, and checks the slot accounting after every step.
+"""Concurrency limits under random interleavings (issue 3): the slots have one owner and are
+released in the write that ends the attempt (docs/architecture.md#concurrency-limits). A
+Hypothesis state machine drives one real broker with random enqueues, leases, heartbeats,
+reports, cancels, lease expiries and `kill -9` restarts, and checks the slot accounting after
+every step.
 
 One broker (short lease) serves the whole run; each example uses its own tenant and queue, and
 drains everything it started at teardown, so examples never interact. The machine is
@@ -12,8 +14,9 @@ un-heartbeated lease expires, so it learns expiries from observation (an attempt
 with `lease_expired`, a report or heartbeat refused, a retry leased) and checks each one was due
 (never before the expiry time the broker announced). Checks after every step:
 - per key: holders + reserved ≤ the highest limit in effect since the oldest live job naming the
-  key was enqueued (a lowered limit preempts nothing, SPEC §3); a key with a free slot has no
-  waiters; no holder is an attempt that ended; the limit is the latest one enqueued;
+  key was enqueued (a lowered limit preempts nothing, docs/api.md#concurrency-limits); a key
+  with a free slot has no waiters; no holder is an attempt that ended; the limit is the latest
+  one enqueued;
 - on a consistent snapshot (the key states read before and after the job reads are equal): the
   holders are exactly the RUNNING attempts naming the key, the waiters exactly the PENDING jobs
   whose `waiting_on_keys` names it (best first), and the reservations exactly the other PENDING

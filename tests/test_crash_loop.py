@@ -1,7 +1,7 @@
-"""Crash loop on S3 (SPEC §4 durability, exactly-once outcome): a load of enqueues, leases,
-heartbeats and reports runs while the broker is `kill -9`-ed and restarted 20 times; afterwards
-everything the broker acknowledged is in the store, no task has two outcomes, and every job
-finishes."""
+"""Crash loop on S3 (docs/api.md#guarantees: durability, exactly-once outcome): a load of
+enqueues, leases, heartbeats and reports runs while the broker is `kill -9`-ed and restarted 20
+times; afterwards everything the broker acknowledged is in the store, no task has two outcomes,
+and every job finishes."""
 
 from __future__ import annotations
 

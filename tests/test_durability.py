@@ -1,5 +1,5 @@
-"""Durability (SPEC §4): every acknowledged change survives `kill -9`; RUNNING tasks come back
-with a fresh lease after a restart."""
+"""Durability (docs/api.md#guarantees, docs/architecture.md#durability): every acknowledged change
+survives `kill -9`; RUNNING tasks come back with a fresh lease after a restart."""
 
 from __future__ import annotations
 

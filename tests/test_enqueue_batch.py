@@ -1,4 +1,5 @@
-"""EnqueueBatch (SPEC §3): one result per job in order, each alone, limits for the whole call."""
+"""EnqueueBatch (docs/api.md#enqueuebatch): one result per job in order, each alone, limits for
+the whole call."""
 
 from __future__ import annotations
 

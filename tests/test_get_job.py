@@ -1,4 +1,5 @@
-"""GetJob (SPEC §3): not found, with and without attempts, timestamps through the lifecycle."""
+"""GetJob (docs/api.md#getjob): not found, with and without attempts, timestamps through the
+lifecycle."""
 
 from __future__ import annotations
 

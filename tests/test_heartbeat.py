@@ -1,4 +1,5 @@
-"""HeartbeatTask (SPEC §3): lease extension, refusals, and the cursor handed to later attempts."""
+"""HeartbeatTask (docs/api.md#heartbeattask, docs/api.md#leases): lease extension, refusals, and
+the cursor handed to later attempts."""
 
 from __future__ import annotations
 

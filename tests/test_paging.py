@@ -1,7 +1,7 @@
-"""Backlogs larger than memory's page (DESIGN §2): each ready group and the timers keep only
-their head in memory and read the rest from the store after the last key they hold. These
-tests queue several pages' worth of jobs and check that order, cancel, restarts, timers,
-concurrency limits and tenant turns behave exactly as with a small backlog, while the
+"""Backlogs larger than memory's page (docs/architecture.md#caches): each ready group and the
+timers keep only their head in memory and read the rest from the store after the last key they
+hold. These tests queue several pages' worth of jobs and check that order, cancel, restarts,
+timers, concurrency limits and tenant turns behave exactly as with a small backlog, while the
 `*_in_memory` gauges stay within a page."""
 
 from __future__ import annotations

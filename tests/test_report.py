@@ -1,4 +1,5 @@
-"""ReportTaskOutcome(s) (SPEC §3): result, failure, cancelled; exactly one outcome per task."""
+"""ReportTaskOutcome(s) (docs/api.md#reporttaskoutcome): result, failure, cancelled; exactly one
+outcome per task."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Retry policy (SPEC §3 RetryPolicy): explicit schedules, exponential backoff, the last attempt."""
+"""Retry policy (docs/api.md#retry-policy): explicit schedules, exponential backoff, the last
+attempt."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """What a steady load costs in object-store requests on S3 (issue 4's closing figure): PUTs and
 GETs per 1,000 completed jobs at about 200 jobs/s, counted by the broker's instrumented store
-(Admin.GetStats). Printed, not asserted: cost goals belong to benchmarks (STYLE 12)."""
+(Admin.GetStats). Printed, not asserted: cost goals belong to benchmarks
+(docs/testing.md#benchmarks)."""
 
 from __future__ import annotations
 

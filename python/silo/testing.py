@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerProcess", "ServerStartError", "free_port"]
 
-# The readiness line of SPEC §5; the server may log it on stdout or stderr.
+# The readiness line of `silo serve` (docs/operations.md#running-silo-serve); the server may
+# log it on stdout or stderr.
 _LISTENING = re.compile(r"listening on (?P<host>\S+):(?P<port>\d+)")
 
 

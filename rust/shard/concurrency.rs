@@ -11,7 +11,7 @@
 //! - Invariant after every call: a key with waiters has no free slot. Whenever a slot frees
 //!   or a limit rises, `grant` hands slots to the best waiters at once.
 //!
-//! Durable truth is elsewhere: holders are rebuilt from LEASE records, waiters from WAITING
+//! Durable truth is elsewhere: holders are rebuilt from LEASE records, waiters from READY
 //! records, limits from LIMIT records. Memory is proportional to keys in use: a key's state
 //! is dropped when it has no holder, reservation or waiter.
 

@@ -1,5 +1,5 @@
 //! Queued jobs between the store and memory. A waiting job has exactly one entry in the
-//! store: WAITING (due, seq) until its time comes, then READY (queue, priority, tenant, due,
+//! store: SCHEDULED (due, seq) until its time comes, then READY (queue, priority, tenant, due,
 //! seq) until a worker leases it. Both hold a `QueuedJob`: the job record and its payload, so
 //! that starting an attempt reads nothing else. Memory holds the head of the timer range and
 //! of each ready group (`Page`); refills read the next page after the last key memory holds.
@@ -45,7 +45,7 @@ fn after(mut key: Vec<u8>) -> Vec<u8> {
 
 impl Shard {
     /// Makes a job wait (durably) until `due_ms`: allocates its waiting sequence, sets
-    /// `wait_seq` and `next_attempt_at_ms`, and writes its WAITING entry, with the payload
+    /// `wait_seq` and `next_attempt_at_ms`, and writes its SCHEDULED entry, with the payload
     /// when given (else a lease reads key P). The caller writes the job record as it is now.
     pub(super) fn add_scheduled(
         &mut self,
@@ -111,7 +111,7 @@ impl Shard {
         Ok(due)
     }
 
-    /// The timer (or the step's retry) has come: the job's entry moves from WAITING to READY
+    /// The timer (or the step's retry) has come: the job's entry moves from SCHEDULED to READY
     /// and memory admits it if its group's head takes it.
     pub(super) async fn promote(&mut self, st: &mut Step, due: Vec<Queued>) -> Result<()> {
         let scheduled_keys: Vec<Vec<u8>> = due
@@ -122,7 +122,7 @@ impl Shard {
         let mut promoted = Vec::with_capacity(due.len());
         for ((w, key), value) in due.into_iter().zip(scheduled_keys).zip(values) {
             let Some(value) = value else {
-                tracing::error!(job = %w.job_id, tenant = %w.tenant, "timer without its WAITING entry: dropped");
+                tracing::error!(job = %w.job_id, tenant = %w.tenant, "timer without its SCHEDULED entry: dropped");
                 continue;
             };
             self.forget_key(st, &w, key);
@@ -144,7 +144,7 @@ impl Shard {
         Ok(())
     }
 
-    /// Deletes a waiting entry's key; one this step created is dropped from the batch instead.
+    /// Deletes a scheduled entry's key; one this step created is dropped from the batch instead.
     pub(super) fn forget_key(&self, st: &mut Step, w: &Queued, key: Vec<u8>) {
         if w.seq >= st.first_seq {
             st.txn.discard(&key);

@@ -1,9 +1,9 @@
 """A grpclib codec that hands Silo's requests and replies through as raw protobuf bytes.
 
-Why: decoding with betterproto costs far more than the broker's durable write (DESIGN.md, "The
-wire path"), so the server never decodes Silo messages; the native module does. Methods whose
-request/reply type is `RawMessage` get the encoded bytes as-is; every other message type (the
-health service) goes through grpclib's ProtoCodec.
+Why: decoding with betterproto costs far more than the broker's durable write
+(docs/architecture.md#the-wire-path), so the server never decodes Silo messages; the native
+module does. Methods whose request/reply type is `RawMessage` get the encoded bytes as-is; every
+other message type (the health service) goes through grpclib's ProtoCodec.
 """
 
 from __future__ import annotations
