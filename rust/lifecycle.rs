@@ -17,6 +17,10 @@
 //! An attempt's outcome also arrives for a job cancelled while it ran (the worker reports or
 //! the lease expires after the cancel): the job stays CANCELLED and never retries.
 
+/// The failure code the broker records when a lease expires. Reserved: a worker may not
+/// report it (rust/validate.rs), so an attempt failed with it always means the lease ended.
+pub const LEASE_EXPIRED: &str = "lease_expired";
+
 use crate::error::{Error, Result};
 use crate::proto::{records, wire};
 

@@ -335,6 +335,12 @@ pub fn report(req: wire::ReportTaskOutcomeRequest, limits: &Limits) -> Result<Re
         }
         Some(W::Failure(f)) => {
             check_chars("failure.code", &f.code, MAX_NAME_CHARS)?;
+            if f.code == crate::lifecycle::LEASE_EXPIRED {
+                return Err(Error::invalid(
+                    "failure.code",
+                    format!("{} is reserved for the broker", f.code),
+                ));
+            }
             if f.message.chars().count() > MAX_FAILURE_MESSAGE_CHARS {
                 return Err(Error::invalid(
                     "failure.message",

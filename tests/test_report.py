@@ -75,6 +75,21 @@ async def test_no_outcome_is_invalid_and_records_nothing(shared_stub: SiloStub, 
     assert (await get_job(shared_stub, job_id, ns.tenant)).status == JobStatus.SUCCEEDED
 
 
+async def test_a_worker_cannot_report_the_lease_expired_code(shared_stub: SiloStub, ns) -> None:
+    # The broker records `lease_expired` itself; a worker sending it would pass for an expiry.
+    job_id, task = await enqueue_and_lease(shared_stub, ns.tenant, ns.queue)
+    fake = ReportTaskOutcomeRequest(
+        task_id=task.task_id, worker_id="worker-1", failure=TaskFailure(code="lease_expired")
+    )
+    await expect_status(
+        shared_stub.report_task_outcome(fake), Status.INVALID_ARGUMENT, names="failure.code"
+    )
+    assert (await get_job(shared_stub, job_id, ns.tenant)).status == JobStatus.RUNNING
+    await report_result(shared_stub, task)
+    second = ReportTaskOutcomeRequest(task_id=task.task_id, worker_id="worker-1", result=b"")
+    await expect_status(shared_stub.report_task_outcome(second), Status.ALREADY_EXISTS)
+
+
 async def test_unknown_task_is_not_found(shared_stub: SiloStub) -> None:
     req = ReportTaskOutcomeRequest(task_id="no-such-task", worker_id="w", result=b"")
     await expect_status(shared_stub.report_task_outcome(req), Status.NOT_FOUND)

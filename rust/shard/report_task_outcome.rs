@@ -13,8 +13,7 @@ use crate::record;
 use crate::retry;
 use crate::validate::{Outcome, ReportParams};
 
-/// The failure code recorded when a lease expires.
-pub const LEASE_EXPIRED: &str = "lease_expired";
+pub use crate::lifecycle::LEASE_EXPIRED;
 
 impl Shard {
     pub(super) async fn report_task_outcome(

@@ -263,3 +263,22 @@ fn batch_entries_name_their_index() {
     assert!(out[0].is_ok());
     assert_eq!(field_of(out[1].clone().unwrap_err()), "jobs[1].priority");
 }
+
+#[test]
+fn a_worker_may_not_report_the_lease_expired_code() {
+    let failing = |code: &str| wire::ReportTaskOutcomeRequest {
+        task_id: "t".into(),
+        worker_id: "w".into(),
+        outcome: Some(wire::report_task_outcome_request::Outcome::Failure(
+            wire::TaskFailure {
+                code: code.into(),
+                ..Default::default()
+            },
+        )),
+    };
+    assert_eq!(
+        field_of(report(failing("lease_expired"), &LIMITS).unwrap_err()),
+        "failure.code"
+    );
+    assert!(report(failing("timeout"), &LIMITS).is_ok());
+}
