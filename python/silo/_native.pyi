@@ -11,9 +11,9 @@ import asyncio
 
 __version__: str
 
-def status_table() -> list[tuple[str, int, str]]:
-    """The core's status table: (error kind, gRPC code, silo.errors class name) per error
-    variant (rust/error.rs `Error::status`)."""
+def status_table() -> list[tuple[str, int]]:
+    """The core's status table: (silo.errors class name, gRPC code) per error variant
+    (rust/error.rs `Error::status`)."""
 
 class Completions:
     """The completion queue of one event loop: watch `fileno()` for readability

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from silo.bench.measure import proc_cpu_seconds, proc_rss_bytes
 from silo.bench.rpc import AdminStats, SiloClient
@@ -92,14 +92,7 @@ class Target:
         if self.client is not None:
             self.client.close()
         if self.server is not None:
-            code = self.server.terminate(timeout=60)
-            if code != 0:
-                print(
-                    f"warning: silo serve exited with code {code}; log tail:\n"
-                    + "\n".join(self.server.stderr_text().splitlines()[-20:]),
-                    file=self._out,
-                    flush=True,
-                )
+            _stop(self.server, "silo serve", self._out, timeout=60)
         if self._tmp is not None:
             if self._keep:
                 print(f"kept store and logs in {self._tmp}", file=self._out, flush=True)
@@ -206,14 +199,7 @@ class CeilingTarget:
 
     def __exit__(self, *exc: object) -> None:
         if self.server is not None:
-            code = self.server.terminate(timeout=30)
-            if code != 0:
-                print(
-                    f"warning: the ceiling server exited with code {code}; log tail:\n"
-                    + "\n".join(self.server.stderr_text().splitlines()[-20:]),
-                    file=self._out,
-                    flush=True,
-                )
+            _stop(self.server, "the ceiling server", self._out, timeout=30)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -233,6 +219,18 @@ class CeilingTarget:
             "ceiling_server": " ".join(self.server.command()[1:]),
             "ceiling_address": self.address,
         }
+
+
+def _stop(server: ServerProcess, what: str, out: TextIO, *, timeout: float) -> None:
+    """Terminate a server the bench started; a non-zero exit prints its log tail."""
+    code = server.terminate(timeout=timeout)
+    if code != 0:
+        print(
+            f"warning: {what} exited with code {code}; log tail:\n"
+            + "\n".join(server.stderr_text().splitlines()[-20:]),
+            file=out,
+            flush=True,
+        )
 
 
 def _logged_settings(stderr: str) -> dict[str, Any]:
