@@ -17,6 +17,10 @@
 //! - `READY queue !priority tenant due_ms seq` -> QueuedJob (a due job waiting for a worker;
 //!   `!priority` is `u32::MAX - priority`, so the highest priority sorts first)
 //!
+//! Family bytes are grouped by area: 0x01 META; 0x10..=0x1F jobs, attempts, leases and their
+//! queues; 0x20..=0x2F search (ListJobs indexes, queue counts, retention timers); 0x30..=0x3F
+//! flow control (rate-limit buckets, unique keys, paused queues, schedules, expiry timers).
+//!
 //! # Store format
 //!
 //! `META format_version` holds `FORMAT_VERSION`, written when a shard first opens an empty

@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod proto;
 pub mod record;
 pub mod retry;
+pub mod rpc;
 pub mod shard;
 pub mod store;
 pub mod validate;

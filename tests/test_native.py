@@ -56,7 +56,7 @@ def gauges_of(broker: NativeBroker) -> Callable[[], Awaitable[dict[str, int]]]:
     """The broker's gauges (Admin/GetStats), for wait_for_gauge."""
 
     async def read() -> dict[str, int]:
-        return dict(Stats().parse(await broker.get_stats(bytes(GetStatsRequest()))).gauges)
+        return dict(Stats().parse(await broker.call("GetStats", bytes(GetStatsRequest()))).gauges)
 
     return read
 
@@ -71,9 +71,9 @@ def lease_request(*, worker: str, wait_ms: int, queue: str = "q") -> bytes:
 
 def test_replies_are_the_encoded_answers(run: Callable[[Scenario], None]) -> None:
     async def scenario(broker: NativeBroker) -> None:
-        reply = await broker.enqueue(enqueue_request("a"))
+        reply = await broker.call("Enqueue", enqueue_request("a"))
         assert EnqueueResponse().parse(reply).id == "a"
-        job = Job().parse(await broker.get_job(bytes(GetJobRequest(id="a"))))
+        job = Job().parse(await broker.call("GetJob", bytes(GetJobRequest(id="a"))))
         assert job.id == "a"
         assert job.payload == b"p"
 
@@ -83,12 +83,12 @@ def test_replies_are_the_encoded_answers(run: Callable[[Scenario], None]) -> Non
 def test_errors_are_raised_as_silo_errors(run: Callable[[Scenario], None]) -> None:
     async def scenario(broker: NativeBroker) -> None:
         with pytest.raises(errors.JobNotFound):
-            await broker.get_job(bytes(GetJobRequest(id="missing")))
+            await broker.call("GetJob", bytes(GetJobRequest(id="missing")))
         with pytest.raises(errors.InvalidArgument, match="malformed protobuf"):
-            await broker.enqueue(b"\xff\xff\xff")
-        await broker.enqueue(enqueue_request("twice"))
+            await broker.call("Enqueue", b"\xff\xff\xff")
+        await broker.call("Enqueue", enqueue_request("twice"))
         with pytest.raises(errors.JobAlreadyExists):
-            await broker.enqueue(enqueue_request("twice"))
+            await broker.call("Enqueue", enqueue_request("twice"))
 
     run(scenario)
 
@@ -96,10 +96,10 @@ def test_errors_are_raised_as_silo_errors(run: Callable[[Scenario], None]) -> No
 def test_many_calls_in_flight_are_all_answered(run: Callable[[Scenario], None]) -> None:
     async def scenario(broker: NativeBroker) -> None:
         ids = [f"j{i}" for i in range(300)]
-        replies = await asyncio.gather(*(broker.enqueue(enqueue_request(i)) for i in ids))
+        replies = await asyncio.gather(*(broker.call("Enqueue", enqueue_request(i)) for i in ids))
         assert [EnqueueResponse().parse(r).id for r in replies] == ids
         lookups: list[Awaitable[bytes]] = [
-            broker.get_job(bytes(GetJobRequest(id=i))) for i in [*ids, "missing"]
+            broker.call("GetJob", bytes(GetJobRequest(id=i))) for i in [*ids, "missing"]
         ]
         results = await asyncio.gather(*lookups, return_exceptions=True)
         assert [Job().parse(r).id for r in results[:-1]] == ids  # type: ignore[arg-type]
@@ -111,7 +111,7 @@ def test_many_calls_in_flight_are_all_answered(run: Callable[[Scenario], None]) 
 def test_cancelled_long_poll_leases_nothing(run: Callable[[Scenario], None]) -> None:
     async def scenario(broker: NativeBroker) -> None:
         poll = asyncio.ensure_future(
-            broker.lease_tasks(lease_request(worker="gone", wait_ms=30_000))
+            broker.call("LeaseTasks", lease_request(worker="gone", wait_ms=30_000))
         )
         # Cancelling before the call parks would prove nothing.
         await wait_for_gauge(gauges_of(broker), "lease_waiters", lambda n: n == 1, what="park")
@@ -120,8 +120,8 @@ def test_cancelled_long_poll_leases_nothing(run: Callable[[Scenario], None]) -> 
         with pytest.raises(asyncio.CancelledError):
             await poll
         await wait_for_gauge(gauges_of(broker), "lease_waiters", lambda n: n == 0, what="unpark")
-        await broker.enqueue(enqueue_request("after"))
-        reply = await broker.lease_tasks(lease_request(worker="here", wait_ms=5_000))
+        await broker.call("Enqueue", enqueue_request("after"))
+        reply = await broker.call("LeaseTasks", lease_request(worker="here", wait_ms=5_000))
         assert [t.job_id for t in LeaseTasksResponse().parse(reply).tasks] == ["after"]
 
     run(scenario)
@@ -131,14 +131,14 @@ def test_a_call_cancelled_at_once_leaves_later_calls_working(
     run: Callable[[Scenario], None],
 ) -> None:
     async def scenario(broker: NativeBroker) -> None:
-        call = asyncio.ensure_future(broker.enqueue(enqueue_request("maybe")))
+        call = asyncio.ensure_future(broker.call("Enqueue", enqueue_request("maybe")))
         await asyncio.sleep(0)  # let the call start
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
         # Its answer (if the work finished first) is dropped, never set on the cancelled future
         # (pytest would report that as an unraisable InvalidStateError).
-        reply = await broker.enqueue(enqueue_request("next"))
+        reply = await broker.call("Enqueue", enqueue_request("next"))
         assert EnqueueResponse().parse(reply).id == "next"
 
     run(scenario)
@@ -148,12 +148,14 @@ def test_parked_calls_are_answered_by_close_and_later_calls_fail(
     run: Callable[[Scenario], None],
 ) -> None:
     async def scenario(broker: NativeBroker) -> None:
-        poll = asyncio.ensure_future(broker.lease_tasks(lease_request(worker="w", wait_ms=30_000)))
+        poll = asyncio.ensure_future(
+            broker.call("LeaseTasks", lease_request(worker="w", wait_ms=30_000))
+        )
         await wait_for_gauge(gauges_of(broker), "lease_waiters", lambda n: n == 1, what="park")
         await broker.close()
         await asyncio.wait_for(poll, 10)  # answered (empty or an error), not left hanging
         with pytest.raises(errors.StoreUnavailable):
-            await broker.enqueue(enqueue_request("late"))
+            await broker.call("Enqueue", enqueue_request("late"))
         await broker.close()  # idempotent
 
     run(scenario)

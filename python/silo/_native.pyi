@@ -15,6 +15,9 @@ def status_table() -> list[tuple[str, int]]:
     """The core's status table: (silo.errors class name, gRPC code) per error variant
     (rust/error.rs `Error::status`)."""
 
+def rpcs() -> list[tuple[str, str, bool]]:
+    """Every RPC of the core's table (rust/rpc.rs): (service, method, streaming)."""
+
 class Completions:
     """The completion queue of one event loop: watch `fileno()` for readability
     (`loop.add_reader(c.fileno(), c.drain)`); tokio threads never take the GIL to answer."""
@@ -35,10 +38,10 @@ class Call:
         future is never settled). A parked LeaseTasks then leases nothing for it."""
 
 class Broker:
-    """A running broker over one store. Every RPC method takes a future and the encoded protobuf
-    request of the RPC of the same name (silo.v1) and settles the future with the encoded reply,
-    or with the silo.errors exception of the failure. Every state change is durable before its
-    future is settled."""
+    """A running broker over one store. `call` takes a future, an RPC name and the encoded
+    protobuf request of that RPC and settles the future with the encoded reply, or with the
+    silo.errors exception of the failure. Every state change is durable before its future is
+    settled."""
 
     @staticmethod
     def open(
@@ -55,21 +58,11 @@ class Broker:
         URL or setting (the field named), including a missing or unknown setting.
         """
 
-    def enqueue(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    def enqueue_batch(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    def cancel(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    def lease_tasks(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    def heartbeat_task(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    def report_task_outcome(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    def report_task_outcomes(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    def get_job(self, future: asyncio.Future[bytes], request: bytes) -> Call: ...
-    # silo.admin.v1.Admin
-    def get_concurrency_key(self, future: asyncio.Future[bytes], request: bytes) -> Call:
-        """silo.admin.v1.Admin/GetConcurrencyKey."""
-    def get_stats(self, future: asyncio.Future[bytes], request: bytes) -> Call:
-        """silo.admin.v1.Admin/GetStats."""
-    def set_faults(self, future: asyncio.Future[bytes], request: bytes) -> Call:
-        """silo.admin.v1.Admin/SetFaults; FaultInjectionDisabled unless opened with it."""
+    def call(self, future: asyncio.Future[bytes], rpc: str, request: bytes) -> Call:
+        """Serve the unary RPC whose method name is `rpc` (e.g. "Enqueue", "GetStats"; see
+        `rpcs()`) from its encoded request. ValueError for a name not in the table; a
+        streaming RPC fails with InvalidArgument, one not served yet with Unimplemented.
+        Admin/SetFaults fails with FaultInjectionDisabled unless opened with it."""
     def wait_fenced(self, future: asyncio.Future[None]) -> Call:
         """Settles `future` (with None) once a newer broker has fenced this one off the store:
         from then on every call fails with StoreUnavailable, and the process should stop

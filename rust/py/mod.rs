@@ -12,11 +12,12 @@ use std::sync::{Arc, Once};
 
 use bytes::Bytes;
 use futures::FutureExt;
-use prost::Message;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::error::{Error, Result};
+use crate::rpc::Rpc;
 use completions::{spawn, PyCall, PyCompletions, Queue, Reply};
 
 /// Runs a core future; a panic becomes an internal error instead of a crashed interpreter.
@@ -42,26 +43,6 @@ struct PyBroker {
     queue: Arc<Queue>,
 }
 
-impl PyBroker {
-    /// Decode `request` as `Req`, run `op`, encode its reply; the answer settles `future`.
-    fn call<Req, Resp, F, Fut>(&self, future: Py<PyAny>, request: &[u8], op: F) -> PyCall
-    where
-        Req: Message + Default + Send + 'static,
-        Resp: Message + 'static,
-        F: FnOnce(Arc<Broker>, Req) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Resp>> + Send + 'static,
-    {
-        let bytes = Bytes::copy_from_slice(request);
-        let broker = self.inner.clone();
-        spawn(&self.queue, future, async move {
-            let req = Req::decode(bytes)
-                .map_err(|e| Error::invalid("request", format!("malformed protobuf: {e}")))?;
-            let reply = op(broker, req).await?;
-            Ok(Reply::Bytes(reply.encode_to_vec()))
-        })
-    }
-}
-
 #[pymethods]
 impl PyBroker {
     /// `settings`: every broker setting as one JSON object (python/silo/config.py).
@@ -74,66 +55,16 @@ impl PyBroker {
         })
     }
 
-    fn enqueue(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move { b.enqueue(r).await })
-    }
-
-    fn enqueue_batch(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(
-            future,
-            request,
-            |b, r| async move { b.enqueue_batch(r).await },
-        )
-    }
-
-    fn cancel(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move { b.cancel(r).await })
-    }
-
-    fn lease_tasks(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(
-            future,
-            request,
-            |b, r| async move { b.lease_tasks(r).await },
-        )
-    }
-
-    fn heartbeat_task(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(
-            future,
-            request,
-            |b, r| async move { b.heartbeat_task(r).await },
-        )
-    }
-
-    fn report_task_outcome(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move {
-            b.report_task_outcome(r).await
-        })
-    }
-
-    fn report_task_outcomes(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move {
-            b.report_task_outcomes(r).await
-        })
-    }
-
-    fn get_job(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move { b.get_job(r).await })
-    }
-
-    fn get_stats(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move { b.get_stats(r).await })
-    }
-
-    fn set_faults(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move { b.set_faults(r).await })
-    }
-
-    fn get_concurrency_key(&self, future: Py<PyAny>, request: &[u8]) -> PyCall {
-        self.call(future, request, |b, r| async move {
-            b.get_concurrency_key(r).await
-        })
+    /// Serves the unary RPC named `rpc` (its method name, e.g. "Enqueue") from its encoded
+    /// request; the encoded reply settles `future`.
+    fn call(&self, future: Py<PyAny>, rpc: &str, request: &[u8]) -> PyResult<PyCall> {
+        let rpc = Rpc::from_name(rpc)
+            .ok_or_else(|| PyValueError::new_err(format!("no RPC named {rpc:?}")))?;
+        let bytes = Bytes::copy_from_slice(request);
+        let broker = self.inner.clone();
+        Ok(spawn(&self.queue, future, async move {
+            Ok(Reply::Bytes(broker.call_raw(rpc, bytes).await?))
+        }))
     }
 
     /// Settles `future` once a newer broker has fenced this one off the store.
@@ -156,6 +87,15 @@ impl PyBroker {
             Ok(Reply::Nothing)
         })
     }
+}
+
+/// Every RPC of the core's table (rust/rpc.rs): (service, method, streaming).
+#[pyfunction]
+fn rpcs() -> Vec<(&'static str, &'static str, bool)> {
+    Rpc::ALL
+        .iter()
+        .map(|r| (r.service().name(), r.name(), r.streaming()))
+        .collect()
 }
 
 /// Logs of the core go to stderr; the level comes from SILO_LOG_LEVEL (default "info").
@@ -181,5 +121,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCompletions>()?;
     m.add_class::<PyCall>()?;
     m.add_function(wrap_pyfunction!(errors::status_table, m)?)?;
+    m.add_function(wrap_pyfunction!(rpcs, m)?)?;
     Ok(())
 }

@@ -22,13 +22,12 @@ impl Shard {
         if !p.cursor.is_empty() {
             lease.attempt.heartbeat_cursor = p.cursor.clone();
             lease.job.heartbeat_cursor = p.cursor;
-            let (job, attempt) = (&lease.job, &lease.attempt);
+            let (job, attempt) = (lease.job.clone(), &lease.attempt);
             st.txn.put(
                 keys::attempt(&job.tenant, &job.id, attempt.attempt),
                 record::encode(attempt),
             );
-            st.txn
-                .put(keys::job(&job.tenant, &job.id), record::encode(job));
+            self.put_job(st, &job);
         }
         let expires_at_ms = st.now + self.config.lease_ms;
         self.running.extend(&p.task_id, expires_at_ms);

@@ -200,7 +200,10 @@ impl Shard {
         }
     }
 
-    fn put_job(&self, st: &mut Step, job: &records::JobRecord) {
+    /// Writes a job record: the one place every change of a job goes through (enqueue,
+    /// lease, heartbeat cursor, attempt end, cancel, operator calls), so that what follows a
+    /// change of a job (its index entries, counts and waiters) is kept in one place.
+    fn put_job(&mut self, st: &mut Step, job: &records::JobRecord) {
         st.txn
             .put(keys::job(&job.tenant, &job.id), record::encode(job));
     }

@@ -92,6 +92,14 @@ class NoopBroker:
         self._reports = _Replies(self._reports_reply, _by_length)
         self._lease = _Replies(self._lease_reply, _by_bytes)
         self._stats = bytes(apb.Stats(settings={"broker": "silo.bench.noop"}).SerializeToString())
+        self._answers: dict[str, Callable[[bytes], bytes]] = {
+            "Enqueue": self._fixed(self._enqueue),
+            "EnqueueBatch": self._batch,
+            "LeaseTasks": self._lease,
+            "HeartbeatTask": self._fixed(self._heartbeat),
+            "ReportTaskOutcomes": self._reports,
+            "GetStats": self._fixed(self._stats),
+        }
 
     # ------------------------------------------------------------------ reply builders
 
@@ -133,38 +141,13 @@ class NoopBroker:
 
     # ----------------------------------------------------------------------- BrokerApi
 
-    async def enqueue(self, request: bytes) -> bytes:
-        return self._enqueue
+    async def call(self, rpc: str, request: bytes) -> bytes:
+        """The fixed reply of `rpc` (an empty message for the RPCs the bench does not use)."""
+        reply = self._answers.get(rpc)
+        return b"" if reply is None else reply(request)
 
-    async def enqueue_batch(self, request: bytes) -> bytes:
-        return self._batch(request)
-
-    async def cancel(self, request: bytes) -> bytes:
-        return b""
-
-    async def lease_tasks(self, request: bytes) -> bytes:
-        return self._lease(request)
-
-    async def heartbeat_task(self, request: bytes) -> bytes:
-        return self._heartbeat
-
-    async def report_task_outcome(self, request: bytes) -> bytes:
-        return b""
-
-    async def report_task_outcomes(self, request: bytes) -> bytes:
-        return self._reports(request)
-
-    async def get_job(self, request: bytes) -> bytes:
-        return b""
-
-    async def get_stats(self, request: bytes) -> bytes:
-        return self._stats
-
-    async def set_faults(self, request: bytes) -> bytes:
-        return b""
-
-    async def get_concurrency_key(self, request: bytes) -> bytes:
-        return b""
+    def _fixed(self, reply: bytes) -> Callable[[bytes], bytes]:
+        return lambda _request: reply
 
 
 async def _serve(host: str, port: int, payload_bytes: int) -> int:

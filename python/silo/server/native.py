@@ -25,12 +25,13 @@ T = TypeVar("T")
 class NativeBroker:
     """A broker opened on the running event loop; satisfies service.BrokerApi.
 
-    Every RPC method takes the encoded request of the RPC of the same name and returns the
-    encoded reply, raising the classes of silo.errors. Cancelling the task that awaits a call
-    aborts the native call (a parked LeaseTasks then leases nothing for it; a state change the
-    shard actor already began still completes, durably). Use the broker from the loop that
-    opened it only; that loop keeps watching the completion queue until it closes, so answers
-    that arrive after `close()` are still delivered.
+    `call(rpc, request)` serves any unary RPC of the core's table (`silo._native.rpcs()`)
+    from its encoded request and returns the encoded reply, raising the classes of silo.errors.
+    Cancelling the task that awaits a call aborts the native call (a parked LeaseTasks then
+    leases nothing for it; a state change the shard actor already began still completes,
+    durably). Use the broker from the loop that opened it only; that loop keeps watching the
+    completion queue until it closes, so answers that arrive after `close()` are still
+    delivered.
     """
 
     def __init__(self, native: Broker, completions: Completions) -> None:
@@ -57,42 +58,10 @@ class NativeBroker:
             raise
         return cls(native, completions)
 
-    # silo.v1.Silo
-
-    def enqueue(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.enqueue, request)
-
-    def enqueue_batch(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.enqueue_batch, request)
-
-    def cancel(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.cancel, request)
-
-    def lease_tasks(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.lease_tasks, request)
-
-    def heartbeat_task(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.heartbeat_task, request)
-
-    def report_task_outcome(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.report_task_outcome, request)
-
-    def report_task_outcomes(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.report_task_outcomes, request)
-
-    def get_job(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.get_job, request)
-
-    # silo.admin.v1.Admin
-
-    def get_stats(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.get_stats, request)
-
-    def set_faults(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.set_faults, request)
-
-    def get_concurrency_key(self, request: bytes) -> Awaitable[bytes]:
-        return self._rpc(self._native.get_concurrency_key, request)
+    def call(self, rpc: str, request: bytes) -> Awaitable[bytes]:
+        """Serve the unary RPC named `rpc` (e.g. "Enqueue") from its encoded request; the
+        encoded reply, or the silo.errors exception of the failure."""
+        return self._rpc(self._native, rpc, request)
 
     # Lifecycle
 
@@ -110,12 +79,10 @@ class NativeBroker:
         Idempotent."""
         await _run(self._loop, self._native.close)
 
-    async def _rpc(
-        self, method: Callable[[asyncio.Future[bytes], bytes], Call], request: bytes
-    ) -> bytes:
-        """Start `method` on `request` and await its answer; cancelling aborts the call."""
+    async def _rpc(self, native: Broker, rpc: str, request: bytes) -> bytes:
+        """Start `rpc` on `request` and await its answer; cancelling aborts the call."""
         future: asyncio.Future[bytes] = self._loop.create_future()
-        call = method(future, request)
+        call = native.call(future, rpc, request)
         try:
             return await future
         except asyncio.CancelledError:

@@ -9,6 +9,7 @@ counts the ones in flight for a graceful shutdown, and maps errors through statu
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
@@ -32,21 +33,12 @@ RawCall = Callable[[bytes], Awaitable[bytes]]
 class BrokerApi(Protocol):
     """What the services need from a broker: `native.NativeBroker` satisfies it.
 
-    Each method takes the encoded request of the RPC of the same name and returns the encoded
-    reply, raising silo.errors classes on failure.
+    `call(rpc, request)` takes the method name of a unary RPC (e.g. "Enqueue") and its encoded
+    request and returns the encoded reply, raising silo.errors classes on failure (Unimplemented
+    for an RPC the broker does not serve yet).
     """
 
-    def enqueue(self, request: bytes) -> Awaitable[bytes]: ...
-    def enqueue_batch(self, request: bytes) -> Awaitable[bytes]: ...
-    def cancel(self, request: bytes) -> Awaitable[bytes]: ...
-    def lease_tasks(self, request: bytes) -> Awaitable[bytes]: ...
-    def heartbeat_task(self, request: bytes) -> Awaitable[bytes]: ...
-    def report_task_outcome(self, request: bytes) -> Awaitable[bytes]: ...
-    def report_task_outcomes(self, request: bytes) -> Awaitable[bytes]: ...
-    def get_job(self, request: bytes) -> Awaitable[bytes]: ...
-    def get_stats(self, request: bytes) -> Awaitable[bytes]: ...
-    def set_faults(self, request: bytes) -> Awaitable[bytes]: ...
-    def get_concurrency_key(self, request: bytes) -> Awaitable[bytes]: ...
+    def call(self, rpc: str, request: bytes) -> Awaitable[bytes]: ...
 
 
 class CallTracker:
@@ -146,35 +138,16 @@ class RawService:
 
 
 def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawService]:
-    """The Silo and Admin services over `broker`, sharing `tracker`."""
-    silo = RawService(
-        SILO_SERVICE,
-        {
-            "Enqueue": broker.enqueue,
-            "EnqueueBatch": broker.enqueue_batch,
-            "Cancel": broker.cancel,
-            "LeaseTasks": broker.lease_tasks,
-            "HeartbeatTask": broker.heartbeat_task,
-            "ReportTaskOutcome": broker.report_task_outcome,
-            "ReportTaskOutcomes": broker.report_task_outcomes,
-            "GetJob": broker.get_job,
-            # Later issues: ListJobs and the operator RPCs.
-            "ListJobs": None,
-            "RestartJob": None,
-            "ExpediteJob": None,
-            "DeleteJob": None,
-            "WaitJob": None,
-            "ListQueues": None,
-        },
-        tracker,
+    """The Silo and Admin services over `broker`, sharing `tracker`: one route per unary RPC of
+    the core's table (`silo._native.rpcs()`, rust/rpc.rs). Streaming RPCs have no route yet
+    (grpclib answers UNIMPLEMENTED for them)."""
+    from silo._native import rpcs
+
+    routes: dict[str, dict[str, RawCall | None]] = {SILO_SERVICE: {}, ADMIN_SERVICE: {}}
+    for service, method, streaming in rpcs():
+        if not streaming:
+            routes[service][method] = functools.partial(broker.call, method)
+    return (
+        RawService(SILO_SERVICE, routes[SILO_SERVICE], tracker),
+        RawService(ADMIN_SERVICE, routes[ADMIN_SERVICE], tracker),
     )
-    admin = RawService(
-        ADMIN_SERVICE,
-        {
-            "GetStats": broker.get_stats,
-            "SetFaults": broker.set_faults,
-            "GetConcurrencyKey": broker.get_concurrency_key,
-        },
-        tracker,
-    )
-    return silo, admin

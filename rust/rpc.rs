@@ -1,0 +1,225 @@
+//! Every RPC of Silo's services, named once, and the raw-bytes entry point that serves a unary
+//! one: decode the request (prost), run the broker method of the same name, encode the reply.
+//!
+//! Why one table: the gRPC server routes each path to `Broker::call_raw(rpc, bytes)` from this
+//! list (python/silo/server/service.py reads it through `silo._native.rpcs()`), so adding an
+//! RPC is a broker method and one arm of `call_raw`, and every per-RPC table (routes, the auth
+//! roles of docs/security.md) is an exhaustive `match` over `Rpc` that cannot forget one.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+
+/// The gRPC service an RPC belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// `silo.v1.Silo`: the job contract (docs/api.md).
+    Silo,
+    /// `silo.admin.v1.Admin`: operator and test calls of one process.
+    Admin,
+}
+
+impl Service {
+    /// The fully qualified service name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Silo => "silo.v1.Silo",
+            Service::Admin => "silo.admin.v1.Admin",
+        }
+    }
+}
+
+/// One RPC, by its method name in the proto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    Enqueue,
+    EnqueueBatch,
+    Cancel,
+    LeaseTasks,
+    HeartbeatTask,
+    ReportTaskOutcome,
+    ReportTaskOutcomes,
+    GetJob,
+    ListJobs,
+    RestartJob,
+    ExpediteJob,
+    DeleteJob,
+    WaitJob,
+    ListQueues,
+    CancelJobs,
+    RestartJobs,
+    DeleteJobs,
+    PauseQueue,
+    ResumeQueue,
+    PutSchedule,
+    DeleteSchedule,
+    GetSchedule,
+    ListSchedules,
+    GetCluster,
+    EnqueueStream,
+    WorkerSession,
+    GetStats,
+    SetFaults,
+    GetConcurrencyKey,
+}
+
+impl Rpc {
+    /// Every RPC, in the order of the protos.
+    pub const ALL: [Rpc; 29] = [
+        Rpc::Enqueue,
+        Rpc::EnqueueBatch,
+        Rpc::Cancel,
+        Rpc::LeaseTasks,
+        Rpc::HeartbeatTask,
+        Rpc::ReportTaskOutcome,
+        Rpc::ReportTaskOutcomes,
+        Rpc::GetJob,
+        Rpc::ListJobs,
+        Rpc::RestartJob,
+        Rpc::ExpediteJob,
+        Rpc::DeleteJob,
+        Rpc::WaitJob,
+        Rpc::ListQueues,
+        Rpc::CancelJobs,
+        Rpc::RestartJobs,
+        Rpc::DeleteJobs,
+        Rpc::PauseQueue,
+        Rpc::ResumeQueue,
+        Rpc::PutSchedule,
+        Rpc::DeleteSchedule,
+        Rpc::GetSchedule,
+        Rpc::ListSchedules,
+        Rpc::GetCluster,
+        Rpc::EnqueueStream,
+        Rpc::WorkerSession,
+        Rpc::GetStats,
+        Rpc::SetFaults,
+        Rpc::GetConcurrencyKey,
+    ];
+
+    /// The method name, as in the proto and the gRPC path.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rpc::Enqueue => "Enqueue",
+            Rpc::EnqueueBatch => "EnqueueBatch",
+            Rpc::Cancel => "Cancel",
+            Rpc::LeaseTasks => "LeaseTasks",
+            Rpc::HeartbeatTask => "HeartbeatTask",
+            Rpc::ReportTaskOutcome => "ReportTaskOutcome",
+            Rpc::ReportTaskOutcomes => "ReportTaskOutcomes",
+            Rpc::GetJob => "GetJob",
+            Rpc::ListJobs => "ListJobs",
+            Rpc::RestartJob => "RestartJob",
+            Rpc::ExpediteJob => "ExpediteJob",
+            Rpc::DeleteJob => "DeleteJob",
+            Rpc::WaitJob => "WaitJob",
+            Rpc::ListQueues => "ListQueues",
+            Rpc::CancelJobs => "CancelJobs",
+            Rpc::RestartJobs => "RestartJobs",
+            Rpc::DeleteJobs => "DeleteJobs",
+            Rpc::PauseQueue => "PauseQueue",
+            Rpc::ResumeQueue => "ResumeQueue",
+            Rpc::PutSchedule => "PutSchedule",
+            Rpc::DeleteSchedule => "DeleteSchedule",
+            Rpc::GetSchedule => "GetSchedule",
+            Rpc::ListSchedules => "ListSchedules",
+            Rpc::GetCluster => "GetCluster",
+            Rpc::EnqueueStream => "EnqueueStream",
+            Rpc::WorkerSession => "WorkerSession",
+            Rpc::GetStats => "GetStats",
+            Rpc::SetFaults => "SetFaults",
+            Rpc::GetConcurrencyKey => "GetConcurrencyKey",
+        }
+    }
+
+    pub fn service(self) -> Service {
+        match self {
+            Rpc::GetStats | Rpc::SetFaults | Rpc::GetConcurrencyKey => Service::Admin,
+            _ => Service::Silo,
+        }
+    }
+
+    /// Whether the RPC streams both ways (served by its own stream handler, not `call_raw`).
+    pub fn streaming(self) -> bool {
+        matches!(self, Rpc::EnqueueStream | Rpc::WorkerSession)
+    }
+
+    /// The RPC of a method name (names are unique across the services).
+    pub fn from_name(name: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// Decodes `bytes` as `Req`, runs `op`, encodes its reply.
+async fn raw<Req, Resp, Fut>(bytes: Bytes, op: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>>
+where
+    Req: Message + Default,
+    Resp: Message,
+    Fut: Future<Output = Result<Resp>>,
+{
+    let req = Req::decode(bytes)
+        .map_err(|e| Error::invalid("request", format!("malformed protobuf: {e}")))?;
+    Ok(op(req).await?.encode_to_vec())
+}
+
+impl Broker {
+    /// Serves one unary RPC from its encoded request: the encoded reply, or the error to
+    /// answer with (a request that does not decode is `InvalidArgument` on `request`). An RPC
+    /// this build does not serve yet answers `Unimplemented`; a streaming one is refused here.
+    pub async fn call_raw(&self, rpc: Rpc, bytes: Bytes) -> Result<Vec<u8>> {
+        match rpc {
+            Rpc::Enqueue => raw(bytes, |r| self.enqueue(r)).await,
+            Rpc::EnqueueBatch => raw(bytes, |r| self.enqueue_batch(r)).await,
+            Rpc::Cancel => raw(bytes, |r| self.cancel(r)).await,
+            Rpc::LeaseTasks => raw(bytes, |r| self.lease_tasks(r)).await,
+            Rpc::HeartbeatTask => raw(bytes, |r| self.heartbeat_task(r)).await,
+            Rpc::ReportTaskOutcome => raw(bytes, |r| self.report_task_outcome(r)).await,
+            Rpc::ReportTaskOutcomes => raw(bytes, |r| self.report_task_outcomes(r)).await,
+            Rpc::GetJob => raw(bytes, |r| self.get_job(r)).await,
+            Rpc::GetStats => raw(bytes, |r| self.get_stats(r)).await,
+            Rpc::SetFaults => raw(bytes, |r| self.set_faults(r)).await,
+            Rpc::GetConcurrencyKey => raw(bytes, |r| self.get_concurrency_key(r)).await,
+            Rpc::EnqueueStream | Rpc::WorkerSession => Err(Error::invalid(
+                "rpc",
+                format!("{} is a stream, not a unary call", rpc.name()),
+            )),
+            Rpc::ListJobs
+            | Rpc::RestartJob
+            | Rpc::ExpediteJob
+            | Rpc::DeleteJob
+            | Rpc::WaitJob
+            | Rpc::ListQueues
+            | Rpc::CancelJobs
+            | Rpc::RestartJobs
+            | Rpc::DeleteJobs
+            | Rpc::PauseQueue
+            | Rpc::ResumeQueue
+            | Rpc::PutSchedule
+            | Rpc::DeleteSchedule
+            | Rpc::GetSchedule
+            | Rpc::ListSchedules
+            | Rpc::GetCluster => Err(Error::Unimplemented(rpc.name())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        for rpc in Rpc::ALL {
+            assert_eq!(Rpc::from_name(rpc.name()), Some(rpc));
+        }
+        let mut names: Vec<&str> = Rpc::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Rpc::ALL.len());
+        assert_eq!(Rpc::from_name("Nope"), None);
+    }
+}
