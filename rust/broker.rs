@@ -274,6 +274,13 @@ impl Broker {
             .await
     }
 
+    /// The job as soon as it is terminal, or as it is when `timeout_ms` passes (0: at once).
+    /// Errors: `InvalidArgument`, `JobNotFound`.
+    pub async fn wait_job(&self, req: wire::WaitJobRequest) -> Result<wire::Job> {
+        let params = validate::wait_job(req)?;
+        self.shard_for(&params.tenant).wait_job(params).await
+    }
+
     /// Admin.GetStats: object-store request counts, settings, RSS and in-memory gauges.
     pub async fn get_stats(&self, _req: admin::GetStatsRequest) -> Result<admin::Stats> {
         Ok(admin::Stats {

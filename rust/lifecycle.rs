@@ -83,6 +83,15 @@ impl JobState {
         }
     }
 
+    /// Whether the job has ended (SUCCEEDED, FAILED or CANCELLED): no new attempt follows
+    /// unless an operator restarts it.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+
     /// The name errors use (the wire's, for the terminal states clients see in them).
     pub fn name(self) -> &'static str {
         match self {

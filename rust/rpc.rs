@@ -180,6 +180,7 @@ impl Broker {
             Rpc::ReportTaskOutcome => raw(bytes, |r| self.report_task_outcome(r)).await,
             Rpc::ReportTaskOutcomes => raw(bytes, |r| self.report_task_outcomes(r)).await,
             Rpc::GetJob => raw(bytes, |r| self.get_job(r)).await,
+            Rpc::WaitJob => raw(bytes, |r| self.wait_job(r)).await,
             Rpc::GetStats => raw(bytes, |r| self.get_stats(r)).await,
             Rpc::SetFaults => raw(bytes, |r| self.set_faults(r)).await,
             Rpc::GetConcurrencyKey => raw(bytes, |r| self.get_concurrency_key(r)).await,
@@ -191,7 +192,6 @@ impl Broker {
             | Rpc::RestartJob
             | Rpc::ExpediteJob
             | Rpc::DeleteJob
-            | Rpc::WaitJob
             | Rpc::ListQueues
             | Rpc::CancelJobs
             | Rpc::RestartJobs

@@ -12,6 +12,8 @@ pub const MAX_NAME_CHARS: usize = 127;
 pub const MAX_BATCH: usize = 1000;
 pub const MAX_TASKS: u32 = 1000;
 pub const MAX_WAIT_MS: i64 = 60_000;
+/// Longest WaitJob wait (`timeout_ms`).
+pub const MAX_WAIT_JOB_MS: i64 = 300_000;
 pub const MAX_METADATA_ENTRIES: usize = 32;
 pub const MAX_METADATA_VALUE_CHARS: usize = 1024;
 pub const MAX_CONCURRENCY_LIMITS: usize = 8;
@@ -263,6 +265,33 @@ pub fn enqueue_batch(
 pub fn job_ref(id: &str, tenant: &str) -> Result<()> {
     name("id", id, true)?;
     name("tenant", tenant, false)
+}
+
+/// A validated WaitJob call.
+#[derive(Debug, Clone)]
+pub struct WaitJobParams {
+    pub tenant: String,
+    pub id: String,
+    /// 0..=MAX_WAIT_JOB_MS; 0 answers at once.
+    pub timeout_ms: i64,
+}
+
+pub fn wait_job(req: wire::WaitJobRequest) -> Result<WaitJobParams> {
+    job_ref(&req.id, &req.tenant)?;
+    if req.timeout_ms < 0 {
+        return Err(Error::invalid("timeout_ms", "must not be negative"));
+    }
+    if req.timeout_ms > MAX_WAIT_JOB_MS {
+        return Err(Error::invalid(
+            "timeout_ms",
+            format!("must be at most {MAX_WAIT_JOB_MS} (got {})", req.timeout_ms),
+        ));
+    }
+    Ok(WaitJobParams {
+        tenant: req.tenant,
+        id: req.id,
+        timeout_ms: req.timeout_ms,
+    })
 }
 
 /// Validates a concurrency key reference (Admin.GetConcurrencyKey).

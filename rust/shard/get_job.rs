@@ -17,6 +17,17 @@ impl Shard {
             .load_job(st, &job_ref.tenant, &job_ref.id)
             .await?
             .ok_or(Error::JobNotFound)?;
+        self.wire_job(st, rec, include_attempts).await
+    }
+
+    /// The client's view of a job record as this step sees it: its payload, its attempts on
+    /// request, and the concurrency key it waits on (GetJob, WaitJob).
+    pub(super) async fn wire_job(
+        &self,
+        st: &Step,
+        rec: records::JobRecord,
+        include_attempts: bool,
+    ) -> Result<wire::Job> {
         let payload = st
             .txn
             .get(&self.db, &keys::payload(&rec.tenant, &rec.id))

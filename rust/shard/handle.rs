@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
-use crate::validate::{HeartbeatParams, LeaseParams, NewJob, ReportParams};
+use crate::validate::{HeartbeatParams, LeaseParams, NewJob, ReportParams, WaitJobParams};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -19,6 +19,7 @@ pub(super) enum Command {
     HeartbeatTask(HeartbeatParams, Reply<wire::HeartbeatTaskResponse>),
     ReportTaskOutcomes(Vec<ReportParams>, Reply<Vec<Result<()>>>),
     GetJob(JobRef, bool, Reply<wire::Job>),
+    WaitJob(WaitJobParams, Reply<wire::Job>),
     GetStats(Reply<BTreeMap<String, i64>>),
     GetConcurrencyKey(String, String, Reply<admin::ConcurrencyKeyState>),
     Close(oneshot::Sender<()>),
@@ -77,7 +78,13 @@ impl ShardHandle {
             .await
     }
 
-    /// Sizes of the in-memory state (ready, scheduled, running, lease_waiters, concurrency_keys).
+    /// The job once it is terminal, or as it is when the timeout passes.
+    pub async fn wait_job(&self, params: WaitJobParams) -> Result<wire::Job> {
+        self.call(|r| Command::WaitJob(params, r)).await
+    }
+
+    /// Sizes of the in-memory state (ready, scheduled, running, lease_waiters, job_waiters,
+    /// concurrency_keys).
     pub async fn get_stats(&self) -> Result<BTreeMap<String, i64>> {
         self.call(Command::GetStats).await
     }

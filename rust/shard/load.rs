@@ -15,7 +15,6 @@ use super::page::Page;
 use super::ready::ReadyIndex;
 use super::running::{Running, RunningTasks};
 use super::step::Step;
-use super::txn::Txn;
 use super::{Shard, ShardConfig};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -57,6 +56,7 @@ impl Shard {
             running: RunningTasks::default(),
             conc: ConcurrencyTable::default(),
             parked: VecDeque::new(),
+            waiters: Default::default(),
             last_write: None,
             flush_now,
         };
@@ -87,12 +87,7 @@ impl Shard {
         self.last_write = None;
         // Every RUNNING attempt gets a fresh lease (docs/api.md#leases). Holders first, so that admitting
         // the ready groups below sees the slots they hold.
-        let st = Step {
-            now,
-            first_seq: self.next_seq,
-            txn: Txn::default(),
-            replies: Vec::new(),
-        };
+        let st = Step::new(now, self.next_seq);
         let mut iter = self.db.scan(keys::family_range(keys::LEASE)).await?;
         while let Some(kv) = iter.next().await? {
             let task_id = keys::parse_lease(&kv.key)?;

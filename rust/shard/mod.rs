@@ -16,7 +16,8 @@
 //! due job waiting for a slot of a concurrency key.
 //!
 //! One file per RPC: enqueue.rs, cancel.rs, lease_tasks.rs, heartbeat_task.rs,
-//! report_task_outcome.rs, get_job.rs, get_stats.rs (GetStats and GetConcurrencyKey).
+//! report_task_outcome.rs, get_job.rs, wait_job.rs, get_stats.rs (GetStats and
+//! GetConcurrencyKey).
 
 mod cancel;
 pub mod concurrency;
@@ -39,6 +40,7 @@ pub mod running;
 mod step;
 mod timers;
 mod txn;
+mod wait_job;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -66,6 +68,7 @@ use ready::{Queued, ReadyIndex};
 use running::RunningTasks;
 use step::Step;
 use txn::Txn;
+use wait_job::JobWaiters;
 
 /// Settings of one shard.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +103,8 @@ pub struct Shard {
     conc: ConcurrencyTable,
     /// LeaseTasks calls parked until a task is ready or their wait ends, oldest first.
     parked: VecDeque<ParkedLease>,
+    /// WaitJob calls waiting for a job to end or for their deadline.
+    waiters: JobWaiters,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
     /// Asks the flusher task for a WAL flush now (local stores only; see health.rs).
@@ -206,6 +211,7 @@ impl Shard {
     fn put_job(&mut self, st: &mut Step, job: &records::JobRecord) {
         st.txn
             .put(keys::job(&job.tenant, &job.id), record::encode(job));
+        self.wake_waiters(st, job);
     }
 
     async fn load_attempt(

@@ -27,6 +27,9 @@ impl Shard {
         for w in self.parked.drain(..) {
             let _ = w.reply.send(Err(Error::StoreUnavailable(reason.clone())));
         }
+        for reply in self.waiters.drain() {
+            let _ = reply.send(Err(Error::StoreUnavailable(reason.clone())));
+        }
         let attempt = self.reopen(&reason).await;
         self.recover_after_ms = self.clock.now_ms() + 1000;
         attempt

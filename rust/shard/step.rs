@@ -12,7 +12,7 @@ use super::txn::Txn;
 use super::Shard;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::wire;
+use crate::proto::{records, wire};
 use crate::record;
 
 /// Most commands one step takes from the channel (bounds the latency of a step).
@@ -34,6 +34,20 @@ pub(super) struct Step {
     pub(super) first_seq: u64,
     pub(super) txn: Txn,
     pub(super) replies: Vec<Deferred>,
+    /// WaitJob callers woken by a job that became terminal, with the job as written then.
+    pub(super) woken: Vec<(records::JobRecord, Vec<Reply<wire::Job>>)>,
+}
+
+impl Step {
+    pub(super) fn new(now: i64, first_seq: u64) -> Step {
+        Step {
+            now,
+            first_seq,
+            txn: Txn::default(),
+            replies: Vec::new(),
+            woken: Vec::new(),
+        }
+    }
 }
 
 impl Shard {
@@ -70,6 +84,9 @@ impl Shard {
         for w in self.parked.drain(..) {
             let _ = w.reply.send(Ok(wire::LeaseTasksResponse::default()));
         }
+        for reply in self.waiters.drain() {
+            let _ = reply.send(Err(shutting_down()));
+        }
         if let Some(h) = self.last_write.take() {
             let _ = h.await_durable().await;
         }
@@ -91,6 +108,7 @@ impl Shard {
             },
             self.running.next_expiry(),
             self.parked.iter().map(|w| w.deadline_ms).min(),
+            self.waiters.next_deadline(),
             self.health.failure().map(|_| self.recover_after_ms),
         ]
         .into_iter()
@@ -111,6 +129,7 @@ impl Shard {
             Command::HeartbeatTask(_, r) => drop(r.send(Err(err))),
             Command::ReportTaskOutcomes(_, r) => drop(r.send(Err(err))),
             Command::GetJob(_, _, r) => drop(r.send(Err(err))),
+            Command::WaitJob(_, r) => drop(r.send(Err(err))),
             Command::GetStats(r) => drop(r.send(Err(err))),
             Command::GetConcurrencyKey(_, _, r) => drop(r.send(Err(err))),
             Command::Close(r) => drop(r.send(())),
@@ -126,19 +145,16 @@ impl Shard {
             }
             return;
         }
-        let mut st = Step {
-            now: self.clock.now_ms(),
-            first_seq: self.next_seq,
-            txn: Txn::default(),
-            replies: Vec::new(),
-        };
+        let mut st = Step::new(self.clock.now_ms(), self.next_seq);
         self.fire_timers(&mut st).await;
+        self.expire_job_waiters(&mut st).await;
         for cmd in cmds {
             self.apply(&mut st, cmd).await;
         }
         // Admit what the commands made due (enqueues, immediate retries) before serving.
         self.fire_timers(&mut st).await;
         self.serve_parked(&mut st).await;
+        self.serve_job_waiters(&mut st).await;
         self.commit(st).await;
     }
 
@@ -171,6 +187,7 @@ impl Shard {
                 let r = self.get_job(st, &job, include_attempts).await;
                 st.replies.push(defer(reply, r));
             }
+            Command::WaitJob(params, reply) => self.wait_job(st, params, reply).await,
             Command::GetStats(reply) => st.replies.push(defer(reply, Ok(self.get_stats()))),
             Command::GetConcurrencyKey(tenant, key, reply) => {
                 let state = self.get_concurrency_key(&tenant, &key);

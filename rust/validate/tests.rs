@@ -282,3 +282,21 @@ fn a_worker_may_not_report_the_lease_expired_code() {
     );
     assert!(report(failing("timeout"), &LIMITS).is_ok());
 }
+
+#[test]
+fn wait_job_timeout_bounds() {
+    let req = |id: &str, timeout_ms: i64| wire::WaitJobRequest {
+        id: id.into(),
+        tenant: String::new(),
+        timeout_ms,
+    };
+    assert_eq!(wait_job(req("j", 0)).unwrap().timeout_ms, 0);
+    assert_eq!(
+        wait_job(req("j", MAX_WAIT_JOB_MS)).unwrap().timeout_ms,
+        MAX_WAIT_JOB_MS
+    );
+    for bad in [-1, MAX_WAIT_JOB_MS + 1, i64::MIN, i64::MAX] {
+        assert_eq!(field_of(wait_job(req("j", bad)).unwrap_err()), "timeout_ms");
+    }
+    assert_eq!(field_of(wait_job(req("", 10)).unwrap_err()), "id");
+}

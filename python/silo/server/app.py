@@ -3,8 +3,8 @@ shutdown.
 
 Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
 SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let calls in flight finish, close the
-broker (which flushes SlateDB and answers parked LeaseTasks long-polls), let those answers go
-out, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives
+broker (which flushes SlateDB and answers parked LeaseTasks and WaitJob calls), let those answers
+go out, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives
 the opening up and returns 0 at once. If a newer broker fences this one off the store, the same
 shutdown runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
 """
@@ -41,7 +41,7 @@ log = logging.getLogger("silo.server")
 
 T = TypeVar("T")
 
-#: How long a shutdown waits for calls in flight (other than LeaseTasks long-polls, which the
+#: How long a shutdown waits for calls in flight (other than long-polls and WaitJob, which the
 #: broker's close answers) before closing the broker anyway.
 DRAIN_GRACE_S: Final = 10.0
 #: After the broker is closed, how long the remaining calls get to send their answers.
@@ -120,7 +120,7 @@ class RunningServer:
 
     async def drain(self, grace_s: float = DRAIN_GRACE_S) -> bool:
         """Refuse new calls and wait up to `grace_s` for the calls in flight, LeaseTasks
-        long-polls excepted; True if they all finished.
+        long-polls and WaitJob calls excepted; True if they all finished.
 
         Does not close the broker or the listener: close the broker (which answers the parked
         long-polls), then call `close()`.

@@ -44,9 +44,9 @@ class BrokerApi(Protocol):
 class CallTracker:
     """Counts the calls in flight across services and refuses new ones once draining."""
 
-    #: Calls that may legitimately wait a long time (LeaseTasks long-polls, up to 60 s); the
-    #: broker's close answers them, so a drain need not wait for them.
-    LONG_POLLS = frozenset({f"/{SILO_SERVICE}/LeaseTasks"})
+    #: Calls that may legitimately wait a long time (LeaseTasks long-polls, up to 60 s; WaitJob,
+    #: up to 300 s); the broker's close answers them, so a drain need not wait for them.
+    LONG_POLLS = frozenset({f"/{SILO_SERVICE}/LeaseTasks", f"/{SILO_SERVICE}/WaitJob"})
 
     def __init__(self) -> None:
         self.draining = False
