@@ -214,20 +214,22 @@ async def test_noop_broker_replies_are_valid_and_sized_by_the_request() -> None:
     broker = NoopBroker(payload_bytes=5)
     lease = pb.LeaseTasksRequest(worker_id="w", max_tasks=7, queues=["q"]).SerializeToString()
     for _ in range(2):  # built once, then kept
-        tasks = pb.LeaseTasksResponse.FromString(await broker.lease_tasks(lease)).tasks
+        tasks = pb.LeaseTasksResponse.FromString(await broker.call("LeaseTasks", lease)).tasks
         assert len(tasks) == 7
         assert {(t.queue, t.payload, t.attempt) for t in tasks} == {("q", bytes(5), 1)}
         assert len({t.task_id for t in tasks}) == 7
     batch = pb.EnqueueBatchRequest(jobs=[pb.EnqueueRequest(queue="q")] * 3).SerializeToString()
-    results = pb.EnqueueBatchResponse.FromString(await broker.enqueue_batch(batch)).results
+    results = pb.EnqueueBatchResponse.FromString(await broker.call("EnqueueBatch", batch)).results
     assert [r.code for r in results] == [0, 0, 0] and all(r.id for r in results)
     reports = pb.ReportTaskOutcomesRequest(
         reports=[pb.ReportTaskOutcomeRequest(task_id="t", worker_id="w")] * 4
     ).SerializeToString()
-    replies = pb.ReportTaskOutcomesResponse.FromString(await broker.report_task_outcomes(reports))
+    replies = pb.ReportTaskOutcomesResponse.FromString(
+        await broker.call("ReportTaskOutcomes", reports)
+    )
     assert [r.code for r in replies.results] == [0] * 4
     single = pb.EnqueueRequest(queue="q").SerializeToString()
-    assert pb.EnqueueResponse.FromString(await broker.enqueue(single)).id
+    assert pb.EnqueueResponse.FromString(await broker.call("Enqueue", single)).id
 
 
 def test_against_running_broker(shared_server: ServerProcess) -> None:
