@@ -366,7 +366,7 @@ API_KINDS = ("open", "connect")
 
 @pytest.fixture(params=API_KINDS)
 def api_kind(request: pytest.FixtureRequest) -> str:
-    """"open" or "connect": tests that take `make_api` run once with each."""
+    """ "open" or "connect": tests that take `make_api` run once with each."""
     return str(request.param)
 
 

@@ -25,8 +25,8 @@ from silo._proto.silo.v1 import (
     LeaseTasksRequest,
     LeaseTasksResponse,
 )
-from silo.config import ServeConfig
 from silo.broker import Broker as NativeBroker
+from silo.config import ServeConfig
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 

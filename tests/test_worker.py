@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -243,7 +243,9 @@ async def test_graceful_stop_lets_running_tasks_finish(make_api: MakeApi) -> Non
 
 async def test_tasks_past_the_grace_period_are_retried_not_stuck(make_api: MakeApi) -> None:
     api = await make_api()
-    handle = await takes_a_while.enqueue(api, 3600, _retry=RetryPolicy(max_retries=1, schedule_ms=(60_000,)))
+    handle = await takes_a_while.enqueue(
+        api, 3600, _retry=RetryPolicy(max_retries=1, schedule_ms=(60_000,))
+    )
     worker = silo.Worker(api, tasks=[takes_a_while], grace=0.2)
     job_task = asyncio.create_task(worker.run(handle_signals=False))
     await asyncio.to_thread(started.wait, 30)
@@ -296,5 +298,3 @@ async def test_job_options_and_serializers(make_api: MakeApi) -> None:
     async with running(silo.Worker(api, tasks=[pickled])):
         job = await wait_terminal(api, handle.id)
     assert handle.outcome(job) == 3
-
-

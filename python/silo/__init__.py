@@ -11,7 +11,9 @@ Both satisfy `silo.Api`; tasks (`@silo.task`) are enqueued through either and ru
 
 from __future__ import annotations
 
-from silo import errors, types
+# The blocking facade and the test helpers, as `silo.sync` and `silo.testing` (after the rest:
+# they build on it).
+from silo import errors, sync, testing, types
 from silo.api import Api
 from silo.broker import Broker, open
 from silo.client import Client, connect
@@ -133,6 +135,8 @@ __all__ = [
     "connect",
     "errors",
     "open",
+    "sync",
     "task",
+    "testing",
     "types",
 ]
