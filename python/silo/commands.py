@@ -73,7 +73,11 @@ def add_commands(commands: Any) -> None:
     enqueue.add_argument("--id", default="")
     enqueue.add_argument("--priority", type=int, default=0)
     enqueue.add_argument("--payload", default="", help="the payload as text")
-    enqueue.add_argument("--task", help="a task name: the payload is then --args/--kwargs")
+    enqueue.add_argument(
+        "--task",
+        help="a task name (module.function): the payload is then --args/--kwargs, and the "
+        "task's defaults (queue, retry, ...) apply when its module imports here",
+    )
     enqueue.add_argument("--args", default="[]", help="the task's positional args (JSON list)")
     enqueue.add_argument("--kwargs", default="{}", help="the task's keyword args (JSON object)")
     enqueue.add_argument(
@@ -187,18 +191,22 @@ async def _worker(args: argparse.Namespace) -> int:
 
 async def _enqueue(args: argparse.Namespace) -> int:
     metadata = dict(_pair(m) for m in args.metadata)
-    payload = args.payload.encode()
+    job = NewJob(payload=args.payload.encode())
     if args.task:
-        metadata[TASK_METADATA_KEY] = args.task
-        payload = json.dumps(
-            {"args": json.loads(args.args), "kwargs": json.loads(args.kwargs)}
-        ).encode()
-    job = NewJob(
-        id=args.id,
-        tenant=args.tenant,
-        queue=args.queue,
-        priority=args.priority,
-        payload=payload,
+        task_args, task_kwargs = json.loads(args.args), json.loads(args.kwargs)
+        definition = _find_task(args.task)
+        if definition is not None:  # the task's own defaults: queue, retry, priority, ...
+            job = definition.new_job(*task_args, **task_kwargs)
+        else:
+            payload = {"args": task_args, "kwargs": task_kwargs}
+            job = NewJob(payload=json.dumps(payload).encode())
+        metadata = {**job.metadata, TASK_METADATA_KEY: args.task, **metadata}
+    job = dataclasses.replace(
+        job,
+        id=args.id or job.id,
+        tenant=args.tenant or job.tenant,
+        queue=args.queue or job.queue,
+        priority=args.priority or job.priority,
         metadata=metadata,
     )
     async with _api(args) as api:
@@ -218,6 +226,20 @@ async def _enqueue(args: argparse.Namespace) -> int:
                 progress.update(bar, advance=n)
         print(f"enqueued {done} job(s), {failed} refused")
         return EXIT_OK if not failed else EXIT_FAILURE
+
+
+def _find_task(name: str) -> TaskDef[Any, Any] | None:
+    """The task `name` (`module.function`) when its module imports here, else None."""
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        return None
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        value = getattr(importlib.import_module(module_name), attr, None)
+    except ImportError:
+        return None
+    return value if isinstance(value, TaskDef) else None
 
 
 def _fields(job: NewJob) -> dict[str, Any]:

@@ -31,8 +31,8 @@ except ImportError:  # the fixture then says what is missing
 else:
     from silo.broker import Broker, open
 
-    @pytest_asyncio.fixture  # type: ignore[no-redef]
-    async def silo_broker() -> AsyncIterator[Broker]:
+    @pytest_asyncio.fixture
+    async def silo_broker() -> AsyncIterator[Broker]:  # type: ignore[misc]
         """A fresh embedded broker on memory://, closed after the test."""
         broker = await open("memory://")
         try:
