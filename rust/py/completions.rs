@@ -21,9 +21,9 @@ use tokio::task::AbortHandle;
 use super::convert::decode_reply;
 use super::errors::to_py;
 use super::{guarded, PyBroker};
-use crate::rpc::Rpc;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::rpc::Rpc;
 
 /// What a finished call answers, before it becomes a Python object on the loop thread.
 pub(super) enum Reply {

@@ -12,7 +12,10 @@ mod reply;
 mod request;
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use pyo3::types::{PyBytes, PyString};
 
 use crate::error::Error;
 use crate::rpc::Rpc;
@@ -25,6 +28,20 @@ pub(crate) use request::encode;
 /// The `silo.errors.InvalidArgument` of a bad argument.
 fn invalid(py: Python<'_>, error: Error) -> PyErr {
     to_py(py, error)
+}
+
+/// The interned Python string of a field name, made once per name (interning a `&str` anew
+/// costs an allocation and a lookup per field of every message).
+pub(super) fn interned<'py>(py: Python<'py>, field: &'static str) -> Bound<'py, PyString> {
+    static NAMES: Mutex<BTreeMap<&'static str, Py<PyString>>> = Mutex::new(BTreeMap::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    names
+        .entry(field)
+        .or_insert_with(|| PyString::intern(py, field).unbind())
+        .bind(py)
+        .clone()
 }
 
 /// The RPC of a method name; ValueError for a name not in the table.

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use prost::Message;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
 
 use crate::error::Error;
 use crate::proto::{admin, wire};
 use crate::rpc::Rpc;
 
 use super::super::errors::to_py;
+use super::interned;
 
 /// The classes of `silo.types` the replies are made of, looked up once.
 struct Types {
@@ -95,9 +96,9 @@ impl<'py> Kw<'py> {
         Kw(PyDict::new(py))
     }
 
-    fn set(self, name: &str, value: impl IntoPyObject<'py>) -> PyResult<Self> {
+    fn set(self, name: &'static str, value: impl IntoPyObject<'py>) -> PyResult<Self> {
         let py = self.0.py();
-        self.0.set_item(PyString::intern(py, name), value)?;
+        self.0.set_item(interned(py, name), value)?;
         Ok(self)
     }
 
@@ -146,7 +147,11 @@ fn list<'py, T>(
     Ok(PyList::new(py, values)?.into_any())
 }
 
-fn retry_policy<'py>(py: Python<'py>, t: &Types, r: &wire::RetryPolicy) -> PyResult<Bound<'py, PyAny>> {
+fn retry_policy<'py>(
+    py: Python<'py>,
+    t: &Types,
+    r: &wire::RetryPolicy,
+) -> PyResult<Bound<'py, PyAny>> {
     Kw::new(py)
         .set("max_retries", r.max_retries)?
         .set("schedule_ms", PyTuple::new(py, &r.schedule_ms)?)?
@@ -263,7 +268,10 @@ fn job<'py>(py: Python<'py>, t: &Types, j: &wire::Job) -> PyResult<Bound<'py, Py
         .set("next_attempt_at_ms", j.next_attempt_at_ms)?
         .set("attempt_count", j.attempt_count)?
         .set("result", bytes(py, &j.result))?
-        .set("last_failure", task_failure(py, t, j.last_failure.as_ref())?)?
+        .set(
+            "last_failure",
+            task_failure(py, t, j.last_failure.as_ref())?,
+        )?
         .set("attempts", tuple(py, &j.attempts, |a| attempt(py, t, a))?)?
         .set("waiting_on_keys", PyTuple::new(py, &j.waiting_on_keys)?)?
         .set("waiting_on_rate_limit", j.waiting_on_rate_limit.as_str())?
@@ -276,7 +284,11 @@ fn job<'py>(py: Python<'py>, t: &Types, j: &wire::Job) -> PyResult<Bound<'py, Py
         .build(&t.job)
 }
 
-fn new_job<'py>(py: Python<'py>, t: &Types, r: &wire::EnqueueRequest) -> PyResult<Bound<'py, PyAny>> {
+fn new_job<'py>(
+    py: Python<'py>,
+    t: &Types,
+    r: &wire::EnqueueRequest,
+) -> PyResult<Bound<'py, PyAny>> {
     Kw::new(py)
         .set("id", r.id.as_str())?
         .set("tenant", r.tenant.as_str())?
@@ -319,7 +331,11 @@ fn schedule<'py>(py: Python<'py>, t: &Types, s: &wire::Schedule) -> PyResult<Bou
         .build(&t.schedule)
 }
 
-fn queue_stats<'py>(py: Python<'py>, t: &Types, q: &wire::QueueStats) -> PyResult<Bound<'py, PyAny>> {
+fn queue_stats<'py>(
+    py: Python<'py>,
+    t: &Types,
+    q: &wire::QueueStats,
+) -> PyResult<Bound<'py, PyAny>> {
     let counts = PyDict::new(py);
     for (k, v) in &q.counts {
         counts.set_item(k, v)?;
@@ -462,7 +478,10 @@ pub(crate) fn decode_reply<'py>(
         }
         Rpc::EnqueueStream | Rpc::WorkerSession => Err(to_py(
             py,
-            Error::invalid("rpc", format!("{} is a stream, not a unary call", rpc.name())),
+            Error::invalid(
+                "rpc",
+                format!("{} is a stream, not a unary call", rpc.name()),
+            ),
         )),
     }
 }

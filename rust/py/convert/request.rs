@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::proto::{admin, wire};
 use crate::rpc::Rpc;
 
-use super::invalid;
+use super::{interned, invalid};
 
 /// The fields of one message as Python holds them: the items of a dict (keyword arguments) or
 /// the attributes of an object (a `silo.types` dataclass). A missing key or attribute, or a
@@ -41,9 +41,9 @@ impl<'py> Fields<'py> {
     }
 
     /// The value of `field`, or None when absent or `None`.
-    fn get(&self, field: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn get(&self, field: &'static str) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = self.source.py();
-        let key = PyString::intern(py, field);
+        let key = interned(py, field);
         let value = match self.source.cast::<PyDict>() {
             Ok(dict) => dict.get_item(key)?,
             Err(_) => match self.source.getattr(key) {
@@ -64,7 +64,7 @@ impl<'py> Fields<'py> {
         self.bad(field, format!("expected {what}, got {type_name}"))
     }
 
-    pub(super) fn string(&self, field: &str) -> PyResult<String> {
+    pub(super) fn string(&self, field: &'static str) -> PyResult<String> {
         match self.get(field)? {
             None => Ok(String::new()),
             Some(v) => match v.cast::<PyString>() {
@@ -74,7 +74,7 @@ impl<'py> Fields<'py> {
         }
     }
 
-    pub(super) fn int64(&self, field: &str) -> PyResult<i64> {
+    pub(super) fn int64(&self, field: &'static str) -> PyResult<i64> {
         match self.get(field)? {
             None => Ok(0),
             Some(v) => self.int_of(field, &v),
@@ -94,12 +94,12 @@ impl<'py> Fields<'py> {
         }
     }
 
-    pub(super) fn uint32(&self, field: &str) -> PyResult<u32> {
+    pub(super) fn uint32(&self, field: &'static str) -> PyResult<u32> {
         let n = self.int64(field)?;
         u32::try_from(n).map_err(|_| self.bad(field, format!("out of range (got {n})")))
     }
 
-    pub(super) fn float(&self, field: &str) -> PyResult<f64> {
+    pub(super) fn float(&self, field: &'static str) -> PyResult<f64> {
         match self.get(field)? {
             None => Ok(0.0),
             Some(v) if v.is_instance_of::<pyo3::types::PyBool>() => {
@@ -111,7 +111,7 @@ impl<'py> Fields<'py> {
         }
     }
 
-    pub(super) fn boolean(&self, field: &str) -> PyResult<bool> {
+    pub(super) fn boolean(&self, field: &'static str) -> PyResult<bool> {
         match self.get(field)? {
             None => Ok(false),
             Some(v) => v
@@ -122,7 +122,7 @@ impl<'py> Fields<'py> {
 
     /// `bytes` (or a bytearray); None when absent, so that an outcome can tell "no result"
     /// from an empty one.
-    pub(super) fn opt_bytes(&self, field: &str) -> PyResult<Option<Bytes>> {
+    pub(super) fn opt_bytes(&self, field: &'static str) -> PyResult<Option<Bytes>> {
         let Some(v) = self.get(field)? else {
             return Ok(None);
         };
@@ -135,7 +135,7 @@ impl<'py> Fields<'py> {
         Err(self.expected(field, "bytes", &v))
     }
 
-    pub(super) fn bytes(&self, field: &str) -> PyResult<Bytes> {
+    pub(super) fn bytes(&self, field: &'static str) -> PyResult<Bytes> {
         Ok(self.opt_bytes(field)?.unwrap_or_default())
     }
 
@@ -143,7 +143,7 @@ impl<'py> Fields<'py> {
     /// index in the path.
     pub(super) fn list<T>(
         &self,
-        field: &str,
+        field: &'static str,
         mut item: impl FnMut(Bound<'py, PyAny>, String) -> PyResult<T>,
     ) -> PyResult<Vec<T>> {
         let Some(v) = self.get(field)? else {
@@ -162,7 +162,7 @@ impl<'py> Fields<'py> {
         Ok(out)
     }
 
-    pub(super) fn strings(&self, field: &str) -> PyResult<Vec<String>> {
+    pub(super) fn strings(&self, field: &'static str) -> PyResult<Vec<String>> {
         self.list(field, |v, name| match v.cast::<PyString>() {
             Ok(s) => Ok(s.to_str()?.to_owned()),
             Err(_) => Err(invalid(
@@ -172,12 +172,12 @@ impl<'py> Fields<'py> {
         })
     }
 
-    pub(super) fn int64s(&self, field: &str) -> PyResult<Vec<i64>> {
+    pub(super) fn int64s(&self, field: &'static str) -> PyResult<Vec<i64>> {
         self.list(field, |v, name| Fields::new(v.clone(), name).int_of("", &v))
     }
 
     /// A mapping of str to str (a dict, or anything with `items()`).
-    pub(super) fn str_map(&self, field: &str) -> PyResult<BTreeMap<String, String>> {
+    pub(super) fn str_map(&self, field: &'static str) -> PyResult<BTreeMap<String, String>> {
         let Some(v) = self.get(field)? else {
             return Ok(BTreeMap::new());
         };
@@ -208,7 +208,7 @@ impl<'py> Fields<'py> {
     /// A nested message, None when absent.
     pub(super) fn message<T>(
         &self,
-        field: &str,
+        field: &'static str,
         read: impl FnOnce(&Fields<'py>) -> PyResult<T>,
     ) -> PyResult<Option<T>> {
         match self.get(field)? {
@@ -220,7 +220,7 @@ impl<'py> Fields<'py> {
     /// Each element of the sequence `field` read as a message.
     pub(super) fn messages<T>(
         &self,
-        field: &str,
+        field: &'static str,
         read: impl Fn(&Fields<'py>) -> PyResult<T>,
     ) -> PyResult<Vec<T>> {
         self.list(field, |v, name| read(&Fields::new(v, format!("{name}."))))
@@ -290,7 +290,8 @@ fn report(f: &Fields<'_>) -> PyResult<wire::ReportTaskOutcomeRequest> {
     let result = f.opt_bytes("result")?;
     let failure = f.message("failure", task_failure)?;
     let cancelled = f.boolean("cancelled")?;
-    let given = usize::from(result.is_some()) + usize::from(failure.is_some()) + usize::from(cancelled);
+    let given =
+        usize::from(result.is_some()) + usize::from(failure.is_some()) + usize::from(cancelled);
     if given != 1 {
         return Err(f.bad("outcome", "give exactly one of result, failure, cancelled"));
     }
@@ -442,7 +443,10 @@ pub(crate) fn encode(rpc: Rpc, args: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         Rpc::EnqueueStream | Rpc::WorkerSession => {
             return Err(invalid(
                 args.py(),
-                Error::invalid("rpc", format!("{} is a stream, not a unary call", rpc.name())),
+                Error::invalid(
+                    "rpc",
+                    format!("{} is a stream, not a unary call", rpc.name()),
+                ),
             ))
         }
     };
