@@ -20,7 +20,7 @@ async def test_a_second_open_fences_the_first(tmp_path: Path) -> None:
     second = await silo.open(store)
     try:
         await asyncio.wait_for(first.wait_fenced(), 30)
-        with pytest.raises(silo.StoreUnavailable, match="fenced|newer|closed|unavailable"):
+        with pytest.raises(silo.StoreUnavailable, match=r"fenced|newer|closed|unavailable"):
             await first.enqueue(queue="q")
         for i, job_id in enumerate(ids):
             job = await second.get_job(id=job_id)

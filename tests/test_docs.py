@@ -30,9 +30,20 @@ def test_the_block_runs(code: str, tmp_path: Path) -> None:
     script = tmp_path / "test_block.py"
     script.write_text(code)
     if re.search(r"^(async )?def test_", code, flags=re.M):
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(script),
-                   "-o", "asyncio_mode=auto"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(script),
+            "-o",
+            "asyncio_mode=auto",
+        ]
     else:
         command = [sys.executable, str(script)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout + done.stderr
