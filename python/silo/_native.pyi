@@ -8,7 +8,18 @@ outcome are queued in the `Completions` the broker was opened with, and the loop
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, final
+
+__all__ = [
+    "__version__",
+    "Broker",
+    "Completions",
+    "Call",
+    "status_table",
+    "rpcs",
+    "encode_request",
+    "decode_reply",
+]
 
 __version__: str
 
@@ -29,6 +40,7 @@ def decode_reply(rpc: str, data: bytes) -> Any:
     """The silo.types value of the unary RPC `rpc`'s encoded reply (python/silo/api.py gives
     each method's type). InternalError when the bytes do not decode."""
 
+@final
 class Completions:
     """The completion queue of one event loop: watch `fileno()` for readability
     (`loop.add_reader(c.fileno(), c.drain)`); tokio threads never take the GIL to answer."""
@@ -41,6 +53,7 @@ class Completions:
         already done, i.e. cancelled, is left alone); returns how many were taken. Call it on
         the loop thread. A panic in the work arrives as InternalError."""
 
+@final
 class Call:
     """One call in flight."""
 
@@ -48,6 +61,7 @@ class Call:
         """Stop the work if it is still running; cancel its future first (an aborted call's
         future is never settled). A parked LeaseTasks then leases nothing for it."""
 
+@final
 class Broker:
     """A running broker over one store. `call` takes a future, an RPC name and the encoded
     protobuf request of that RPC and settles the future with the encoded reply, or with the
