@@ -8,7 +8,7 @@ PROTO_FILES := proto/silo/v1/silo.proto proto/silo/admin/v1/admin.proto
 PROTO_FLAGS := --python_betterproto2_out=client_generation=async:$(PROTO_OUT)
 
 .DEFAULT_GOAL := help
-.PHONY: help install develop proto lint fmt test serve
+.PHONY: help install develop proto lint fmt test serve wheel
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -46,3 +46,8 @@ test: ## Rust unit tests (release), then the Python suite; collecting no test is
 
 serve: ## run the broker on ./silo-data at 127.0.0.1:7070
 	$(PYTHON) -m silo serve
+
+wheel: ## build the abi3 wheel (native module stripped) into dist/: pip install dist/silo-*.whl
+	rm -rf dist
+	maturin build --release --strip --out dist
+	@ls dist/*.whl

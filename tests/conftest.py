@@ -355,3 +355,43 @@ async def short_stub(
     """A stub to `short_lease_server` on a channel of this test's event loop."""
     async with _module_stub(request, short_lease_server) as s:
         yield s
+
+
+# ---------------------------------------------------------------- the public Python API
+
+#: How `make_api` reaches a broker: in process (`silo.open`) or over gRPC (`silo.connect` to a
+#: `silo serve` child).
+API_KINDS = ("open", "connect")
+
+
+@pytest.fixture(params=API_KINDS)
+def api_kind(request: pytest.FixtureRequest) -> str:
+    """ "open" or "connect": tests that take `make_api` run once with each."""
+    return str(request.param)
+
+
+MakeApi = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def make_api(
+    api_kind: str, store_factory: StoreFactory, make_server: MakeServer
+) -> AsyncIterator[MakeApi]:
+    """`await make_api(lease_ms=...)`: a `silo.Api` on a fresh store, embedded (`silo.open`)
+    or remote (`silo.connect` to its own `silo serve`) per `api_kind`; closed at teardown."""
+    import silo
+
+    opened: list[Any] = []
+
+    async def make(*, lease_ms: int = 30_000) -> Any:
+        if api_kind == "open":
+            api: Any = await silo.open(store_factory("api"), lease_ms=lease_ms)
+        else:
+            server = await make_server(lease_ms=lease_ms)
+            api = await silo.connect(server.address)
+        opened.append(api)
+        return api
+
+    yield make
+    for api in opened:
+        await api.close()

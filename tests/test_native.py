@@ -1,4 +1,4 @@
-"""The native broker driven from an event loop (python/silo/server/native.py and
+"""The native broker driven from an event loop (python/silo/broker.py and
 rust/py/completions.rs), in process: answers and errors arrive through the completion queue,
 cancellation aborts the native call, and closing is clean. Runs on asyncio's loop and on uvloop
 (the server's)."""
@@ -25,8 +25,8 @@ from silo._proto.silo.v1 import (
     LeaseTasksRequest,
     LeaseTasksResponse,
 )
+from silo.broker import Broker as NativeBroker
 from silo.config import ServeConfig
-from silo.server.native import NativeBroker
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 

@@ -3,11 +3,23 @@
 Calls do not return awaitables: each takes an asyncio future of the calling event loop, starts the
 work on the extension's tokio runtime and returns a `Call`. When the work ends, the future and its
 outcome are queued in the `Completions` the broker was opened with, and the loop's next
-`Completions.drain()` settles the future (python/silo/server/native.py drives this)."""
+`Completions.drain()` settles the future (python/silo/broker.py drives this)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any, final
+
+__all__ = [
+    "__version__",
+    "Broker",
+    "Completions",
+    "Call",
+    "status_table",
+    "rpcs",
+    "encode_request",
+    "decode_reply",
+]
 
 __version__: str
 
@@ -18,6 +30,17 @@ def status_table() -> list[tuple[str, int]]:
 def rpcs() -> list[tuple[str, str, bool]]:
     """Every RPC of the core's table (rust/rpc.rs): (service, method, streaming)."""
 
+def encode_request(rpc: str, args: object) -> bytes:
+    """The encoded protobuf request of the unary RPC `rpc` from its typed arguments: a dict of
+    the request's fields (keyword arguments of the silo.Api method) or a silo.types value with
+    those attributes (nested values likewise). ValueError for an unknown RPC name;
+    InvalidArgument naming a field of the wrong type or out of its wire range."""
+
+def decode_reply(rpc: str, data: bytes) -> Any:
+    """The silo.types value of the unary RPC `rpc`'s encoded reply (python/silo/api.py gives
+    each method's type). InternalError when the bytes do not decode."""
+
+@final
 class Completions:
     """The completion queue of one event loop: watch `fileno()` for readability
     (`loop.add_reader(c.fileno(), c.drain)`); tokio threads never take the GIL to answer."""
@@ -30,6 +53,7 @@ class Completions:
         already done, i.e. cancelled, is left alone); returns how many were taken. Call it on
         the loop thread. A panic in the work arrives as InternalError."""
 
+@final
 class Call:
     """One call in flight."""
 
@@ -37,6 +61,7 @@ class Call:
         """Stop the work if it is still running; cancel its future first (an aborted call's
         future is never settled). A parked LeaseTasks then leases nothing for it."""
 
+@final
 class Broker:
     """A running broker over one store. `call` takes a future, an RPC name and the encoded
     protobuf request of that RPC and settles the future with the encoded reply, or with the
@@ -63,6 +88,10 @@ class Broker:
         `rpcs()`) from its encoded request. ValueError for a name not in the table; a
         streaming RPC fails with InvalidArgument, one not served yet with Unimplemented.
         Admin/SetFaults fails with FaultInjectionDisabled unless opened with it."""
+    def invoke(self, future: asyncio.Future[Any], rpc: str, args: object) -> Call:
+        """Serve the unary RPC `rpc` from its typed arguments (as `encode_request` takes them);
+        the future gets the reply as its silo.types value (as `decode_reply` makes it), or the
+        silo.errors exception of the failure. Bad arguments raise InvalidArgument at once."""
     def wait_fenced(self, future: asyncio.Future[None]) -> Call:
         """Settles `future` (with None) once a newer broker has fenced this one off the store:
         from then on every call fails with StoreUnavailable, and the process should stop

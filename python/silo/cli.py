@@ -1,4 +1,6 @@
-"""The `silo` command: `silo serve` runs the broker; `silo bench SCENARIO` measures one.
+"""The `silo` command: `silo serve` runs the broker; `silo worker`, `silo enqueue` and
+`silo jobs` run tasks and look at jobs (python/silo/commands.py); `silo bench SCENARIO`
+measures a broker.
 
 Exit codes: 0 after a clean shutdown, 1 when the broker cannot start (store, address, native
 module), 2 for bad usage or a bad setting. Errors are one line on stderr, never a traceback.
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                 setting.flag, dest=setting.name, metavar=setting.metavar, help=setting.help_text
             )
     from silo import bench  # light: argparse only, no grpcio
+    from silo.commands import add_commands
 
+    add_commands(commands)
     bench.register(commands)
     return parser
 
@@ -62,6 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from silo import bench
 
         return bench.run(args)
+    if args.command in ("worker", "enqueue", "jobs"):
+        from silo.commands import run_command
+
+        code = run_command(args)
+        if "silo._native" in sys.modules:
+            _exit_now(code)
+        return code
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest
 
 

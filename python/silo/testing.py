@@ -1,4 +1,11 @@
-"""Test harness: run a real `silo serve` in a subprocess and talk to it over gRPC.
+"""Test helpers: run enqueued tasks inline (`drain`), and run a real `silo serve` in a
+subprocess (`ServerProcess`). The pytest fixture `silo_broker` (python/silo/pytest_plugin.py)
+gives a fresh embedded broker on memory:// to each test:
+
+    async def test_add(silo_broker):
+        handle = await add.enqueue(silo_broker, 1, 2)
+        assert await silo.testing.drain(silo_broker, tasks=[add]) == 1
+        assert await handle.result(timeout=5) == 3
 
 `ServerProcess` is what Silo's own tests use, and it is public so that users can test their
 workers against a real broker the same way:
@@ -27,14 +34,42 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from grpclib.client import Channel
 
     from silo._proto.silo.v1 import SiloStub
+    from silo.api import Api
+    from silo.tasks import RawHandler, TaskDef
 
-__all__ = ["ServerProcess", "ServerStartError", "free_port"]
+__all__ = ["ServerProcess", "ServerStartError", "drain", "free_port"]
+
+
+async def drain(
+    api: Api,
+    *,
+    tasks: Sequence[TaskDef[Any, Any]] = (),
+    handlers: Mapping[str, RawHandler] | None = None,
+    queues: Sequence[str] | None = None,
+    concurrency: int = 1,
+) -> int:
+    """Run the due jobs of `tasks` (and raw `handlers`) inline, as a `silo.Worker` would,
+    until none is due and none is running; how many ran. Jobs scheduled for later (a future
+    start, a retry's backoff) stay; a retry due at once runs in the same drain. Failures are
+    recorded on the jobs as a worker records them (retries, tracebacks), not raised here."""
+    from silo.worker import Worker
+
+    worker = Worker(
+        api,
+        tasks=tasks,
+        handlers=handlers,
+        queues=queues,
+        concurrency=concurrency,
+        worker_id="silo-testing-drain",
+    )
+    return await worker.run_until_idle()
+
 
 # The readiness line of `silo serve` (docs/operations.md#running-silo-serve); the server may
 # log it on stdout or stderr.

@@ -18,10 +18,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio::task::AbortHandle;
 
+use super::convert::decode_reply;
 use super::errors::to_py;
 use super::{guarded, PyBroker};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::rpc::Rpc;
 
 /// What a finished call answers, before it becomes a Python object on the loop thread.
 pub(super) enum Reply {
@@ -31,6 +33,9 @@ pub(super) enum Reply {
     Nothing,
     /// A newly opened broker, answered as a `silo._native.Broker` bound to this queue.
     Broker(Broker),
+    /// The encoded reply of a typed call, answered as the `silo.types` value of `rpc`'s reply
+    /// (decoded on the loop thread, rust/py/convert/).
+    Typed(Rpc, Vec<u8>),
 }
 
 /// A file descriptor that one side makes readable (`wake`) and the other watches and empties
@@ -233,31 +238,31 @@ impl PyCompletions {
 }
 
 /// Set `future`'s result or exception, unless it is already done (cancelled while in flight).
+/// A reply that cannot be made into its Python value settles the future with that error.
 fn settle(queue: &Arc<Queue>, future: &Bound<'_, PyAny>, outcome: Result<Reply>) -> PyResult<()> {
     let py = future.py();
     if future.call_method0(intern!(py, "done"))?.is_truthy()? {
         return Ok(());
     }
-    match outcome {
-        Ok(reply) => {
-            let value = match reply {
-                Reply::Bytes(bytes) => PyBytes::new(py, &bytes).into_any(),
-                Reply::Nothing => py.None().into_bound(py),
-                Reply::Broker(broker) => Bound::new(
-                    py,
-                    PyBroker {
-                        inner: Arc::new(broker),
-                        queue: queue.clone(),
-                    },
-                )?
-                .into_any(),
-            };
-            future.call_method1(intern!(py, "set_result"), (value,))?;
-        }
-        Err(error) => {
-            let exception = to_py(py, error).into_value(py);
-            future.call_method1(intern!(py, "set_exception"), (exception,))?;
-        }
-    }
+    let value = match outcome {
+        Ok(reply) => match reply {
+            Reply::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
+            Reply::Nothing => Ok(py.None().into_bound(py)),
+            Reply::Broker(broker) => Bound::new(
+                py,
+                PyBroker {
+                    inner: Arc::new(broker),
+                    queue: queue.clone(),
+                },
+            )
+            .map(Bound::into_any),
+            Reply::Typed(rpc, bytes) => decode_reply(py, rpc, &bytes),
+        },
+        Err(error) => Err(to_py(py, error)),
+    };
+    match value {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
+        Err(error) => future.call_method1(intern!(py, "set_exception"), (error.into_value(py),))?,
+    };
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! Rust that knows pyo3.
 
 mod completions;
+mod convert;
 mod errors;
 
 use std::future::Future;
@@ -67,6 +68,18 @@ impl PyBroker {
         }))
     }
 
+    /// Serves the unary RPC named `rpc` from its typed arguments (rust/py/convert/): a dict of
+    /// the request's fields or a `silo.types` value. Bad arguments raise InvalidArgument here;
+    /// the reply settles `future` as its `silo.types` value.
+    fn invoke(&self, future: Py<PyAny>, rpc: &str, args: &Bound<'_, PyAny>) -> PyResult<PyCall> {
+        let rpc = convert::rpc_named(rpc)?;
+        let bytes = Bytes::from(convert::encode(rpc, args)?);
+        let broker = self.inner.clone();
+        Ok(spawn(&self.queue, future, async move {
+            Ok(Reply::Typed(rpc, broker.call_raw(rpc, bytes).await?))
+        }))
+    }
+
     /// Settles `future` once a newer broker has fenced this one off the store.
     fn wait_fenced(&self, future: Py<PyAny>) -> PyCall {
         let broker = self.inner.clone();
@@ -122,5 +135,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCall>()?;
     m.add_function(wrap_pyfunction!(errors::status_table, m)?)?;
     m.add_function(wrap_pyfunction!(rpcs, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::encode_request, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::decode_reply_of, m)?)?;
     Ok(())
 }

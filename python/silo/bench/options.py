@@ -482,6 +482,22 @@ def _cost(p: argparse.ArgumentParser) -> None:
     _paced(p, duration=60.0)
 
 
+def _python_api(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs", type=_positive, default=100_000, metavar="N", help="no-op jobs worked (100k)"
+    )
+    p.add_argument(
+        "--enqueue-jobs", type=_positive, default=20_000, metavar="N", help="jobs per enqueue phase"
+    )
+    p.add_argument(
+        "--clients", type=_positive, default=64, metavar="N", help="enqueuing coroutines (64)"
+    )
+    p.add_argument(
+        "--concurrency", type=_positive, default=1000, metavar="N", help="worker slots (1000)"
+    )
+    p.add_argument("--no-dramatiq", action="store_true", help="skip the Dramatiq comparison")
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     """One scenario: its name, one-line help, a description, and its own flags."""
@@ -493,6 +509,15 @@ class ScenarioSpec:
 
 
 SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
+    ScenarioSpec(
+        "python-api",
+        "silo.open / silo.connect / silo.Worker side by side, and against Dramatiq on Redis",
+        "Embedded enqueue vs enqueue over gRPC (single and enqueue_many of 1,000), then N no-op "
+        "async tasks worked by one silo.Worker over gRPC and embedded, and by Dramatiq (its "
+        "default worker processes) on a local redis-server with AOF everysec: jobs/s, CPU per "
+        "job, and the ratios (BENCHMARKS.md).",
+        _python_api,
+    ),
     ScenarioSpec(
         "ceiling",
         "Silo's jobs/s as a ratio to a no-op server on the same stack, measured in the same run",

@@ -1,5 +1,5 @@
-"""Runs the broker as a gRPC server: Silo and Admin services, standard health service, graceful
-shutdown.
+"""Runs a broker as a gRPC server (`silo serve`; `silo.Broker.serve` for an embedded one): Silo
+and Admin services, standard health service, graceful shutdown.
 
 Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
 SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let calls in flight finish, close the
@@ -167,7 +167,7 @@ async def run(config: ServeConfig) -> int:
     or the store cannot be opened; exit 0 if SIGTERM or SIGINT arrives while the store opens.
     """
     try:
-        from silo.server.native import NativeBroker
+        from silo.broker import Broker
     except ImportError as exc:
         return _fail(f"the native module is not built ({exc}); run `make install`")
 
@@ -179,7 +179,7 @@ async def run(config: ServeConfig) -> int:
         return _fail(f"cannot listen on {config.listen}: {exc}")
 
     try:
-        broker = await _unless_stopped(NativeBroker.open(config), stop)
+        broker = await _unless_stopped(Broker.open(config), stop)
     except errors.SiloError as exc:
         sock.close()
         return _fail(f"cannot open store {config.store!r}: {exc}")

@@ -31,7 +31,7 @@ RawCall = Callable[[bytes], Awaitable[bytes]]
 
 
 class BrokerApi(Protocol):
-    """What the services need from a broker: `native.NativeBroker` satisfies it.
+    """What the services need from a broker: `silo.Broker` satisfies it.
 
     `call(rpc, request)` takes the method name of a unary RPC (e.g. "Enqueue") and its encoded
     request and returns the encoded reply, raising silo.errors classes on failure (Unimplemented

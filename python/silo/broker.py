@@ -1,0 +1,167 @@
+"""`silo.Broker`: the whole broker in this process, driven from one asyncio event loop.
+
+`silo.open(store, **settings)` returns one. It satisfies `silo.Api` with typed values (each call
+is one native call: no gRPC, no protobuf in Python), it serves the gRPC server's raw path
+(`call(rpc, request_bytes)`, python/silo/server/service.py), and `await broker.serve(address)`
+lets other processes reach it over gRPC.
+
+How answers arrive: each call hands the native broker a future of the loop; the broker runs the
+call on its tokio runtime and queues the future with its answer in a completion queue. The loop
+watches the queue's file descriptor (`loop.add_reader`) and settles every queued future in one
+native call, so tokio threads never take the GIL and many answers cost one wakeup
+(rust/py/completions.rs says why). Typed replies become `silo.types` values there, on the loop
+thread (rust/py/convert/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from silo import _native
+from silo.config import DEFAULT_LISTEN, DEFAULT_STORE, ServeConfig, parse_listen
+from silo.methods import ApiMethods
+
+if TYPE_CHECKING:
+    from silo.server.app import RunningServer
+
+__all__ = ["Broker", "open"]
+
+log = logging.getLogger("silo.broker")
+
+T = TypeVar("T")
+
+
+class Broker(ApiMethods):
+    """A broker opened on the running event loop (see the module doc).
+
+    Use it from the loop that opened it only; that loop keeps watching the completion queue
+    until it closes, so answers that arrive after `close()` are still delivered. Cancelling the
+    task that awaits a call aborts the native call (a parked LeaseTasks then leases nothing for
+    it; a state change the shard actor already began still completes, durably).
+
+    Only one process may have a store open: opening it again (here or in `silo serve`) fences
+    this broker off; from then on its calls fail with StoreUnavailable and `wait_fenced()`
+    returns. Nothing it acknowledged is lost.
+    """
+
+    def __init__(self, native: _native.Broker, completions: _native.Completions) -> None:
+        self._native = native
+        self._completions = completions
+        self._loop = asyncio.get_running_loop()
+        self._servers: list[RunningServer] = []
+        self._closed = False
+
+    @classmethod
+    async def open(cls, config: ServeConfig) -> Broker:
+        """Open (or create) the store of `config` and rebuild the broker's state.
+
+        Raises StoreUnavailable when the store cannot be opened, InvalidArgument for a bad URL.
+        """
+        loop = asyncio.get_running_loop()
+        completions = _native.Completions()
+        loop.add_reader(completions.fileno(), completions.drain)
+        try:
+            native: _native.Broker = await _run(
+                loop,
+                lambda future: _native.Broker.open(completions, future, config.broker_settings()),
+            )
+        except BaseException:
+            loop.remove_reader(completions.fileno())
+            raise
+        return cls(native, completions)
+
+    async def _invoke(self, rpc: str, fields: object) -> Any:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        call = self._native.invoke(future, rpc, fields)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            call.abort()
+            raise
+
+    def call(self, rpc: str, request: bytes) -> Awaitable[bytes]:
+        """Serve the unary RPC named `rpc` (e.g. "Enqueue") from its encoded protobuf request;
+        the encoded reply, or the silo.errors exception of the failure. The gRPC server's path
+        (it never decodes a Silo message in Python)."""
+        return self._raw(rpc, request)
+
+    async def _raw(self, rpc: str, request: bytes) -> bytes:
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        call = self._native.call(future, rpc, request)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            call.abort()
+            raise
+
+    # Serving gRPC
+
+    async def serve(self, address: str = DEFAULT_LISTEN) -> RunningServer:
+        """Serve this broker over gRPC on `address` (`HOST:PORT`; port 0 picks a free one;
+        the returned server's `address` says which): silo.v1.Silo, silo.admin.v1.Admin and the
+        health service, as `silo serve` does. `close()` stops the server first.
+
+        Raises OSError when the address cannot be bound, ValueError when it is malformed.
+        """
+        from silo.server.app import bind, start_server
+
+        host, port = parse_listen(address)
+        running = await start_server(self, bind(host, port))
+        self._servers.append(running)
+        return running
+
+    # Lifecycle
+
+    async def wait_fenced(self) -> None:
+        """Return once a newer broker has fenced this one off the store: from then on every
+        call fails with StoreUnavailable, and the process should stop serving."""
+        await _run(self._loop, self._native.wait_fenced)
+
+    def settings(self) -> dict[str, str]:
+        """The effective settings (store, flush_interval_ms, lease_ms, ...)."""
+        return self._native.settings()
+
+    async def close(self) -> None:
+        """Stop the gRPC servers of `serve()` (their calls in flight finish first), finish
+        queued commands, answer parked LeaseTasks, flush and close the store. Idempotent."""
+        servers, self._servers = self._servers, []
+        for server in servers:
+            await server.drain()
+        self._closed = True
+        await _run(self._loop, self._native.close)
+        for server in servers:
+            await server.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` was called."""
+        return self._closed
+
+
+async def open(store: str = DEFAULT_STORE, **settings: Any) -> Broker:
+    """Open the broker on `store` in this process: a directory path, `file:///abs/path`,
+    `memory://` or `s3://bucket/prefix` (docs/operations.md#stores). `settings` are those of
+    `silo serve` by field name (`lease_ms=`, `flush_interval_ms=`, `max_payload_bytes=`, ...,
+    docs/operations.md#settings).
+
+    Raises ConfigError (a ValueError) for a bad setting, StoreUnavailable when the store cannot
+    be opened. Opening a store fences off any broker that had it open.
+    """
+    return await Broker.open(ServeConfig(store=store, **settings))
+
+
+async def _run(loop: asyncio.AbstractEventLoop, start: Callable[[asyncio.Future[T]], Any]) -> T:
+    """Start a native call that settles the future it is given and await it; cancelling aborts
+    the call."""
+    future: asyncio.Future[T] = loop.create_future()
+    call = start(future)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            call.abort()
+        raise

@@ -1,0 +1,362 @@
+"""The `silo worker`, `silo enqueue` and `silo jobs` commands (python/silo/cli.py parses them).
+
+Each reaches a broker with `--connect HOST:PORT` (a `silo serve`; the default is
+127.0.0.1:7070) or `--store URL` (the broker opened in this process: with `silo worker`, the
+broker and the worker run in one process). Tables and progress bars are drawn with rich;
+`--json` prints JSON instead. Errors are one line on stderr (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import dataclasses
+import enum
+import importlib
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from silo import errors
+from silo.api import Api
+from silo.config import DEFAULT_LISTEN, ConfigError
+from silo.tasks import TASK_METADATA_KEY, TaskDef
+from silo.types import Job, JobStatus, NewJob
+
+__all__ = ["add_commands", "run_command"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def _add_broker_arguments(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--connect", metavar="HOST:PORT", help=f"a running broker (default {DEFAULT_LISTEN})"
+    )
+    where.add_argument(
+        "--store", metavar="URL", help="open the broker on this store in this process instead"
+    )
+    p.add_argument("--lease-ms", type=int, default=None, help="with --store: the lease duration")
+
+
+def add_commands(commands: Any) -> None:
+    """Add `worker`, `enqueue` and `jobs` to the `silo` command's subparsers."""
+    worker = commands.add_parser(
+        "worker",
+        help="run tasks",
+        description="Run the tasks of MODULE (every @silo.task in it, or the task or list of "
+        "tasks MODULE:ATTR names) until SIGTERM or SIGINT; running tasks then get --grace "
+        "seconds to finish.",
+    )
+    worker.add_argument("target", metavar="MODULE[:ATTR]")
+    _add_broker_arguments(worker)
+    worker.add_argument("--concurrency", type=int, default=10, help="tasks at once (default 10)")
+    worker.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to finish at shutdown (default 30)"
+    )
+    worker.add_argument("--queues", help="comma-separated queues (default: the tasks' queues)")
+    worker.add_argument("--worker-id", help="default HOST-PID-RANDOM")
+
+    enqueue = commands.add_parser(
+        "enqueue",
+        help="enqueue jobs",
+        description="Enqueue a job (or --count copies); prints each id (with --count, a "
+        "progress bar and the count).",
+    )
+    _add_broker_arguments(enqueue)
+    enqueue.add_argument("--queue", default="")
+    enqueue.add_argument("--tenant", default="")
+    enqueue.add_argument("--id", default="")
+    enqueue.add_argument("--priority", type=int, default=0)
+    enqueue.add_argument("--payload", default="", help="the payload as text")
+    enqueue.add_argument(
+        "--task",
+        help="a task name (module.function): the payload is then --args/--kwargs, and the "
+        "task's defaults (queue, retry, ...) apply when its module imports here",
+    )
+    enqueue.add_argument("--args", default="[]", help="the task's positional args (JSON list)")
+    enqueue.add_argument("--kwargs", default="{}", help="the task's keyword args (JSON object)")
+    enqueue.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    enqueue.add_argument("--count", type=int, default=1, help="enqueue this many copies")
+
+    jobs = commands.add_parser("jobs", help="look at and act on jobs")
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="jobs matching filters, newest first")
+    _add_broker_arguments(listing)
+    listing.add_argument("--tenant", default="")
+    listing.add_argument("--queue", default="")
+    listing.add_argument("--status", default="", help="comma-separated, e.g. FAILED,CANCELLED")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    for name, text in (
+        ("show", "one job with its attempts"),
+        ("cancel", "cancel a job"),
+        ("restart", "run a FAILED or CANCELLED job again"),
+        ("wait", "wait until a job ends"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("id")
+        action.add_argument("--tenant", default="")
+        _add_broker_arguments(action)
+        action.add_argument("--json", action="store_true")
+        if name == "wait":
+            action.add_argument("--timeout", type=float, default=300.0, help="seconds")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run `worker`, `enqueue` or `jobs` as parsed; the exit code."""
+    import uvloop
+
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = {
+        "worker": _worker,
+        "enqueue": _enqueue,
+        "jobs": _jobs,
+    }[args.command]
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(command(args))
+    except (errors.SiloError, ConfigError, OSError, ValueError, ImportError) as exc:
+        print(f"silo {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+@asynccontextmanager
+async def _api(args: argparse.Namespace) -> AsyncIterator[Api]:
+    import silo
+
+    api: silo.Broker | silo.Client
+    if args.store:
+        settings = {} if args.lease_ms is None else {"lease_ms": args.lease_ms}
+        api = await silo.open(args.store, **settings)
+    else:
+        api = await silo.connect(args.connect or DEFAULT_LISTEN)
+    try:
+        yield api
+    finally:
+        await api.close()
+
+
+# ---------------------------------------------------------------------------- worker
+
+
+def load_tasks(target: str) -> list[TaskDef[Any, Any]]:
+    """The tasks `MODULE[:ATTR]` names: every TaskDef of MODULE, or ATTR (a task or an
+    iterable of tasks). ImportError / ValueError when there are none."""
+    module_name, _, attr = target.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: modules of the current directory
+    module = importlib.import_module(module_name)
+    if attr:
+        value = getattr(module, attr)
+        found = [value] if isinstance(value, TaskDef) else list(value)
+    else:
+        found = [v for v in vars(module).values() if isinstance(v, TaskDef)]
+    if not found or not all(isinstance(t, TaskDef) for t in found):
+        raise ValueError(f"{target}: no @silo.task found")
+    return found
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from silo.worker import Worker
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tasks = load_tasks(args.target)
+    async with _api(args) as api:
+        worker = Worker(
+            api,
+            tasks=tasks,
+            concurrency=args.concurrency,
+            grace=args.grace,
+            queues=args.queues.split(",") if args.queues else None,
+            worker_id=args.worker_id,
+        )
+        print(
+            f"worker {worker.worker_id}: {len(tasks)} task(s) on queues {', '.join(worker.queues)}",
+            flush=True,
+        )
+        await worker.run()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- enqueue
+
+
+async def _enqueue(args: argparse.Namespace) -> int:
+    metadata = dict(_pair(m) for m in args.metadata)
+    job = NewJob(payload=args.payload.encode())
+    if args.task:
+        task_args, task_kwargs = json.loads(args.args), json.loads(args.kwargs)
+        definition = _find_task(args.task)
+        if definition is not None:  # the task's own defaults: queue, retry, priority, ...
+            job = definition.new_job(*task_args, **task_kwargs)
+        else:
+            payload = {"args": task_args, "kwargs": task_kwargs}
+            job = NewJob(payload=json.dumps(payload).encode())
+        metadata = {**job.metadata, TASK_METADATA_KEY: args.task, **metadata}
+    job = dataclasses.replace(
+        job,
+        id=args.id or job.id,
+        tenant=args.tenant or job.tenant,
+        queue=args.queue or job.queue,
+        priority=args.priority or job.priority,
+        metadata=metadata,
+    )
+    async with _api(args) as api:
+        if args.count == 1:
+            print(await api.enqueue(**_fields(job)))
+            return EXIT_OK
+        from rich.progress import Progress
+
+        done = failed = 0
+        with Progress() as progress:
+            bar = progress.add_task("enqueue", total=args.count)
+            while done + failed < args.count:
+                n = min(1000, args.count - done - failed)
+                results = await api.enqueue_many([job] * n)
+                ok = sum(r.ok for r in results)
+                done, failed = done + ok, failed + n - ok
+                progress.update(bar, advance=n)
+        print(f"enqueued {done} job(s), {failed} refused")
+        return EXIT_OK if not failed else EXIT_FAILURE
+
+
+def _find_task(name: str) -> TaskDef[Any, Any] | None:
+    """The task `name` (`module.function`) when its module imports here, else None."""
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        return None
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        value = getattr(importlib.import_module(module_name), attr, None)
+    except ImportError:
+        return None
+    return value if isinstance(value, TaskDef) else None
+
+
+def _fields(job: NewJob) -> dict[str, Any]:
+    return {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--metadata {text!r}: expected KEY=VALUE")
+    return key, value
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+async def _jobs(args: argparse.Namespace) -> int:
+    async with _api(args) as api:
+        if args.action == "list":
+            statuses = [JobStatus[s.strip().upper()] for s in args.status.split(",") if s.strip()]
+            found: list[Job] = []
+            async for job in api.list_jobs(
+                tenant=args.tenant,
+                queue=args.queue,
+                statuses=statuses,
+                page_size=min(args.limit, 1000),
+            ):
+                found.append(job)
+                if len(found) >= args.limit:
+                    break
+            _print_jobs(found, as_json=args.json)
+            return EXIT_OK
+        if args.action == "show":
+            job = await api.get_job(id=args.id, tenant=args.tenant, include_attempts=True)
+        elif args.action == "cancel":
+            await api.cancel(id=args.id, tenant=args.tenant)
+            job = await api.get_job(id=args.id, tenant=args.tenant, include_attempts=True)
+        elif args.action == "restart":
+            job = await api.restart_job(id=args.id, tenant=args.tenant)
+        else:
+            job = await api.wait_job(
+                id=args.id, tenant=args.tenant, timeout_ms=int(min(args.timeout, 300) * 1000)
+            )
+        _print_job(job, as_json=args.json)
+        return EXIT_OK if args.action != "wait" or job.terminal else EXIT_FAILURE
+
+
+def to_json(value: Any) -> Any:
+    """A silo.types value as JSON-ready data: enums by name, bytes as UTF-8 text (or
+    `{"base64": ...}` when they are not text), datetimes left out (the `_ms` fields say it)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def _text(data: bytes, limit: int = 60) -> str:
+    text = json.dumps(to_json(data)) if data else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _print_jobs(jobs: list[Job], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([to_json(j) for j in jobs], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "tenant", "queue", "status", "attempts", "created", "task")
+    for job in jobs:
+        created = job.created_at.isoformat(timespec="seconds") if job.created_at else ""
+        table.add_row(
+            job.id,
+            job.tenant,
+            job.queue,
+            job.status.name,
+            str(job.attempt_count),
+            created,
+            job.metadata.get(TASK_METADATA_KEY, ""),
+        )
+    Console().print(table)
+
+
+def _print_job(job: Job, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(to_json(job), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table("field", "value", show_header=False)
+    for name in ("id", "tenant", "queue", "priority", "status", "attempt_count"):
+        value = getattr(job, name)
+        summary.add_row(name, value.name if isinstance(value, enum.Enum) else str(value))
+    summary.add_row("payload", _text(job.payload))
+    summary.add_row("metadata", json.dumps(dict(job.metadata)))
+    if job.result:
+        summary.add_row("result", _text(job.result))
+    if job.last_failure is not None:
+        summary.add_row("last failure", f"{job.last_failure.code}: {job.last_failure.message}")
+    console.print(summary)
+    if job.attempts:
+        attempts = Table("attempt", "worker", "status", "result / failure")
+        for a in job.attempts:
+            outcome = (
+                _text(a.result) if a.failure is None else f"{a.failure.code}: {a.failure.message}"
+            )
+            attempts.add_row(str(a.attempt), a.worker_id, a.status.name, outcome)
+        console.print(attempts)

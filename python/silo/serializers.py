@@ -1,0 +1,55 @@
+"""How a task's arguments and return value become a job's payload and result bytes.
+
+A `Serializer` turns a value into bytes and back. `JSON` (the default) writes compact UTF-8
+JSON, so jobs stay readable in the web UI and workers in other languages can read them;
+`PICKLE` carries any picklable Python value between Python programs that trust each other
+(unpickling runs code: never use it on payloads from untrusted producers).
+
+A task's payload is the serialized object `{"args": [...], "kwargs": {...}}`; its result is the
+serialized return value.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any, Final, Protocol, runtime_checkable
+
+__all__ = ["JSON", "PICKLE", "JsonSerializer", "PickleSerializer", "Serializer"]
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns values into bytes (`dumps`) and back (`loads`); `loads(dumps(v))` equals `v`
+    for the values the serializer supports. `dumps` raises TypeError or ValueError for a value
+    it cannot write."""
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class JsonSerializer:
+    """Compact UTF-8 JSON (the standard library's `json`): dicts, lists, str, int, float, bool,
+    None. A tuple comes back as a list."""
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class PickleSerializer:
+    """Python's pickle at its highest protocol: any picklable value. Only between programs
+    that trust each other."""
+
+    def dumps(self, value: Any) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+JSON: Final[Serializer] = JsonSerializer()
+PICKLE: Final[Serializer] = PickleSerializer()

@@ -1,0 +1,458 @@
+"""`silo.Worker`: leases tasks, runs them, heartbeats them, reports their outcomes
+(docs/python.md#workers).
+
+One event loop does everything: a lease loop asks for as many tasks as there are free slots
+(one LeaseTasks call, long-polling while none is due), each task runs in its own asyncio task
+(a plain `def` in the worker's thread pool), one timer per running task heartbeats it every
+`heartbeat_interval_ms`, and a reporter sends the outcomes that finished meanwhile in one
+ReportTaskOutcomes call. A `cancelled` heartbeat answer cancels the handler and reports
+`cancelled`; a lost lease (LeaseNotHeld, TaskNotFound) cancels it and reports nothing.
+
+Stopping (`stop()`, SIGTERM or SIGINT): leasing stops, running tasks get `grace` seconds to
+finish; those still running then are cancelled and reported as a retryable failure with code
+`silo.WorkerShutdown`, so their jobs are retried per policy at once instead of waiting for the
+lease to expire. Every outcome is sent before `run()` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import os
+import secrets
+import signal
+import socket
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from silo import errors
+from silo.tasks import TASK_METADATA_KEY, NonRetryable, RawHandler, TaskContext, TaskDef
+from silo.types import Report, Task, TaskFailure
+
+if TYPE_CHECKING:
+    from silo.api import Api
+
+__all__ = ["SHUTDOWN_CODE", "UNKNOWN_TASK_CODE", "Worker", "failure_of"]
+
+log = logging.getLogger("silo.worker")
+
+#: Failure code of a task still running when the grace period ended (retried per policy).
+SHUTDOWN_CODE: Final = "silo.WorkerShutdown"
+#: Failure code of a job whose task this worker does not know (retried per policy, perhaps by a
+#: worker that knows it).
+UNKNOWN_TASK_CODE: Final = "silo.UnknownTask"
+#: Most bytes of a traceback sent as a failure's data (its end is kept: the raising frame).
+MAX_TRACEBACK_BYTES: Final = 64 * 1024
+#: Most outcomes per ReportTaskOutcomes call, and most tasks per LeaseTasks call (the RPC limits).
+MAX_BATCH: Final = 1000
+#: Pause after a failed LeaseTasks or ReportTaskOutcomes call before trying again, in seconds.
+RETRY_PAUSE_S: Final = 1.0
+
+
+def failure_of(exc: BaseException) -> TaskFailure:
+    """The failure to report for an exception a task raised: code = its qualified class name
+    (`builtins` left out), message, data = the formatted traceback; NonRetryable forbids a
+    retry."""
+    cls = type(exc)
+    code = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    data = "".join(traceback.format_exception(exc)).encode(errors="replace")
+    if len(data) > MAX_TRACEBACK_BYTES:
+        data = b"...\n" + data[-MAX_TRACEBACK_BYTES:]
+    return TaskFailure(
+        code=code,
+        message=str(exc),
+        data=data,
+        non_retryable=isinstance(exc, NonRetryable),
+    )
+
+
+class _UnknownTask(Exception):
+    """A job whose task (or queue handler) this worker does not have."""
+
+
+class _Running:
+    """One task this worker runs: its context, what runs it (a task definition or a raw
+    handler, None when unknown), the asyncio task running it, its heartbeat timer, and why it
+    is being stopped (if it is)."""
+
+    __slots__ = ("abandoned", "ctx", "definition", "handler", "job", "lost", "task", "timer")
+
+    def __init__(
+        self,
+        task: Task,
+        definition: TaskDef[Any, Any] | None,
+        handler: RawHandler | None,
+    ) -> None:
+        self.task = task
+        self.definition = definition
+        self.handler = handler
+        self.ctx: TaskContext
+        self.job: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.lost = False  # the lease is gone: report nothing
+        self.abandoned = False  # the grace period ended: report a retryable failure
+
+
+class Worker:
+    """Runs the tasks of `tasks` (and the raw `handlers`, by queue) from `api`, up to
+    `concurrency` at once (see the module doc).
+
+    queues: the queues to lease from; default the queues of `tasks` and `handlers`
+        (["default"] when they name none).
+    worker_id: how the broker knows this worker; default `HOST-PID-RANDOM`.
+    grace: seconds running tasks get to finish once the worker stops.
+    poll_ms: how long one LeaseTasks call waits when no task is due (also the most a stop
+        waits for the call in flight).
+    threads: size of the thread pool of plain `def` tasks (default: `concurrency`).
+    """
+
+    def __init__(
+        self,
+        api: Api,
+        *,
+        tasks: Iterable[TaskDef[Any, Any]] = (),
+        handlers: Mapping[str, RawHandler] | None = None,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        worker_id: str | None = None,
+        grace: float = 30.0,
+        poll_ms: int = 1000,
+        threads: int | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise errors.InvalidArgument("concurrency: must be at least 1")
+        self.api = api
+        self.tasks: dict[str, TaskDef[Any, Any]] = {}
+        for t in tasks:
+            if t.name in self.tasks and self.tasks[t.name] is not t:
+                raise errors.InvalidArgument(f"tasks: two tasks are named {t.name!r}")
+            self.tasks[t.name] = t
+        self.handlers = {(q or "default"): h for q, h in (handlers or {}).items()}
+        if queues is None:
+            named = {t.queue or "default" for t in self.tasks.values()} | set(self.handlers)
+            queues = sorted(named) or ["default"]
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.grace = grace
+        self.poll_ms = poll_ms
+        self._threads = threads or concurrency
+        self._running: dict[str, _Running] = {}
+        self._beats: set[asyncio.Future[None]] = set()
+        self._reports: list[Report] = []
+        self._stop = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._report_ready = asyncio.Event()
+        self._reports_sent = asyncio.Event()
+        self._reports_sent.set()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Tasks run and outcomes sent, for logs and tests.
+        self.completed = 0
+
+    # ------------------------------------------------------------------ public
+
+    def stop(self) -> None:
+        """Stop leasing; `run()` then lets running tasks finish within `grace` and returns.
+        Safe to call from a signal handler of the loop or more than once."""
+        self._stop.set()
+        self._slot_freed.set()
+
+    @property
+    def running(self) -> int:
+        """How many tasks are running now."""
+        return len(self._running)
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Lease and run tasks until `stop()` (or SIGTERM/SIGINT when `handle_signals` and
+        this is the main thread), then finish as the module doc says."""
+        await self._serve(until_idle=False, handle_signals=handle_signals)
+
+    async def run_until_idle(self) -> int:
+        """Run tasks until none is due and none is running (jobs scheduled for later stay);
+        how many ran. What `silo.testing.drain` uses."""
+        before = self.completed
+        await self._serve(until_idle=True, handle_signals=False)
+        return self.completed - before
+
+    # ------------------------------------------------------------------ the loops
+
+    async def _serve(self, *, until_idle: bool, handle_signals: bool) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop.clear()
+        signals = self._install_signals() if handle_signals else []
+        reporter = asyncio.create_task(self._report_loop(), name="silo-worker-reports")
+        try:
+            await self._lease_loop(until_idle=until_idle)
+            await self._finish_running()
+            await self._flush_reports()
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            for sig in signals:
+                self._loop.remove_signal_handler(sig)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def _install_signals(self) -> list[signal.Signals]:
+        assert self._loop is not None
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                continue
+            installed.append(sig)
+        return installed
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info(
+            "%s: stopping; %d task(s) running get %.0f s to finish",
+            sig.name,
+            len(self._running),
+            self.grace,
+        )
+        self.stop()
+
+    async def _lease_loop(self, *, until_idle: bool) -> None:
+        while not self._stop.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            # Let the tasks finishing in this loop iteration free their slots first, so that
+            # one call leases for all of them.
+            await asyncio.sleep(0)
+            free = self.concurrency - len(self._running)
+            wait_ms = 0 if until_idle else self.poll_ms
+            try:
+                tasks = await self.api.lease_tasks(
+                    worker_id=self.worker_id,
+                    max_tasks=min(free, MAX_BATCH),
+                    queues=self.queues,
+                    wait_ms=wait_ms,
+                )
+            except errors.Unavailable as exc:
+                log.warning("lease_tasks failed (%s); trying again in %.0f s", exc, RETRY_PAUSE_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), RETRY_PAUSE_S)
+                continue
+            for t in tasks:
+                self._start(t)
+            if until_idle and not tasks:
+                if not self._running:
+                    return
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+
+    def _start(self, task: Task) -> None:
+        name = task.metadata.get(TASK_METADATA_KEY)
+        definition = self.tasks.get(name) if name is not None else None
+        handler = None if definition is not None else self.handlers.get(task.queue)
+        running = _Running(task, definition, handler)
+        running.ctx = TaskContext(
+            self.api,
+            task,
+            worker_id=self.worker_id,
+            on_cancel=functools.partial(self._cancel, running),
+            loop=self._loop,
+        )
+        self._running[task.task_id] = running
+        running.job = asyncio.create_task(self._execute(running))
+        self._schedule_heartbeat(running)
+
+    async def _finish_running(self) -> None:
+        jobs = [r.job for r in self._running.values() if r.job is not None]
+        if not jobs:
+            return
+        _, pending = await asyncio.wait(jobs, timeout=self.grace)
+        if not pending:
+            return
+        log.warning(
+            "%d task(s) still running after the %.0f s grace period: reporting them as %s",
+            len(pending),
+            self.grace,
+            SHUTDOWN_CODE,
+        )
+        for running in list(self._running.values()):
+            running.abandoned = True
+            if running.job is not None:
+                running.job.cancel()
+        await asyncio.wait(pending)
+
+    # ------------------------------------------------------------------ running one task
+
+    async def _execute(self, running: _Running) -> None:
+        task, ctx = running.task, running.ctx
+        report: Report | None
+        try:
+            result = await self._call_handler(running)
+        except asyncio.CancelledError:
+            report = self._stopped_report(running)
+        except _UnknownTask as exc:
+            failure = TaskFailure(code=UNKNOWN_TASK_CODE, message=str(exc))
+            report = Report(task_id=task.task_id, worker_id=self.worker_id, failure=failure)
+        except Exception as exc:
+            report = Report(task_id=task.task_id, worker_id=self.worker_id, failure=failure_of(exc))
+        else:
+            if ctx.cancelled:
+                report = Report(task_id=task.task_id, worker_id=self.worker_id, cancelled=True)
+            else:
+                report = Report(task_id=task.task_id, worker_id=self.worker_id, result=result)
+        finally:
+            if running.timer is not None:
+                running.timer.cancel()
+            del self._running[task.task_id]
+            self._slot_freed.set()
+        if report is not None:
+            self._reports.append(report)
+            self._reports_sent.clear()
+            self._report_ready.set()
+
+    def _stopped_report(self, running: _Running) -> Report | None:
+        """The report of a handler that was cancelled: the job's cancel acknowledged, a
+        retryable failure after the grace period, nothing when the lease was lost."""
+        task_id = running.task.task_id
+        if running.lost:
+            return None
+        if running.ctx.cancelled:
+            return Report(task_id=task_id, worker_id=self.worker_id, cancelled=True)
+        message = f"the worker stopped and the task did not finish within {self.grace:g} s"
+        if not running.abandoned:  # cancelled from outside (the worker's own task was cancelled)
+            message = "the worker was cancelled before the task finished"
+        failure = TaskFailure(code=SHUTDOWN_CODE, message=message)
+        return Report(task_id=task_id, worker_id=self.worker_id, failure=failure)
+
+    async def _call_handler(self, running: _Running) -> bytes:
+        task, ctx, definition, handler = (
+            running.task,
+            running.ctx,
+            running.definition,
+            running.handler,
+        )
+        if definition is not None:
+            args, kwargs = definition.decode_arguments(task.payload)
+            if definition.takes_context:
+                args.insert(0, ctx)
+            if definition.is_async:
+                value = await definition.fn(*args, **kwargs)
+            else:
+                value = await self._in_thread(definition.fn, *args, **kwargs)
+            return definition.serializer.dumps(value)
+        if handler is not None:
+            if asyncio.iscoroutinefunction(handler):
+                out = await handler(ctx, task.payload)
+            else:
+                out = await self._in_thread(handler, ctx, task.payload)
+            if not isinstance(out, bytes | bytearray):
+                raise TypeError(
+                    f"the raw handler of queue {task.queue!r} returned "
+                    f"{type(out).__name__}, not bytes"
+                )
+            return bytes(out)
+        name = task.metadata.get(TASK_METADATA_KEY)
+        raise _UnknownTask(
+            f"no task named {name!r} in this worker"
+            if name
+            else f"no task name and no handler for queue {task.queue!r}"
+        )
+
+    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._threads, thread_name_prefix="silo-task"
+            )
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def _cancel(self, running: _Running) -> None:
+        """The job was cancelled: cancel an async handler (a thread cannot be interrupted; a
+        plain `def` handler sees `ctx.cancelled`)."""
+        if running.job is None or running.job.done():
+            return
+        if running.definition is not None:
+            is_async = running.definition.is_async
+        else:
+            is_async = asyncio.iscoroutinefunction(running.handler)
+        if is_async:
+            running.job.cancel()
+
+    # ------------------------------------------------------------------ heartbeats
+
+    def _schedule_heartbeat(self, running: _Running) -> None:
+        assert self._loop is not None
+        interval_s = max(running.task.heartbeat_interval_ms, 1) / 1000
+        running.timer = self._loop.call_later(interval_s, self._heartbeat_due, running)
+
+    def _heartbeat_due(self, running: _Running) -> None:
+        if running.task.task_id in self._running:
+            beat = asyncio.ensure_future(self._heartbeat(running))
+            self._beats.add(beat)
+            beat.add_done_callback(self._beats.discard)
+
+    async def _heartbeat(self, running: _Running) -> None:
+        task = running.task
+        try:
+            result = await self.api.heartbeat_task(task_id=task.task_id, worker_id=self.worker_id)
+        except (errors.LeaseNotHeld, errors.TaskNotFound) as exc:
+            log.warning(
+                "task %s of job %s lost its lease (%s): stopping it", task.task_id, task.job_id, exc
+            )
+            running.lost = True
+            if running.job is not None:
+                running.job.cancel()
+            return
+        except errors.SiloError as exc:
+            log.warning("heartbeat of task %s failed (%s); trying again", task.task_id, exc)
+        else:
+            if result.cancelled:
+                running.ctx.mark_cancelled()
+        if task.task_id in self._running:
+            self._schedule_heartbeat(running)
+
+    # ------------------------------------------------------------------ reports
+
+    async def _report_loop(self) -> None:
+        while True:
+            if not self._reports:
+                self._reports_sent.set()
+                self._report_ready.clear()
+                await self._report_ready.wait()
+                continue
+            self._reports_sent.clear()
+            batch = self._reports[:MAX_BATCH]
+            del self._reports[:MAX_BATCH]
+            try:
+                results = await self.api.report_task_outcomes(reports=batch)
+            except errors.Unavailable as exc:
+                log.warning("report_task_outcomes failed (%s); trying again", exc)
+                self._reports[:0] = batch
+                await asyncio.sleep(RETRY_PAUSE_S)
+                continue
+            self.completed += len(batch)
+            for report, outcome in zip(batch, results, strict=True):
+                if not outcome.ok:
+                    log.warning(
+                        "the outcome of task %s was refused (code %d): %s",
+                        report.task_id,
+                        outcome.code,
+                        outcome.message,
+                    )
+
+    async def _flush_reports(self, timeout: float = 30.0) -> None:
+        """Wait until every outcome is sent (at most `timeout` seconds: the broker may be
+        unreachable)."""
+        self._report_ready.set()
+        try:
+            await asyncio.wait_for(self._reports_sent.wait(), timeout)
+        except TimeoutError:
+            log.error("%d outcome(s) could not be sent within %.0f s", len(self._reports), timeout)
