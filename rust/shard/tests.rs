@@ -79,7 +79,7 @@ fn job(id: &str, queue: &str) -> wire::EnqueueRequest {
 async fn enqueue(shard: &ShardHandle, req: wire::EnqueueRequest) -> String {
     let job = validate::enqueue(req, &LIMITS).unwrap();
     let mut out = shard.enqueue(vec![job]).await.unwrap();
-    out.pop().unwrap().unwrap()
+    out.pop().unwrap().unwrap().id
 }
 
 async fn lease(shard: &ShardHandle, queues: &[&str], max_tasks: u32) -> Vec<wire::Task> {
