@@ -547,3 +547,5 @@ async fn wait_job_is_woken_by_a_cancel_and_refused_at_close() {
         Err(Error::StoreUnavailable(m)) if m.contains("shutting down")
     ));
 }
+
+mod flow;
