@@ -92,7 +92,7 @@ async def test_a_blocked_key_does_not_delay_other_keys(shared_stub, ns) -> None:
     blocked = RateLimit(key="blocked", limit=1, period_ms=3_600_000)
     fast = RateLimit(key="fast", limit=1000, period_ms=1000)
     expected = []
-    for i in range(5):  # interleaved in one queue: each blocked job is ahead of others
+    for _ in range(5):  # interleaved in one queue: each blocked job is ahead of others
         expected.append(
             await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, rate_limits=[blocked])
         )
