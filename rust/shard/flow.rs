@@ -31,6 +31,11 @@ pub struct ListSchedulesParams {
     pub after: Option<String>,
 }
 
+/// Schedules fire together per window of this many ms (a tick at most this late), so ten
+/// thousand schedules of spread phases cost a step and a durable write per window, not per
+/// millisecond. Cron ticks (whole seconds) fall on a window's start and are not delayed.
+pub const TICK_GRANULARITY_MS: i64 = 10;
+
 pub(super) enum FlowCommand {
     /// Pause (true) or resume (false) a queue of a tenant.
     PauseQueue(QueueRef, bool, Reply<wire::QueueStats>),
@@ -97,7 +102,10 @@ impl Shard {
         let schedule = if self.schedules.needs_refill() {
             Some(0)
         } else {
-            self.schedules.first().map(|((t, _), _)| *t)
+            // Rounded up to the tick granularity: the ticks of one window fire in one step.
+            self.schedules.first().map(|((t, _), _)| {
+                (t + TICK_GRANULARITY_MS - 1).div_euclid(TICK_GRANULARITY_MS) * TICK_GRANULARITY_MS
+            })
         };
         [self.conc.next_token_due(), expiry, schedule]
             .into_iter()

@@ -539,9 +539,9 @@ def _flow(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--schedule-sample-interval-ms",
         type=_positive,
-        default=10,
+        default=20,
         metavar="MS",
-        help="pause between lateness samples (10)",
+        help="pause between lateness samples (20)",
     )
 
 
