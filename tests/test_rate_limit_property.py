@@ -15,8 +15,8 @@ time passing and `kill -9` restarts, and checks after every step that the token 
 - at teardown, workers that keep working finish every job and every key ends idle, with no
   key state left in memory.
 
-Same harness as tests/test_concurrency_property.py (one short-lease broker, a tenant per
-example, a synchronous grpcio client).
+Same harness as tests/test_concurrency_property.py, whose `prop_server` fixture and sync
+client it uses (a short-lease broker for the module, a tenant per example).
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import pytest
@@ -54,9 +52,9 @@ from silo._proto.silo.v1 import (
     TaskFailure,
 )
 from silo.testing import ServerProcess
-from test_concurrency_property import Wire, now_ms
+from test_concurrency_property import LEASE_MS, Wire, now_ms
+from test_concurrency_property import prop_server as prop_server  # the module's broker
 
-LEASE_MS = 600
 KEYS = ("r1", "r2")
 # (limit, period_ms) choices for a key: fast enough to drain in seconds.
 CONFIGS = [(1, 200), (2, 400), (3, 300), (1, 500)]
@@ -331,18 +329,6 @@ class RateMachine(RuleBasedStateMachine):
         gauges = self.wire.gauges()
         assert gauges["rate_limit_keys"] == 0, f"{gauges['rate_limit_keys']} rate keys kept"
         assert gauges["key_waiters"] == 0
-
-
-@pytest.fixture(scope="module")
-def prop_server(
-    store_factory: Callable[[str], str],
-    store_env: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ServerProcess]:
-    log_dir: Path = tmp_path_factory.mktemp("rate-prop-logs")
-    store = store_factory("rate-prop")
-    with ServerProcess(store, lease_ms=LEASE_MS, log_dir=log_dir, env=store_env) as server:
-        yield server
 
 
 @pytest.mark.timeout(900)
