@@ -1,5 +1,7 @@
 //! The broker: validates requests, routes them to the shard that owns the tenant, and
-//! shapes the replies. One method per RPC, named after it.
+//! shapes the replies. One method per RPC, named after it (flow control's in broker/flow.rs).
+
+mod flow;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -161,12 +163,12 @@ impl Broker {
         let job = validate::enqueue(req, &self.limits)?;
         let shard = self.shard_for(&job.tenant);
         let mut results = shard.enqueue(vec![job]).await?;
-        let id = results
+        let stored = results
             .pop()
             .ok_or_else(|| Error::Internal("enqueue answered no result".into()))??;
         Ok(wire::EnqueueResponse {
-            id,
-            deduplicated: false,
+            id: stored.id,
+            deduplicated: stored.deduplicated,
         })
     }
 
@@ -184,11 +186,12 @@ impl Broker {
             .into_iter()
             .map(|r| {
                 let (code, message) = status_of(&r);
+                let stored = r.ok();
                 wire::EnqueueResult {
-                    id: r.unwrap_or_default(),
+                    id: stored.as_ref().map(|e| e.id.clone()).unwrap_or_default(),
                     code,
                     message,
-                    ..Default::default()
+                    deduplicated: stored.is_some_and(|e| e.deduplicated),
                 }
             })
             .collect();

@@ -13,6 +13,8 @@ pub enum Error {
     JobNotFound,
     #[error("task not found")]
     TaskNotFound,
+    #[error("schedule not found")]
+    ScheduleNotFound,
     #[error("a job with this id already exists in this tenant")]
     JobAlreadyExists,
     #[error("an outcome was already recorded for this task")]
@@ -87,6 +89,7 @@ impl Error {
             Error::InvalidArgument { .. } => (Code::InvalidArgument, "InvalidArgument"),
             Error::JobNotFound => (Code::NotFound, "JobNotFound"),
             Error::TaskNotFound => (Code::NotFound, "TaskNotFound"),
+            Error::ScheduleNotFound => (Code::NotFound, "ScheduleNotFound"),
             Error::JobAlreadyExists => (Code::AlreadyExists, "JobAlreadyExists"),
             Error::OutcomeAlreadyRecorded => (Code::AlreadyExists, "OutcomeAlreadyRecorded"),
             Error::JobTerminal(_) => (Code::FailedPrecondition, "JobTerminal"),
@@ -105,6 +108,7 @@ impl Error {
             Error::invalid("field", "reason"),
             Error::JobNotFound,
             Error::TaskNotFound,
+            Error::ScheduleNotFound,
             Error::JobAlreadyExists,
             Error::OutcomeAlreadyRecorded,
             Error::JobTerminal("succeeded"),
@@ -163,7 +167,7 @@ mod tests {
         );
         // Adding a variant breaks `status()`'s match; this count is the
         // reminder to add its sample too.
-        assert_eq!(kinds.len(), 11);
+        assert_eq!(kinds.len(), 12);
     }
 
     #[test]

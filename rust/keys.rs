@@ -16,6 +16,13 @@
 //! - `LIMIT tenant key`           -> u64 big-endian: the key's max concurrency (last enqueue wins)
 //! - `READY queue !priority tenant due_ms seq` -> QueuedJob (a due job waiting for a worker;
 //!   `!priority` is `u32::MAX - priority`, so the highest priority sorts first)
+//! - `RATE  tenant key`           -> RateBucketRecord (a rate-limit key's token bucket)
+//! - `UNIQUE tenant unique_key`   -> UniqueRecord (the job holding a unique key)
+//! - `PAUSED tenant queue`        -> PausedQueueRecord (present while the queue is paused)
+//! - `SCHEDULE tenant name`       -> ScheduleRecord
+//! - `SCHEDULE_DUE next_run_ms seq` -> ScheduleRecord (a copy: the schedule timer family)
+//! - `EXPIRY expire_at_ms seq`    -> ExpiryRecord (a queued job's first-attempt deadline; `seq`
+//!   is the job's)
 //!
 //! Family bytes are grouped by area: 0x01 META; 0x10..=0x1F jobs, attempts, leases and their
 //! queues; 0x20..=0x2F search (ListJobs indexes, queue counts, retention timers); 0x30..=0x3F
@@ -48,6 +55,14 @@ pub const LEASE: u8 = 0x14;
 pub const SCHEDULED: u8 = 0x15;
 pub const LIMIT: u8 = 0x16;
 pub const READY: u8 = 0x17;
+// Flow control (docs/architecture.md#flow-control). Added in format version 1 without a bump:
+// a store without them simply has no bucket, unique key, pause, schedule or expiry yet.
+pub const RATE: u8 = 0x30;
+pub const UNIQUE: u8 = 0x31;
+pub const PAUSED: u8 = 0x32;
+pub const SCHEDULE: u8 = 0x33;
+pub const SCHEDULE_DUE: u8 = 0x34;
+pub const EXPIRY: u8 = 0x35;
 
 /// The store format this build reads and writes (see the module doc).
 pub const FORMAT_VERSION: u64 = 1;
@@ -205,7 +220,48 @@ pub fn lease(task_id: &str) -> Vec<u8> {
 }
 
 pub fn scheduled(due_ms: i64, seq: u64) -> Vec<u8> {
-    KeyBuilder::family(SCHEDULED).i64(due_ms).u64(seq).build()
+    timer(SCHEDULED, due_ms, seq)
+}
+
+/// A key of a timer family (SCHEDULED, SCHEDULE_DUE, EXPIRY): (time, seq).
+pub fn timer(family: u8, at_ms: i64, seq: u64) -> Vec<u8> {
+    KeyBuilder::family(family).i64(at_ms).u64(seq).build()
+}
+
+/// (time, seq) of a key of a timer family.
+pub fn parse_timer(family: u8, key: &[u8]) -> Result<(i64, u64)> {
+    let mut r = KeyReader::new(key, family)?;
+    Ok((r.i64()?, r.u64()?))
+}
+
+pub fn rate(tenant: &str, key: &str) -> Vec<u8> {
+    KeyBuilder::family(RATE).str(tenant).str(key).build()
+}
+
+pub fn unique(tenant: &str, unique_key: &str) -> Vec<u8> {
+    KeyBuilder::family(UNIQUE)
+        .str(tenant)
+        .str(unique_key)
+        .build()
+}
+
+pub fn paused(tenant: &str, queue: &str) -> Vec<u8> {
+    KeyBuilder::family(PAUSED).str(tenant).str(queue).build()
+}
+
+/// (tenant, queue) of a PAUSED key.
+pub fn parse_paused(key: &[u8]) -> Result<(String, String)> {
+    let mut r = KeyReader::new(key, PAUSED)?;
+    Ok((r.str()?, r.str()?))
+}
+
+pub fn schedule(tenant: &str, name: &str) -> Vec<u8> {
+    KeyBuilder::family(SCHEDULE).str(tenant).str(name).build()
+}
+
+/// Every schedule of one tenant, in name order.
+pub fn schedules_prefix(tenant: &str) -> Vec<u8> {
+    KeyBuilder::family(SCHEDULE).str(tenant).build()
 }
 
 pub fn limit(tenant: &str, key: &str) -> Vec<u8> {
@@ -249,8 +305,7 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// (due_ms, seq) of a SCHEDULED key.
 pub fn parse_scheduled(key: &[u8]) -> Result<(i64, u64)> {
-    let mut r = KeyReader::new(key, SCHEDULED)?;
-    Ok((r.i64()?, r.u64()?))
+    parse_timer(SCHEDULED, key)
 }
 
 /// The task id of a LEASE key.
@@ -327,6 +382,19 @@ mod tests {
         }
 
         #[test]
+        fn flow_keys_round_trip_and_stay_in_their_tenant(
+            t in any_str(), u in any_str(), q in any_str(), at in any::<i64>(), seq in any::<u64>(),
+        ) {
+            prop_assert_eq!(parse_paused(&paused(&t, &q)).unwrap(), (t.clone(), q.clone()));
+            for family in [SCHEDULED, SCHEDULE_DUE, EXPIRY] {
+                prop_assert_eq!(parse_timer(family, &timer(family, at, seq)).unwrap(), (at, seq));
+            }
+            prop_assume!(t != u);
+            prop_assert!(!schedule(&u, &q).starts_with(&schedules_prefix(&t)));
+            prop_assert!(schedule(&t, &q).starts_with(&schedules_prefix(&t)));
+        }
+
+        #[test]
         fn keys_round_trip(s in any_str(), due in any::<i64>(), seq in any::<u64>()) {
             prop_assert_eq!(parse_lease(&lease(&s)).unwrap(), s.clone());
             prop_assert_eq!(parse_scheduled(&scheduled(due, seq)).unwrap(), (due, seq));
@@ -350,5 +418,19 @@ mod tests {
         let r = family_range(JOB);
         assert!(job("t", "j") >= r.start && job("t", "j") < r.end);
         assert!(payload("t", "j") >= r.end);
+        for (key, family) in [
+            (rate("t", "k"), RATE),
+            (unique("t", "u"), UNIQUE),
+            (paused("t", "q"), PAUSED),
+            (schedule("t", "s"), SCHEDULE),
+            (timer(SCHEDULE_DUE, 1, 2), SCHEDULE_DUE),
+            (timer(EXPIRY, 1, 2), EXPIRY),
+        ] {
+            assert!(
+                (0x30..=0x3F).contains(&family),
+                "flow control takes 0x30..=0x3F"
+            );
+            assert!(family_range(family).contains(&key));
+        }
     }
 }

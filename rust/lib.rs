@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod cron;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;

@@ -9,6 +9,7 @@
 //! - `Failed { retry: false }`        : RUNNING -> FAILED; CANCELLED stays
 //! - `WorkerCancelled`                : RUNNING -> CANCELLED; CANCELLED stays
 //! - `Cancel`                         : QUEUED or RUNNING -> CANCELLED; terminal: refused
+//! - `Expire` (its first attempt did not start by `expire_at_ms`): QUEUED -> FAILED
 //!
 //! QUEUED is one state for the core: the job has one queued entry (SCHEDULED until its time,
 //! then READY). The wire's SCHEDULED and PENDING are decided from it by the clock when a job is
@@ -20,6 +21,13 @@
 /// The failure code the broker records when a lease expires. Reserved: a worker may not
 /// report it (rust/validate.rs), so an attempt failed with it always means the lease ended.
 pub const LEASE_EXPIRED: &str = "lease_expired";
+
+/// The failure code of a job whose first attempt had not started by its `expire_at_ms`.
+/// Reserved like `LEASE_EXPIRED`.
+pub const EXPIRED: &str = "expired";
+
+/// Failure codes only the broker records; a worker reporting one is refused.
+pub const BROKER_FAILURE_CODES: [&str; 2] = [LEASE_EXPIRED, EXPIRED];
 
 use crate::error::{Error, Result};
 use crate::proto::{records, wire};
@@ -116,6 +124,8 @@ pub enum Event {
     /// The worker gave the job up (or acknowledged a cancel).
     WorkerCancelled,
     Cancel,
+    /// A queued job's first attempt did not start by its `expire_at_ms`.
+    Expire,
 }
 
 /// The state after `event`, or the error the caller answers with.
@@ -130,10 +140,12 @@ pub fn transition(from: JobState, event: Event) -> Result<JobState> {
         (S::Running, E::Failed { retry: false }) => Ok(S::Failed),
         (S::Running, E::WorkerCancelled) => Ok(S::Cancelled),
         (S::Cancelled, E::Succeeded | E::Failed { .. } | E::WorkerCancelled) => Ok(S::Cancelled),
+        (S::Queued, E::Expire) => Ok(S::Failed),
         (S::Succeeded | S::Failed | S::Cancelled, E::Cancel) => {
             Err(Error::JobTerminal(from.name()))
         }
-        (S::Succeeded | S::Failed | S::Cancelled, E::Lease)
+        (S::Running | S::Succeeded | S::Failed | S::Cancelled, E::Expire)
+        | (S::Succeeded | S::Failed | S::Cancelled, E::Lease)
         | (S::Succeeded | S::Failed, E::Succeeded | E::Failed { .. } | E::WorkerCancelled)
         | (S::Queued, E::Succeeded | E::Failed { .. } | E::WorkerCancelled)
         | (S::Running, E::Lease) => Err(Error::Internal(format!(
@@ -147,13 +159,14 @@ pub fn transition(from: JobState, event: Event) -> Result<JobState> {
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 6] = [
+    const EVENTS: [Event; 7] = [
         Event::Lease,
         Event::Succeeded,
         Event::Failed { retry: true },
         Event::Failed { retry: false },
         Event::WorkerCancelled,
         Event::Cancel,
+        Event::Expire,
     ];
 
     /// The expected table, written out in full: (from, event) -> to, or None when refused.
@@ -170,6 +183,7 @@ mod tests {
             (S::Cancelled, E::Succeeded | E::Failed { .. } | E::WorkerCancelled) => {
                 Some(S::Cancelled)
             }
+            (S::Queued, E::Expire) => Some(S::Failed),
             _ => None,
         }
     }

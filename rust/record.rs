@@ -74,6 +74,26 @@ impl From<records::ConcurrencyLimitRecord> for wire::ConcurrencyLimit {
     }
 }
 
+impl From<wire::RateLimit> for records::RateLimitRecord {
+    fn from(l: wire::RateLimit) -> Self {
+        records::RateLimitRecord {
+            key: l.key,
+            limit: l.limit,
+            period_ms: l.period_ms,
+        }
+    }
+}
+
+impl From<records::RateLimitRecord> for wire::RateLimit {
+    fn from(l: records::RateLimitRecord) -> Self {
+        wire::RateLimit {
+            key: l.key,
+            limit: l.limit,
+            period_ms: l.period_ms,
+        }
+    }
+}
+
 impl From<wire::TaskFailure> for records::FailureRecord {
     fn from(f: wire::TaskFailure) -> Self {
         records::FailureRecord {
@@ -93,6 +113,61 @@ impl From<records::FailureRecord> for wire::TaskFailure {
             data: f.data,
             non_retryable: f.non_retryable,
         }
+    }
+}
+
+impl From<wire::EnqueueRequest> for records::JobTemplateRecord {
+    /// A schedule's template: the request without id, tenant and times.
+    fn from(r: wire::EnqueueRequest) -> Self {
+        records::JobTemplateRecord {
+            queue: r.queue,
+            priority: r.priority,
+            retry_policy: r.retry_policy.map(Into::into),
+            concurrency_limits: r.concurrency_limits.into_iter().map(Into::into).collect(),
+            payload: r.payload,
+            metadata: r.metadata.into_iter().collect(),
+            rate_limits: r.rate_limits.into_iter().map(Into::into).collect(),
+            unique_key: r.unique_key,
+            unique_for_ms: r.unique_for_ms,
+            retention_ms: r.retention_ms,
+            lease_ms: r.lease_ms,
+        }
+    }
+}
+
+impl From<records::JobTemplateRecord> for wire::EnqueueRequest {
+    fn from(t: records::JobTemplateRecord) -> Self {
+        wire::EnqueueRequest {
+            queue: t.queue,
+            priority: t.priority,
+            retry_policy: t.retry_policy.map(Into::into),
+            concurrency_limits: t.concurrency_limits.into_iter().map(Into::into).collect(),
+            payload: t.payload,
+            metadata: t.metadata.into_iter().collect(),
+            rate_limits: t.rate_limits.into_iter().map(Into::into).collect(),
+            unique_key: t.unique_key,
+            unique_for_ms: t.unique_for_ms,
+            retention_ms: t.retention_ms,
+            lease_ms: t.lease_ms,
+            ..Default::default()
+        }
+    }
+}
+
+/// The client's view of a stored schedule.
+pub fn to_wire_schedule(r: records::ScheduleRecord) -> wire::Schedule {
+    wire::Schedule {
+        tenant: r.tenant,
+        name: r.name,
+        cron: r.cron,
+        interval_ms: r.interval_ms,
+        timezone: r.timezone,
+        job: r.job.map(Into::into),
+        paused: r.paused,
+        overlap: r.overlap,
+        catch_up: r.catch_up,
+        next_run_at_ms: r.next_run_at_ms,
+        last_job_id: r.last_job_id,
     }
 }
 
@@ -154,6 +229,11 @@ pub fn to_wire_job(
         result: rec.result,
         last_failure: rec.last_failure.map(Into::into),
         attempts: attempts.into_iter().map(Into::into).collect(),
+        rate_limits: rec.rate_limits.into_iter().map(Into::into).collect(),
+        unique_key: rec.unique_key,
+        unique_for_ms: rec.unique_for_ms,
+        lease_ms: rec.lease_ms,
+        expire_at_ms: rec.expire_at_ms,
         ..Default::default()
     })
 }

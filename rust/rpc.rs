@@ -65,11 +65,12 @@ pub enum Rpc {
     GetStats,
     SetFaults,
     GetConcurrencyKey,
+    GetRateLimit,
 }
 
 impl Rpc {
     /// Every RPC, in the order of the protos.
-    pub const ALL: [Rpc; 29] = [
+    pub const ALL: [Rpc; 30] = [
         Rpc::Enqueue,
         Rpc::EnqueueBatch,
         Rpc::Cancel,
@@ -99,6 +100,7 @@ impl Rpc {
         Rpc::GetStats,
         Rpc::SetFaults,
         Rpc::GetConcurrencyKey,
+        Rpc::GetRateLimit,
     ];
 
     /// The method name, as in the proto and the gRPC path.
@@ -133,12 +135,15 @@ impl Rpc {
             Rpc::GetStats => "GetStats",
             Rpc::SetFaults => "SetFaults",
             Rpc::GetConcurrencyKey => "GetConcurrencyKey",
+            Rpc::GetRateLimit => "GetRateLimit",
         }
     }
 
     pub fn service(self) -> Service {
         match self {
-            Rpc::GetStats | Rpc::SetFaults | Rpc::GetConcurrencyKey => Service::Admin,
+            Rpc::GetStats | Rpc::SetFaults | Rpc::GetConcurrencyKey | Rpc::GetRateLimit => {
+                Service::Admin
+            }
             _ => Service::Silo,
         }
     }
@@ -184,6 +189,13 @@ impl Broker {
             Rpc::GetStats => raw(bytes, |r| self.get_stats(r)).await,
             Rpc::SetFaults => raw(bytes, |r| self.set_faults(r)).await,
             Rpc::GetConcurrencyKey => raw(bytes, |r| self.get_concurrency_key(r)).await,
+            Rpc::GetRateLimit => raw(bytes, |r| self.get_rate_limit(r)).await,
+            Rpc::PauseQueue => raw(bytes, |r| self.pause_queue(r)).await,
+            Rpc::ResumeQueue => raw(bytes, |r| self.resume_queue(r)).await,
+            Rpc::PutSchedule => raw(bytes, |r| self.put_schedule(r)).await,
+            Rpc::DeleteSchedule => raw(bytes, |r| self.delete_schedule(r)).await,
+            Rpc::GetSchedule => raw(bytes, |r| self.get_schedule(r)).await,
+            Rpc::ListSchedules => raw(bytes, |r| self.list_schedules(r)).await,
             Rpc::EnqueueStream | Rpc::WorkerSession => Err(Error::invalid(
                 "rpc",
                 format!("{} is a stream, not a unary call", rpc.name()),
@@ -196,12 +208,6 @@ impl Broker {
             | Rpc::CancelJobs
             | Rpc::RestartJobs
             | Rpc::DeleteJobs
-            | Rpc::PauseQueue
-            | Rpc::ResumeQueue
-            | Rpc::PutSchedule
-            | Rpc::DeleteSchedule
-            | Rpc::GetSchedule
-            | Rpc::ListSchedules
             | Rpc::GetCluster => Err(Error::Unimplemented(rpc.name())),
         }
     }

@@ -8,6 +8,12 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::proto::{records, wire};
 
+mod flow;
+pub use flow::{
+    list_schedules, page_token, put_schedule, queue_ref, schedule_ref, tick_job_id,
+    MAX_SCHEDULE_NAME_CHARS,
+};
+
 pub const MAX_NAME_CHARS: usize = 127;
 pub const MAX_BATCH: usize = 1000;
 pub const MAX_TASKS: u32 = 1000;
@@ -19,6 +25,10 @@ pub const MAX_METADATA_VALUE_CHARS: usize = 1024;
 pub const MAX_CONCURRENCY_LIMITS: usize = 8;
 pub const MAX_SCHEDULE_ENTRIES: usize = 1000;
 pub const MAX_FAILURE_MESSAGE_CHARS: usize = 65_536;
+pub const MAX_RATE_LIMITS: usize = 8;
+pub const MAX_RATE_PERIOD_MS: i64 = 86_400_000;
+pub const MIN_JOB_LEASE_MS: i64 = 1_000;
+pub const MAX_JOB_LEASE_MS: i64 = 3_600_000;
 pub const DEFAULT_PRIORITY: u32 = 50;
 pub const DEFAULT_QUEUE: &str = "default";
 
@@ -43,6 +53,14 @@ pub struct NewJob {
     pub concurrency_limits: Vec<records::ConcurrencyLimitRecord>,
     pub payload: Bytes,
     pub metadata: BTreeMap<String, String>,
+    /// Flow control (docs/api.md#flow-control): rate-limit keys (distinct), the unique key
+    /// ("" = none) and its window, the job's lease (0 = the server's) and its first-attempt
+    /// deadline (0 = none).
+    pub rate_limits: Vec<records::RateLimitRecord>,
+    pub unique_key: String,
+    pub unique_for_ms: i64,
+    pub lease_ms: i64,
+    pub expire_at_ms: i64,
 }
 
 /// A validated LeaseTasks call.
@@ -164,6 +182,7 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
         }
     }
     bytes_limit("payload", &req.payload, limits)?;
+    flow_control(&req)?;
     if req.metadata.len() > MAX_METADATA_ENTRIES {
         return Err(Error::invalid(
             "metadata",
@@ -192,7 +211,72 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
         concurrency_limits: req.concurrency_limits.into_iter().map(Into::into).collect(),
         payload: req.payload,
         metadata: req.metadata,
+        rate_limits: req.rate_limits.into_iter().map(Into::into).collect(),
+        unique_key: req.unique_key,
+        unique_for_ms: req.unique_for_ms,
+        lease_ms: req.lease_ms,
+        expire_at_ms: req.expire_at_ms,
     })
+}
+
+/// The flow-control fields of an EnqueueRequest (docs/api.md#flow-control).
+fn flow_control(req: &wire::EnqueueRequest) -> Result<()> {
+    if req.rate_limits.len() > MAX_RATE_LIMITS {
+        return Err(Error::invalid(
+            "rate_limits",
+            format!("at most {MAX_RATE_LIMITS} limits"),
+        ));
+    }
+    for (i, l) in req.rate_limits.iter().enumerate() {
+        name(&format!("rate_limits[{i}].key"), &l.key, true)?;
+        if let Some(j) = req.rate_limits[..i].iter().position(|o| o.key == l.key) {
+            return Err(Error::invalid(
+                format!("rate_limits[{i}].key"),
+                format!("repeats rate_limits[{j}].key"),
+            ));
+        }
+        if l.limit == 0 {
+            return Err(Error::invalid(
+                format!("rate_limits[{i}].limit"),
+                "must be at least 1",
+            ));
+        }
+        if !(1..=MAX_RATE_PERIOD_MS).contains(&l.period_ms) {
+            return Err(Error::invalid(
+                format!("rate_limits[{i}].period_ms"),
+                format!("must be 1..{MAX_RATE_PERIOD_MS} (got {})", l.period_ms),
+            ));
+        }
+    }
+    name("unique_key", &req.unique_key, false)?;
+    if req.unique_for_ms < 0 {
+        return Err(Error::invalid("unique_for_ms", "must not be negative"));
+    }
+    if req.unique_for_ms > 0 && req.unique_key.is_empty() {
+        return Err(Error::invalid("unique_for_ms", "needs a unique_key"));
+    }
+    if req.lease_ms != 0 && !(MIN_JOB_LEASE_MS..=MAX_JOB_LEASE_MS).contains(&req.lease_ms) {
+        return Err(Error::invalid(
+            "lease_ms",
+            format!(
+                "must be 0 (the server's) or {MIN_JOB_LEASE_MS}..{MAX_JOB_LEASE_MS} (got {})",
+                req.lease_ms
+            ),
+        ));
+    }
+    if req.expire_at_ms < 0 {
+        return Err(Error::invalid("expire_at_ms", "must not be negative"));
+    }
+    if req.expire_at_ms > 0 && req.start_at_ms > req.expire_at_ms {
+        return Err(Error::invalid(
+            "expire_at_ms",
+            format!(
+                "is before start_at_ms ({} < {})",
+                req.expire_at_ms, req.start_at_ms
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn retry_policy(p: &wire::RetryPolicy) -> Result<()> {
@@ -364,7 +448,7 @@ pub fn report(req: wire::ReportTaskOutcomeRequest, limits: &Limits) -> Result<Re
         }
         Some(W::Failure(f)) => {
             check_chars("failure.code", &f.code, MAX_NAME_CHARS)?;
-            if f.code == crate::lifecycle::LEASE_EXPIRED {
+            if crate::lifecycle::BROKER_FAILURE_CODES.contains(&f.code.as_str()) {
                 return Err(Error::invalid(
                     "failure.code",
                     format!("{} is reserved for the broker", f.code),

@@ -62,6 +62,26 @@ SMOKE_ARGS: dict[str, list[str]] = {
         "2",
     ],
     "cost": ["--rate", "100", "--duration", "1", "--workers", "2"],
+    "flow": [
+        "--rate-jobs",
+        "400",
+        "--rate-keys",
+        "20",
+        "--rate-limit",
+        "10",
+        "--rate-period-ms",
+        "500",
+        "--waiting-jobs",
+        "2000",
+        "--waiting-keys",
+        "20",
+        "--probes",
+        "10",
+        "--schedules",
+        "20",
+        "--schedule-s",
+        "1.5",
+    ],
     "ceiling": [
         "--clients",
         "2",
@@ -179,6 +199,15 @@ def test_cost() -> None:
     else:  # Admin/GetStats not served: figures are n/a, and a note says why
         assert row["usd_per_million_jobs"] is None
         assert any("GetStats" in note for note in doc["notes"])
+
+
+def test_flow() -> None:
+    doc, _ = run_bench("flow")
+    rate, empty, waiting, schedules = doc["results"]
+    assert rate["jobs"] == 400 and rate["keys_over_envelope"] == 0
+    assert rate["rate_ratio_p50"] > 0
+    assert empty["lease_p50_ms"] > 0 and waiting["gauge_key_waiters"] == 2000 - 20
+    assert schedules["ticks"] > 0 and schedules["samples"] > 0
 
 
 def test_ceiling_reports_ratios() -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "NotFound",
     "JobNotFound",
     "TaskNotFound",
+    "ScheduleNotFound",
     "AlreadyExists",
     "JobAlreadyExists",
     "OutcomeAlreadyRecorded",
@@ -45,6 +46,10 @@ class JobNotFound(NotFound):
 
 class TaskNotFound(NotFound):
     """No task with this id."""
+
+
+class ScheduleNotFound(NotFound):
+    """No schedule with this name in this tenant."""
 
 
 class AlreadyExists(SiloError):

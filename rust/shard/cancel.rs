@@ -1,8 +1,8 @@
 //! Cancel: a waiting job ends at once; a running one ends now and its worker learns it on
 //! the next heartbeat (the attempt keeps its lease until reported or expired).
 
-use super::ready::Queued;
-use super::{job_keys, JobRef, Shard, Step};
+use super::queued::queued_of;
+use super::{JobRef, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::lifecycle::{self, Event, JobState};
@@ -33,17 +33,11 @@ impl Shard {
     }
 
     /// Takes a waiting job out of the store and of memory, wherever it waits: a timer, a
-    /// ready group's head, a concurrency key's waiters, or only the store.
-    async fn unqueue(&mut self, st: &mut Step, job: &records::JobRecord) -> Result<()> {
-        let w = Queued {
-            tenant: job.tenant.clone(),
-            job_id: job.id.clone(),
-            queue: job.queue.clone(),
-            priority: job.priority,
-            due_ms: job.next_attempt_at_ms,
-            seq: job.wait_seq,
-            keys: job_keys(job),
-        };
+    /// ready group's head, a concurrency or rate-limit key's waiters, or only the store; and
+    /// drops its first-attempt deadline (expiry.rs).
+    pub(super) async fn unqueue(&mut self, st: &mut Step, job: &records::JobRecord) -> Result<()> {
+        self.drop_expiry(st, job);
+        let w = queued_of(job, job.next_attempt_at_ms, job.wait_seq);
         let scheduled_key = keys::scheduled(w.due_ms, w.seq);
         let scheduled = self.timers.remove(&w.sort_key()).is_some()
             || st.txn.get(&self.db, &scheduled_key).await?.is_some();
@@ -52,8 +46,7 @@ impl Shard {
             self.counts.scheduled_removed();
         } else {
             if let Some((w, refill)) = self.ready.remove(&w.group(), w.sort_key()) {
-                let admitted = self.conc.unreserve(&w);
-                self.ready_all(admitted);
+                self.unreserve(&w);
                 if let Some(g) = refill {
                     self.refill_or_rebuild(st, &g).await;
                 }

@@ -1,5 +1,6 @@
 //! GetJob: a job as a client sees it, with its attempts on request.
 
+use super::concurrency::Gate;
 use super::{JobRef, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
@@ -46,9 +47,13 @@ impl Shard {
         let waiting_on = self
             .conc
             .waiting_on(&rec.tenant, &rec.id)
-            .map(str::to_string);
+            .map(|(gate, key)| (gate, key.to_string()));
         let mut job = record::to_wire_job(rec, payload, attempts, st.now)?;
-        job.waiting_on_keys = waiting_on.into_iter().collect();
+        match waiting_on {
+            Some((Gate::Slots, key)) => job.waiting_on_keys = vec![key],
+            Some((Gate::Tokens, key)) => job.waiting_on_rate_limit = key,
+            None => {}
+        }
         Ok(job)
     }
 }

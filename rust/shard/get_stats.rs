@@ -19,6 +19,21 @@ impl Shard {
                 "concurrency_keys".to_string(),
                 self.conc.keys_in_use() as i64,
             ),
+            (
+                "rate_limit_keys".to_string(),
+                self.conc.rate_keys_in_use() as i64,
+            ),
+            ("key_waiters".to_string(), self.conc.waiters() as i64),
+            (
+                "paused_queues".to_string(),
+                self.ready.paused_count() as i64,
+            ),
+            ("expiries_in_memory".to_string(), self.expiries.len() as i64),
+            (
+                "schedules_in_memory".to_string(),
+                self.schedules.len() as i64,
+            ),
+            ("schedule_ticks".to_string(), self.ticks_fired as i64),
         ])
     }
 

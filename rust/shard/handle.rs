@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::flow::FlowCommand;
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
 use crate::validate::{HeartbeatParams, LeaseParams, NewJob, ReportParams, WaitJobParams};
@@ -13,7 +14,7 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// What callers ask of the actor. Each variant carries validated parameters.
 pub(super) enum Command {
-    Enqueue(Vec<NewJob>, Reply<Vec<Result<String>>>),
+    Enqueue(Vec<NewJob>, Reply<Vec<Result<Enqueued>>>),
     Cancel(JobRef, Reply<()>),
     LeaseTasks(LeaseParams, Reply<wire::LeaseTasksResponse>),
     HeartbeatTask(HeartbeatParams, Reply<wire::HeartbeatTaskResponse>),
@@ -22,7 +23,17 @@ pub(super) enum Command {
     WaitJob(WaitJobParams, Reply<wire::Job>),
     GetStats(Reply<BTreeMap<String, i64>>),
     GetConcurrencyKey(String, String, Reply<admin::ConcurrencyKeyState>),
+    /// Flow control: queues, schedules, rate-limit keys (flow.rs).
+    Flow(FlowCommand),
     Close(oneshot::Sender<()>),
+}
+
+/// What an enqueue stored: the job's id, or the id of the job that holds its unique key
+/// (`deduplicated`, nothing stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: String,
+    pub deduplicated: bool,
 }
 
 /// A job's address.
@@ -40,14 +51,14 @@ pub struct ShardHandle {
 }
 
 impl ShardHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+    pub(super) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).await.map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
     }
 
     /// Enqueues jobs in order; each succeeds or fails alone; all are durable together.
-    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<String>>> {
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Result<Enqueued>>> {
         self.call(|r| Command::Enqueue(jobs, r)).await
     }
 

@@ -15,6 +15,10 @@ impl Shard {
     ) -> Result<wire::HeartbeatTaskResponse> {
         self.check_lease(st, &p.task_id, &p.worker_id, LeaseUse::Heartbeat)
             .await?;
+        let lease_ms = match self.running.get(&p.task_id) {
+            Some(lease) => self.lease_ms_of(&lease.job),
+            None => return Err(Error::TaskNotFound),
+        };
         let Some(lease) = self.running.get_mut(&p.task_id) else {
             return Err(Error::TaskNotFound);
         };
@@ -29,7 +33,7 @@ impl Shard {
             );
             self.put_job(st, &job);
         }
-        let expires_at_ms = st.now + self.config.lease_ms;
+        let expires_at_ms = st.now + lease_ms;
         self.running.extend(&p.task_id, expires_at_ms);
         Ok(wire::HeartbeatTaskResponse {
             cancelled,

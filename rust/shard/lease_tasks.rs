@@ -78,7 +78,8 @@ impl Shard {
         while let Some((w, value)) = entries.next() {
             match self.start_attempt(st, &w, value, &params.worker_id).await {
                 Ok(task) => {
-                    self.conc.on_lease(&w, &task.task_id);
+                    let taken = self.conc.on_lease(&w, &task.task_id);
+                    self.write_buckets(st, taken);
                     tasks.push(task);
                 }
                 Err(e @ Error::StoreUnavailable(_)) => {
@@ -96,8 +97,7 @@ impl Shard {
                     tracing::error!(job = %w.job_id, tenant = %w.tenant, "dropping a ready entry: {e}");
                     self.forget_key(st, &w, w.ready_key());
                     self.counts.ready_removed();
-                    let admitted = self.conc.unreserve(&w);
-                    self.ready_all(admitted);
+                    self.unreserve(&w);
                 }
             }
         }
@@ -131,7 +131,11 @@ impl Shard {
             queued.payload
         };
         let task_id = uuid::Uuid::now_v7().simple().to_string();
-        let expires_at_ms = st.now + self.config.lease_ms;
+        let lease_ms = self.lease_ms_of(&job);
+        let expires_at_ms = st.now + lease_ms;
+        if job.attempt_count == 0 {
+            self.drop_expiry(st, &job); // its first attempt starts in time
+        }
         job.attempt_count += 1;
         job.state = to.to_record();
         job.current_task_id = task_id.clone();
@@ -182,7 +186,7 @@ impl Shard {
             payload,
             metadata: job.metadata.clone(),
             attempt: attempt.attempt,
-            heartbeat_interval_ms: self.config.lease_ms / 3,
+            heartbeat_interval_ms: lease_ms / 3,
             lease_expires_at_ms: expires_at_ms,
             heartbeat_cursor: job.heartbeat_cursor.clone(),
         };

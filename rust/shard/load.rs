@@ -57,6 +57,9 @@ impl Shard {
             conc: ConcurrencyTable::default(),
             parked: VecDeque::new(),
             waiters: Default::default(),
+            expiries: Page::unread(),
+            schedules: Page::unread(),
+            ticks_fired: 0,
             last_write: None,
             flush_now,
         };
@@ -84,7 +87,11 @@ impl Shard {
         self.timers = Page::unread();
         self.running = RunningTasks::default();
         self.conc = ConcurrencyTable::default();
+        self.conc.set_now(now);
+        self.expiries = Page::unread();
+        self.schedules = Page::unread();
         self.last_write = None;
+        self.load_paused().await?;
         // Every RUNNING attempt gets a fresh lease (docs/api.md#leases). Holders first, so that admitting
         // the ready groups below sees the slots they hold.
         let st = Step::new(now, self.next_seq);
@@ -111,6 +118,7 @@ impl Shard {
                 .await?;
             self.conc
                 .restore_holder(&rec.tenant, &rec.concurrency_keys, &task_id);
+            let lease_ms = self.lease_ms_of(&job);
             self.running.insert(
                 task_id,
                 Running {
@@ -118,11 +126,12 @@ impl Shard {
                     job,
                     attempt,
                     keys: rec.concurrency_keys,
-                    expires_at_ms: now + self.config.lease_ms,
+                    expires_at_ms: now + lease_ms,
                 },
             );
         }
         self.refill_timers(&st).await?;
+        self.refill_flow_timers(&st).await?;
         let groups = self.load_ready_groups(&st).await?;
         tracing::info!(
             ready = self.counts.ready(),

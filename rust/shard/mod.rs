@@ -18,11 +18,17 @@
 //! One file per RPC: enqueue.rs, cancel.rs, lease_tasks.rs, heartbeat_task.rs,
 //! report_task_outcome.rs, get_job.rs, wait_job.rs, get_stats.rs (GetStats and
 //! GetConcurrencyKey).
+//! Flow control (docs/architecture.md#flow-control) has its own files: flow.rs (its commands),
+//! rate_limit.rs and bucket.rs, unique.rs, expiry.rs, pause_queue.rs, schedules.rs (times in
+//! rust/cron.rs), and timer_page.rs (the head pages of the timer families).
 
+pub mod bucket;
 mod cancel;
 pub mod concurrency;
 mod counts;
 mod enqueue;
+mod expiry;
+mod flow;
 mod get_job;
 mod get_stats;
 mod handle;
@@ -32,14 +38,19 @@ mod lease_tasks;
 mod load;
 mod page;
 mod parked;
+mod pause_queue;
 mod queued;
+mod rate_limit;
 pub mod ready;
 mod recovery;
 mod report_task_outcome;
 pub mod running;
+mod schedules;
 mod step;
+mod timer_page;
 mod timers;
 mod txn;
+mod unique;
 mod wait_job;
 
 use std::collections::VecDeque;
@@ -58,7 +69,9 @@ use crate::validate::Limits;
 
 use concurrency::ConcurrencyTable;
 use counts::BacklogCounts;
-pub use handle::{JobRef, ShardHandle};
+use expiry::Expiring;
+pub use flow::{ListSchedulesParams, QueueRef, ScheduleRef};
+pub use handle::{Enqueued, JobRef, ShardHandle};
 use health::DbHealth;
 use page::Page;
 /// Entries of each ready group and of the timers held in memory (the rest stays in the store).
@@ -105,6 +118,12 @@ pub struct Shard {
     parked: VecDeque<ParkedLease>,
     /// WaitJob calls waiting for a job to end or for their deadline.
     waiters: JobWaiters,
+    /// Queued jobs with a first-attempt deadline: the head of EXPIRY, by (expire_at, seq).
+    expiries: Page<Expiring>,
+    /// Schedules: the head of SCHEDULE_DUE, by (next run, seq), each with its record.
+    schedules: Page<records::ScheduleRecord>,
+    /// Schedule firings since the shard started (a gauge).
+    ticks_fired: u64,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
     /// Asks the flusher task for a WAL flush now (local stores only; see health.rs).
@@ -185,10 +204,33 @@ impl Shard {
         Ok(())
     }
 
-    /// Due jobs that the concurrency table admitted go to the ready index.
+    /// Due jobs that the concurrency table admitted go to the ready index. A job of a paused
+    /// queue holds no reservation (it cannot be leased): it gives its room back at once.
     fn ready_all(&mut self, admitted: Vec<Queued>) {
-        for w in admitted {
+        let mut work = admitted;
+        while let Some(w) = work.pop() {
+            if self.ready.is_paused(&w.queue, &w.tenant) {
+                work.extend(self.conc.unreserve(&w));
+            }
             self.ready.insert(w);
+        }
+    }
+
+    /// An entry left the ready index without running (cancel, displacement, an unreadable
+    /// entry): its reservations, if it holds any, go to the next in line.
+    fn unreserve(&mut self, w: &Queued) {
+        if !self.ready.is_paused(&w.queue, &w.tenant) {
+            let admitted = self.conc.unreserve(w);
+            self.ready_all(admitted);
+        }
+    }
+
+    /// A job's lease duration: its own `lease_ms`, else the server's.
+    fn lease_ms_of(&self, job: &records::JobRecord) -> i64 {
+        if job.lease_ms > 0 {
+            job.lease_ms
+        } else {
+            self.config.lease_ms
         }
     }
 
@@ -236,6 +278,11 @@ pub(crate) fn job_keys(job: &records::JobRecord) -> Vec<String> {
         .iter()
         .map(|l| l.key.clone())
         .collect()
+}
+
+/// The rate-limit keys a job names, in order.
+pub(crate) fn job_rate_keys(job: &records::JobRecord) -> Vec<String> {
+    job.rate_limits.iter().map(|l| l.key.clone()).collect()
 }
 
 #[cfg(test)]

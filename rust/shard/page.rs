@@ -80,6 +80,23 @@ impl<V> Page<V> {
         self.head.remove(key)
     }
 
+    /// The head's entries, in order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.head.values()
+    }
+
+    /// Takes out of the head every entry that `pred` picks (their keys stay loaded: the owner
+    /// keeps them elsewhere or puts them back).
+    pub fn take_where(&mut self, pred: impl Fn(&V) -> bool) -> Vec<V> {
+        let keys: Vec<SortKey> = self
+            .head
+            .iter()
+            .filter(|(_, v)| pred(v))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.iter().filter_map(|k| self.head.remove(k)).collect()
+    }
+
     /// The head ran empty while the store may hold more: read the page after `loaded`.
     pub fn needs_refill(&self) -> bool {
         self.head.is_empty() && !self.complete

@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use super::page::{Placed, SortKey, PAGE_SIZE};
 use super::ready::{Group, Queued};
-use super::{job_keys, Shard, Step};
+use super::timer_page::{after, TimerFamily};
+use super::{job_keys, job_rate_keys, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::proto::records;
@@ -19,7 +20,7 @@ use crate::record;
 const MAX_PROMOTIONS_PER_STEP: usize = 4096;
 
 /// The index entry of a queued job.
-fn queued_of(job: &records::JobRecord, due_ms: i64, seq: u64) -> Queued {
+pub(super) fn queued_of(job: &records::JobRecord, due_ms: i64, seq: u64) -> Queued {
     Queued {
         tenant: job.tenant.clone(),
         job_id: job.id.clone(),
@@ -28,6 +29,7 @@ fn queued_of(job: &records::JobRecord, due_ms: i64, seq: u64) -> Queued {
         due_ms,
         seq,
         keys: job_keys(job),
+        rate_keys: job_rate_keys(job),
     }
 }
 
@@ -37,11 +39,11 @@ fn decode_queued(value: &[u8]) -> Result<records::JobRecord> {
         .ok_or_else(|| Error::Internal("queued job without its record".into()))
 }
 
-/// The smallest key after `key`.
-fn after(mut key: Vec<u8>) -> Vec<u8> {
-    key.push(0);
-    key
-}
+/// The SCHEDULED family as a timer family: jobs waiting for their start time or backoff.
+const SCHEDULED_TIMERS: TimerFamily<Queued> = TimerFamily {
+    family: keys::SCHEDULED,
+    decode: |(due, seq), value| Ok(queued_of(&decode_queued(value)?, due, seq)),
+};
 
 impl Shard {
     /// Makes a job wait (durably) until `due_ms`: allocates its waiting sequence, sets
@@ -74,41 +76,25 @@ impl Shard {
 
     /// Reads the next page of timers after the last one memory holds.
     pub(super) async fn refill_timers(&mut self, st: &Step) -> Result<()> {
-        let start = match self.timers.loaded() {
-            Some((due, seq)) => after(keys::scheduled(due, seq)),
-            None => vec![keys::SCHEDULED],
-        };
-        let rows = st
-            .txn
-            .scan(&self.db, start, vec![keys::SCHEDULED + 1], PAGE_SIZE)
-            .await?;
-        let complete = rows.len() < PAGE_SIZE;
-        let mut last = None;
-        for (k, v) in rows {
-            let (due, seq) = keys::parse_scheduled(&k)?;
-            let job = decode_queued(&v)?;
-            self.timers.insert((due, seq), queued_of(&job, due, seq));
-            last = Some((due, seq));
-        }
-        self.timers.refilled(last, complete);
-        Ok(())
+        SCHEDULED_TIMERS
+            .refill(&self.db, &st.txn, &mut self.timers)
+            .await
     }
 
-    /// Timers that came due, at most a step's worth, best first (so free concurrency slots go
-    /// to the highest priority).
+    /// Timers that came due, at most a step's worth (`promote` orders them best first, so free
+    /// concurrency slots go to the highest priority).
     pub(super) async fn take_due_timers(&mut self, st: &Step) -> Result<Vec<Queued>> {
-        let mut due = Vec::new();
-        while due.len() < MAX_PROMOTIONS_PER_STEP {
-            if self.timers.needs_refill() {
-                self.refill_timers(st).await?;
-            }
-            match self.timers.first() {
-                Some((&(t, _), _)) if t <= st.now => {}
-                _ => break,
-            }
-            due.extend(self.timers.pop_first());
-        }
-        Ok(due)
+        let now = st.now;
+        let due = SCHEDULED_TIMERS
+            .take_due(
+                &self.db,
+                &st.txn,
+                &mut self.timers,
+                |t| t <= now,
+                MAX_PROMOTIONS_PER_STEP,
+            )
+            .await?;
+        Ok(due.into_iter().map(|(_, w)| w).collect())
     }
 
     /// The timer (or the step's retry) has come: the job's entry moves from SCHEDULED to READY
@@ -135,8 +121,7 @@ impl Shard {
             if let Placed::Memory(displaced) = self.ready.place(&w) {
                 if let Some(d) = displaced {
                     // Back to the store only: its reserved slots go to the next in line.
-                    let admitted = self.conc.unreserve(&d);
-                    self.ready_all(admitted);
+                    self.unreserve(&d);
                 }
                 self.admit(st, w).await?;
             }
@@ -156,11 +141,14 @@ impl Shard {
     /// A due job that memory holds enters its group's head if every key has a free slot, else
     /// waits on a key (concurrency.rs).
     pub(super) async fn admit(&mut self, st: &Step, w: Queued) -> Result<()> {
-        if w.keys.is_empty() {
+        // A job of a paused queue waits in its group, out of every lease's way, holding nothing.
+        if !w.gated() || self.ready.is_paused(&w.queue, &w.tenant) {
             self.ready.insert(w);
             return Ok(());
         }
         self.ensure_limits(&st.txn, &w.tenant, &w.keys).await?;
+        self.ensure_buckets(&st.txn, &w.tenant, &w.rate_keys)
+            .await?;
         if let Some(w) = self.conc.admit(w) {
             self.ready.insert(w);
         }

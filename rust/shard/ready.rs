@@ -5,9 +5,13 @@
 //! Each (queue, priority, tenant) group is a `Page` of its READY store range: memory holds the
 //! head of each group and the store the rest, so memory does not grow with the backlog. The
 //! shard refills a group's head from the store when `pop` or `remove` reports it ran empty.
+//!
+//! A paused (queue, tenant) (docs/architecture.md#paused-queues) keeps its groups aside, in
+//! `held`, where no lease looks: pausing and resuming move its pages (one per priority level),
+//! so a lease never scans past paused work.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::page::{Page, Placed, SortKey};
 use crate::keys;
@@ -23,6 +27,8 @@ pub struct Queued {
     pub seq: u64,
     /// Concurrency keys the job needs a slot of (see concurrency.rs).
     pub keys: Vec<String>,
+    /// Rate-limit keys the job needs a token of (see concurrency.rs and bucket.rs).
+    pub rate_keys: Vec<String>,
 }
 
 impl Queued {
@@ -31,6 +37,11 @@ impl Queued {
     }
 
     /// Whether two entries belong to the same (queue, priority, tenant) group.
+    /// Whether the job needs room in any key before it may be leased (concurrency.rs).
+    pub fn gated(&self) -> bool {
+        !self.keys.is_empty() || !self.rate_keys.is_empty()
+    }
+
     pub fn same_group(&self, other: &Queued) -> bool {
         self.queue == other.queue && self.priority == other.priority && self.tenant == other.tenant
     }
@@ -98,10 +109,124 @@ pub struct ReadyIndex {
     turns: HashMap<(u32, String), Turn>,
     /// The next turn tick: a tenant served or newly arrived takes it and goes to the back.
     next_tick: u64,
+    /// Paused queues: queue -> tenants.
+    paused: HashMap<String, HashSet<String>>,
+    /// The groups of paused (queue, tenant) pairs, by priority; no lease sees them.
+    held: HashMap<(String, String), BTreeMap<u32, Page<Queued>>>,
 }
 
 impl ReadyIndex {
+    /// Whether leases skip this queue of this tenant.
+    pub fn is_paused(&self, queue: &str, tenant: &str) -> bool {
+        !self.paused.is_empty() && self.paused.get(queue).is_some_and(|t| t.contains(tenant))
+    }
+
+    /// (queue, tenant) pairs paused.
+    pub fn paused_count(&self) -> usize {
+        self.paused.values().map(HashSet::len).sum()
+    }
+
+    /// Pauses a queue of a tenant: its groups move aside, where no lease sees them. Returns
+    /// the entries they hold that needed room in a key (each holds reservations the caller
+    /// must give back: a paused job holds none). Idempotent.
+    pub fn pause(&mut self, queue: &str, tenant: &str) -> Vec<Queued> {
+        if !self
+            .paused
+            .entry(queue.to_string())
+            .or_default()
+            .insert(tenant.to_string())
+        {
+            return Vec::new();
+        }
+        let mut moved: BTreeMap<u32, Page<Queued>> = BTreeMap::new();
+        if let Some(q) = self.queues.get_mut(queue) {
+            for (prio, level) in q.levels.iter_mut() {
+                if let Some(page) = level.tenants.remove(tenant) {
+                    moved.insert(prio.0, page);
+                }
+            }
+        }
+        for &priority in moved.keys() {
+            self.leave_turn(queue, priority, tenant);
+        }
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.levels.retain(|_, level| !level.tenants.is_empty());
+            if q.levels.is_empty() {
+                self.queues.remove(queue);
+            }
+        }
+        let gated = moved
+            .values()
+            .flat_map(|p| p.values())
+            .filter(|w| w.gated())
+            .cloned()
+            .collect();
+        if !moved.is_empty() {
+            self.held
+                .insert((queue.to_string(), tenant.to_string()), moved);
+        }
+        gated
+    }
+
+    /// Resumes a paused queue of a tenant: its groups rejoin the lease order (the tenant takes
+    /// a turn at the back of each level). Returns the entries that need room in a key, taken
+    /// out of their pages for the caller to admit again, and every group resumed (the caller
+    /// refills those whose head ran empty). Idempotent.
+    pub fn resume(&mut self, queue: &str, tenant: &str) -> (Vec<Queued>, Vec<Group>) {
+        let was = self.paused.get_mut(queue).is_some_and(|t| t.remove(tenant));
+        if self.paused.get(queue).is_some_and(HashSet::is_empty) {
+            self.paused.remove(queue);
+        }
+        if !was {
+            return (Vec::new(), Vec::new());
+        }
+        let Some(pages) = self.held.remove(&(queue.to_string(), tenant.to_string())) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut gated = Vec::new();
+        let mut groups = Vec::new();
+        for (priority, mut page) in pages {
+            let g = Group {
+                queue: queue.to_string(),
+                priority,
+                tenant: tenant.to_string(),
+            };
+            gated.extend(page.take_where(Queued::gated));
+            *self.page_or_new(&g, Page::complete) = page;
+            groups.push(g);
+        }
+        (gated, groups)
+    }
+
+    /// Takes a tenant out of the turn order of one priority in one queue.
+    fn leave_turn(&mut self, queue: &str, priority: u32, tenant: &str) {
+        let id = (priority, tenant.to_string());
+        let Some(turn) = self.turns.get_mut(&id) else {
+            return;
+        };
+        if let Some(level) = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.levels.get_mut(&Reverse(priority)))
+        {
+            level.turn.remove(&(turn.tick, tenant.to_string()));
+        }
+        turn.queues.retain(|name| name != queue);
+        if turn.queues.is_empty() {
+            self.turns.remove(&id);
+        }
+    }
+
+    fn held_page(&self, g: &Group) -> Option<&Page<Queued>> {
+        self.held
+            .get(&(g.queue.clone(), g.tenant.clone()))?
+            .get(&g.priority)
+    }
+
     fn page(&self, g: &Group) -> Option<&Page<Queued>> {
+        if self.is_paused(&g.queue, &g.tenant) {
+            return self.held_page(g);
+        }
         self.queues
             .get(&g.queue)?
             .levels
@@ -111,6 +236,12 @@ impl ReadyIndex {
     }
 
     fn page_mut(&mut self, g: &Group) -> Option<&mut Page<Queued>> {
+        if self.is_paused(&g.queue, &g.tenant) {
+            return self
+                .held
+                .get_mut(&(g.queue.clone(), g.tenant.clone()))?
+                .get_mut(&g.priority);
+        }
         self.queues
             .get_mut(&g.queue)?
             .levels
@@ -119,14 +250,22 @@ impl ReadyIndex {
             .get_mut(&g.tenant)
     }
 
-    /// Entries held in memory (heads only).
+    /// Entries held in memory (heads only, paused ones included).
     pub fn in_memory(&self) -> usize {
-        self.queues
+        let active: usize = self
+            .queues
             .values()
             .flat_map(|q| q.levels.values())
             .flat_map(|l| l.tenants.values())
             .map(Page::len)
-            .sum()
+            .sum();
+        let held: usize = self
+            .held
+            .values()
+            .flat_map(|p| p.values())
+            .map(Page::len)
+            .sum();
+        active + held
     }
 
     /// Whether a job just written to READY belongs in memory (then the caller admits it:
@@ -159,6 +298,14 @@ impl ReadyIndex {
     /// A group's page, created with `new` if the group is not in memory. A new group takes
     /// its tenant's turn at that priority, or the back of the line if the tenant has none.
     fn page_or_new(&mut self, g: &Group, new: fn() -> Page<Queued>) -> &mut Page<Queued> {
+        if self.is_paused(&g.queue, &g.tenant) {
+            return self
+                .held
+                .entry((g.queue.clone(), g.tenant.clone()))
+                .or_default()
+                .entry(g.priority)
+                .or_insert_with(new);
+        }
         let level = self
             .queues
             .entry(g.queue.clone())
@@ -204,6 +351,18 @@ impl ReadyIndex {
     }
 
     fn drop_if_done(&mut self, g: &Group) {
+        if self.is_paused(&g.queue, &g.tenant) {
+            let id = (g.queue.clone(), g.tenant.clone());
+            if let Some(pages) = self.held.get_mut(&id) {
+                if pages.get(&g.priority).is_some_and(Page::is_done) {
+                    pages.remove(&g.priority);
+                }
+                if pages.is_empty() {
+                    self.held.remove(&id);
+                }
+            }
+            return;
+        }
         let Some(q) = self.queues.get_mut(&g.queue) else {
             return;
         };
@@ -315,6 +474,7 @@ mod tests {
             due_ms,
             seq,
             keys: Vec::new(),
+            rate_keys: Vec::new(),
         }
     }
 
@@ -461,5 +621,42 @@ mod tests {
             !ix.has_any(&qs),
             "a group read to its end with nothing left is gone"
         );
+    }
+
+    #[test]
+    fn a_paused_queue_of_a_tenant_is_skipped_and_resumes_in_order() {
+        let mut ix = ReadyIndex::default();
+        ix.insert(w("a", "q", 90, 0, 1));
+        ix.insert(w("a", "q", 50, 0, 2));
+        ix.insert(w("b", "q", 50, 0, 3));
+        ix.insert(w("a", "other", 50, 0, 4));
+        assert!(ix.pause("q", "a").is_empty(), "nothing gated to give back");
+        assert!(ix.is_paused("q", "a") && !ix.is_paused("other", "a"));
+        // New work of the paused pair waits aside too.
+        ix.insert(w("a", "q", 50, 0, 5));
+        assert_eq!(ix.in_memory(), 5);
+        // Tenant "a" keeps its turn (it arrived first) through its other queue.
+        assert_eq!(drain(&mut ix, &["q", "other"]), vec![4, 3]);
+        assert!(!ix.has_any(&["q".into()]), "only paused work is left");
+        let (gated, groups) = ix.resume("q", "a");
+        assert!(gated.is_empty());
+        assert_eq!(groups.len(), 2);
+        assert_eq!(drain(&mut ix, &["q"]), vec![1, 2, 5]);
+        assert!(ix.queues.is_empty() && ix.held.is_empty() && ix.turns.is_empty());
+        assert_eq!(ix.resume("q", "a"), (Vec::new(), Vec::new()), "idempotent");
+    }
+
+    #[test]
+    fn pausing_hands_back_gated_entries_and_resuming_takes_them_out_to_admit() {
+        let mut ix = ReadyIndex::default();
+        let mut gated = w("a", "q", 50, 0, 1);
+        gated.rate_keys = vec!["r".into()];
+        ix.insert(gated.clone());
+        ix.insert(w("a", "q", 50, 0, 2));
+        assert_eq!(ix.pause("q", "a"), vec![gated.clone()]);
+        assert!(ix.pause("q", "a").is_empty(), "idempotent");
+        let (out, _) = ix.resume("q", "a");
+        assert_eq!(out, vec![gated]);
+        assert_eq!(drain(&mut ix, &["q"]), vec![2]);
     }
 }

@@ -110,6 +110,7 @@ impl Shard {
             self.parked.iter().map(|w| w.deadline_ms).min(),
             self.waiters.next_deadline(),
             self.health.failure().map(|_| self.recover_after_ms),
+            self.flow_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -132,6 +133,7 @@ impl Shard {
             Command::WaitJob(_, r) => drop(r.send(Err(err))),
             Command::GetStats(r) => drop(r.send(Err(err))),
             Command::GetConcurrencyKey(_, _, r) => drop(r.send(Err(err))),
+            Command::Flow(cmd) => cmd.refuse(err),
             Command::Close(r) => drop(r.send(())),
         }
     }
@@ -146,6 +148,7 @@ impl Shard {
             return;
         }
         let mut st = Step::new(self.clock.now_ms(), self.next_seq);
+        self.conc.set_now(st.now);
         self.fire_timers(&mut st).await;
         self.expire_job_waiters(&mut st).await;
         for cmd in cmds {
@@ -193,6 +196,7 @@ impl Shard {
                 let state = self.get_concurrency_key(&tenant, &key);
                 st.replies.push(defer(reply, Ok(state)));
             }
+            Command::Flow(cmd) => self.apply_flow(st, cmd).await,
             Command::Close(reply) => drop(reply.send(())),
         }
     }

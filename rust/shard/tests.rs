@@ -79,7 +79,7 @@ fn job(id: &str, queue: &str) -> wire::EnqueueRequest {
 async fn enqueue(shard: &ShardHandle, req: wire::EnqueueRequest) -> String {
     let job = validate::enqueue(req, &LIMITS).unwrap();
     let mut out = shard.enqueue(vec![job]).await.unwrap();
-    out.pop().unwrap().unwrap()
+    out.pop().unwrap().unwrap().id
 }
 
 async fn lease(shard: &ShardHandle, queues: &[&str], max_tasks: u32) -> Vec<wire::Task> {
@@ -547,3 +547,5 @@ async fn wait_job_is_woken_by_a_cancel_and_refused_at_close() {
         Err(Error::StoreUnavailable(m)) if m.contains("shutting down")
     ));
 }
+
+mod flow;

@@ -300,3 +300,228 @@ fn wait_job_timeout_bounds() {
     }
     assert_eq!(field_of(wait_job(req("", 10)).unwrap_err()), "id");
 }
+
+fn rate_limit(key: &str, limit: u32, period_ms: i64) -> wire::RateLimit {
+    wire::RateLimit {
+        key: key.into(),
+        limit,
+        period_ms,
+    }
+}
+
+#[test]
+fn flow_control_fields_of_an_enqueue() {
+    let field = |req: wire::EnqueueRequest| field_of(enqueue(req, &LIMITS).unwrap_err());
+    let ok = |req: wire::EnqueueRequest| enqueue(req, &LIMITS).unwrap();
+    let with_limits = |limits: Vec<wire::RateLimit>| wire::EnqueueRequest {
+        rate_limits: limits,
+        ..Default::default()
+    };
+    assert_eq!(
+        ok(with_limits(vec![rate_limit("k", 1, 1)]))
+            .rate_limits
+            .len(),
+        1
+    );
+    ok(with_limits(vec![rate_limit(
+        "k",
+        u32::MAX,
+        MAX_RATE_PERIOD_MS,
+    )]));
+    let nine = (0..9)
+        .map(|i| rate_limit(&format!("k{i}"), 1, 1000))
+        .collect();
+    assert_eq!(field(with_limits(nine)), "rate_limits");
+    assert_eq!(
+        field(with_limits(vec![rate_limit("", 1, 1)])),
+        "rate_limits[0].key"
+    );
+    let long = "k".repeat(128);
+    assert_eq!(
+        field(with_limits(vec![rate_limit(&long, 1, 1)])),
+        "rate_limits[0].key"
+    );
+    let twice = vec![rate_limit("k", 1, 1), rate_limit("k", 2, 2)];
+    assert_eq!(field(with_limits(twice)), "rate_limits[1].key");
+    assert_eq!(
+        field(with_limits(vec![rate_limit("k", 0, 1)])),
+        "rate_limits[0].limit"
+    );
+    for bad in [0, -1, MAX_RATE_PERIOD_MS + 1] {
+        let req = with_limits(vec![rate_limit("k", 1, bad)]);
+        assert_eq!(field(req), "rate_limits[0].period_ms");
+    }
+    let unique = |key: &str, window: i64| wire::EnqueueRequest {
+        unique_key: key.into(),
+        unique_for_ms: window,
+        ..Default::default()
+    };
+    assert_eq!(ok(unique("u", 0)).unique_key, "u");
+    assert_eq!(field(unique(&long, 0)), "unique_key");
+    assert_eq!(field(unique("a\nb", 0)), "unique_key");
+    assert_eq!(field(unique("u", -1)), "unique_for_ms");
+    assert_eq!(field(unique("", 5)), "unique_for_ms");
+    let lease = |ms: i64| wire::EnqueueRequest {
+        lease_ms: ms,
+        ..Default::default()
+    };
+    for good in [0, MIN_JOB_LEASE_MS, MAX_JOB_LEASE_MS] {
+        assert_eq!(ok(lease(good)).lease_ms, good);
+    }
+    for bad in [-1, 1, MIN_JOB_LEASE_MS - 1, MAX_JOB_LEASE_MS + 1] {
+        assert_eq!(field(lease(bad)), "lease_ms");
+    }
+    let expiry = |start: i64, expire: i64| wire::EnqueueRequest {
+        start_at_ms: start,
+        expire_at_ms: expire,
+        ..Default::default()
+    };
+    assert_eq!(ok(expiry(10, 10)).expire_at_ms, 10);
+    assert_eq!(
+        ok(expiry(0, 5)).expire_at_ms,
+        5,
+        "a past expiry expires at once"
+    );
+    assert_eq!(field(expiry(0, -1)), "expire_at_ms");
+    assert_eq!(field(expiry(11, 10)), "expire_at_ms");
+}
+
+#[test]
+fn a_worker_may_not_report_the_expired_code() {
+    let req = wire::ReportTaskOutcomeRequest {
+        task_id: "t".into(),
+        worker_id: "w".into(),
+        outcome: Some(wire::report_task_outcome_request::Outcome::Failure(
+            wire::TaskFailure {
+                code: "expired".into(),
+                ..Default::default()
+            },
+        )),
+    };
+    assert_eq!(field_of(report(req, &LIMITS).unwrap_err()), "failure.code");
+}
+
+fn a_schedule() -> wire::Schedule {
+    wire::Schedule {
+        name: "s".into(),
+        interval_ms: 1000,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn put_schedule_bounds() {
+    let field = |s: wire::Schedule| field_of(put_schedule(s, &LIMITS).unwrap_err());
+    let rec = put_schedule(a_schedule(), &LIMITS).unwrap();
+    assert_eq!((rec.interval_ms, rec.job.is_some()), (1000, true));
+    let cron = |c: &str| wire::Schedule {
+        cron: c.into(),
+        interval_ms: 0,
+        ..a_schedule()
+    };
+    for good in ["* * * * *", "0 */5 * * * *", "@daily", "@hourly"] {
+        assert!(put_schedule(cron(good), &LIMITS).is_ok(), "{good}");
+    }
+    for bad in ["* * * *", "99 * * * *", "@sometimes", "x"] {
+        assert_eq!(field(cron(bad)), "cron", "{bad}");
+    }
+    let both = wire::Schedule {
+        cron: "@daily".into(),
+        ..a_schedule()
+    };
+    assert_eq!(field(both), "cron");
+    assert_eq!(field(cron("")), "cron", "neither");
+    for bad in [999, -1000] {
+        let s = wire::Schedule {
+            interval_ms: bad,
+            ..a_schedule()
+        };
+        assert_eq!(field(s), "interval_ms");
+    }
+    let zone = |z: &str| wire::Schedule {
+        timezone: z.into(),
+        ..a_schedule()
+    };
+    assert!(put_schedule(zone("America/New_York"), &LIMITS).is_ok());
+    assert_eq!(field(zone("Nowhere/City")), "timezone");
+    let name = |n: &str| wire::Schedule {
+        name: n.into(),
+        ..a_schedule()
+    };
+    assert!(put_schedule(name(&"n".repeat(100)), &LIMITS).is_ok());
+    assert_eq!(field(name(&"n".repeat(101))), "name");
+    assert_eq!(field(name("")), "name");
+    let enums = wire::Schedule {
+        overlap: 7,
+        ..a_schedule()
+    };
+    assert_eq!(field(enums), "overlap");
+    let enums = wire::Schedule {
+        catch_up: 7,
+        ..a_schedule()
+    };
+    assert_eq!(field(enums), "catch_up");
+}
+
+#[test]
+fn a_schedule_template_is_validated_like_an_enqueue() {
+    let field = |job: wire::EnqueueRequest| {
+        let s = wire::Schedule {
+            tenant: "t".into(),
+            job: Some(job),
+            ..a_schedule()
+        };
+        field_of(put_schedule(s, &LIMITS).unwrap_err())
+    };
+    let job = |f: fn(&mut wire::EnqueueRequest)| {
+        let mut r = wire::EnqueueRequest::default();
+        f(&mut r);
+        r
+    };
+    assert_eq!(field(job(|r| r.id = "x".into())), "job.id");
+    assert_eq!(field(job(|r| r.tenant = "other".into())), "job.tenant");
+    assert_eq!(field(job(|r| r.start_at_ms = 5)), "job.start_at_ms");
+    assert_eq!(field(job(|r| r.expire_at_ms = 5)), "job.expire_at_ms");
+    assert_eq!(field(job(|r| r.priority = 101)), "job.priority");
+    assert_eq!(field(job(|r| r.lease_ms = 5)), "job.lease_ms");
+    let same_tenant = wire::Schedule {
+        tenant: "t".into(),
+        job: Some(job(|r| r.tenant = "t".into())),
+        ..a_schedule()
+    };
+    assert!(put_schedule(same_tenant, &LIMITS).is_ok());
+}
+
+#[test]
+fn list_schedules_paging_and_tokens() {
+    let list = |size: u32, token: &str| {
+        list_schedules(wire::ListSchedulesRequest {
+            tenant: String::new(),
+            page_size: size,
+            page_token: token.into(),
+        })
+    };
+    assert_eq!(list(0, "").unwrap().page_size, 100);
+    assert_eq!(list(1000, "").unwrap().page_size, 1000);
+    assert_eq!(field_of(list(1001, "").unwrap_err()), "page_size");
+    let token = page_token("nämé:1");
+    assert_eq!(list(5, &token).unwrap().after.as_deref(), Some("nämé:1"));
+    for bad in ["x", "s1.z", "s1.abc", "s1.ff"] {
+        assert_eq!(field_of(list(5, bad).unwrap_err()), "page_token", "{bad}");
+    }
+}
+
+#[test]
+fn queue_and_schedule_refs() {
+    let q = queue_ref(wire::QueueRef::default()).unwrap();
+    assert_eq!(q.queue, DEFAULT_QUEUE);
+    let bad = wire::QueueRef {
+        queue: "a\tb".into(),
+        ..Default::default()
+    };
+    assert_eq!(field_of(queue_ref(bad).unwrap_err()), "queue");
+    assert_eq!(
+        field_of(schedule_ref(wire::ScheduleRef::default()).unwrap_err()),
+        "name"
+    );
+}

@@ -508,6 +508,59 @@ class ScenarioSpec:
     add_arguments: Callable[[argparse.ArgumentParser], None]
 
 
+_FLOW_WORKLOADS: Final = ("rate", "waiting", "schedules")
+
+
+def _flow_workloads(text: str) -> list[str]:
+    chosen = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in chosen if w not in _FLOW_WORKLOADS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"workloads are a comma-separated subset of {','.join(_FLOW_WORKLOADS)}"
+        )
+    return chosen
+
+
+def _flow(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workloads",
+        type=_flow_workloads,
+        default=list(_FLOW_WORKLOADS),
+        metavar="LIST",
+        help="which of rate,waiting,schedules to run (default: all)",
+    )
+    p.add_argument("--rate-jobs", type=_positive, default=100_000, metavar="N", help="(100k)")
+    p.add_argument("--rate-keys", type=_positive, default=1000, metavar="N", help="(1000)")
+    p.add_argument(
+        "--rate-limit", type=_positive, default=5, metavar="N", help="tokens per period (5)"
+    )
+    p.add_argument("--rate-period-ms", type=_positive, default=1000, metavar="MS", help="(1000)")
+    p.add_argument(
+        "--rate-workers", type=_positive, default=4, metavar="N", help="worker threads (4)"
+    )
+    p.add_argument("--waiting-jobs", type=_positive, default=1_000_000, metavar="N", help="(1M)")
+    p.add_argument("--waiting-keys", type=_positive, default=1000, metavar="N", help="(1000)")
+    p.add_argument(
+        "--probes", type=_positive, default=200, metavar="N", help="lease probes per row (200)"
+    )
+    p.add_argument("--schedules", type=_positive, default=10_000, metavar="N", help="(10k)")
+    p.add_argument(
+        "--schedule-s", type=_seconds, default=20.0, metavar="S", help="measured seconds (20)"
+    )
+    p.add_argument(
+        "--schedule-cron",
+        action="store_true",
+        help="per-second cron schedules (every tick at the same instant) instead of 1 s intervals",
+    )
+    p.add_argument(
+        "--schedule-sample-interval-ms",
+        type=_positive,
+        default=20,
+        metavar="MS",
+        help="pause between lateness samples (20)",
+    )
+
+
 SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
     ScenarioSpec(
         "python-api",
@@ -584,5 +637,14 @@ SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
         "kind per 1,000 completed jobs and $ per million jobs at S3 Standard prices "
         "(PUT/COPY/LIST $0.005 per 1,000, GET/HEAD $0.0004 per 1,000, DELETE free).",
         _cost,
+    ),
+    ScenarioSpec(
+        "flow",
+        "flow control: per-key rate-limit accuracy, leases beside 1M waiting jobs, schedules",
+        "rate: jobs over many rate-limit keys, drained by long-polling workers; the achieved "
+        "rate per key (server timestamps) against its limit. waiting: lease latency on an "
+        "empty broker, then with many jobs waiting for rate-limit tokens. schedules: many "
+        "schedules ticking every second; tick lateness and the broker's CPU.",
+        _flow,
     ),
 )

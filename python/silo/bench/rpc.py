@@ -61,6 +61,8 @@ class SiloClient:
         self.report_task_outcome = call("ReportTaskOutcome", pb.ReportTaskOutcomeResponse)
         self.report_task_outcomes = call("ReportTaskOutcomes", pb.ReportTaskOutcomesResponse)
         self.get_job = call("GetJob", pb.Job)
+        self.put_schedule = call("PutSchedule", pb.Schedule)
+        self.get_schedule = call("GetSchedule", pb.Schedule)
         self.get_stats = u(
             _ADMIN + "GetStats",
             request_serializer=_ser,

@@ -76,3 +76,27 @@ class ConcurrencyKeyState(_message.Message):
     reserved: int
     waiters: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, limit: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., reserved: _Optional[int] = ..., waiters: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetRateLimitRequest(_message.Message):
+    __slots__ = ("tenant", "key")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    key: str
+    def __init__(self, tenant: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class RateLimitState(_message.Message):
+    __slots__ = ("limit", "period_ms", "tokens", "reserved", "waiters", "next_token_at_ms")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    WAITERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TOKEN_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    period_ms: int
+    tokens: float
+    reserved: int
+    waiters: _containers.RepeatedScalarFieldContainer[str]
+    next_token_at_ms: int
+    def __init__(self, limit: _Optional[int] = ..., period_ms: _Optional[int] = ..., tokens: _Optional[float] = ..., reserved: _Optional[int] = ..., waiters: _Optional[_Iterable[str]] = ..., next_token_at_ms: _Optional[int] = ...) -> None: ...

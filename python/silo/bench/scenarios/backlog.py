@@ -17,7 +17,9 @@ from silo.bench.runner import Bench
 from silo.bench.work import EnqueueCount, enqueue_count
 
 
-def _probe(client: SiloClient, queue: str, n: int, payload: bytes) -> dict[str, list[float]]:
+def probe(client: SiloClient, queue: str, n: int, payload: bytes) -> dict[str, list[float]]:
+    """Sequential calls: `n` single Enqueues, `n` LeaseTasks(max_tasks=1), a report of each
+    task leased; their latencies in seconds (also used by `silo bench flow`)."""
     enqueue: list[float] = []
     lease: list[float] = []
     report: list[float] = []
@@ -95,7 +97,7 @@ def run(bench: Bench) -> None:
                 time.sleep(args.settle_s)
         cpu0, broker0, t0 = self_cpu_seconds(), bench.target.cpu_seconds(), time.monotonic()
         cpu0, broker0, t0 = self_cpu_seconds(), bench.target.cpu_seconds(), time.monotonic()
-        probes = _probe(client, bench.queue, args.probes, bytes(args.payload_bytes))
+        probes = probe(client, bench.queue, args.probes, bytes(args.payload_bytes))
         span = time.monotonic() - t0
         cpu1, broker1 = self_cpu_seconds(), bench.target.cpu_seconds()
         span = time.monotonic() - t0

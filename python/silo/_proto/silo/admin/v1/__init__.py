@@ -7,7 +7,9 @@ __all__ = (
     "AdminStub",
     "ConcurrencyKeyState",
     "GetConcurrencyKeyRequest",
+    "GetRateLimitRequest",
     "GetStatsRequest",
+    "RateLimitState",
     "SetFaultsRequest",
     "SetFaultsResponse",
     "Stats",
@@ -68,11 +70,54 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class GetRateLimitRequest(betterproto2.Message):
+    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("silo.admin.v1", "GetRateLimitRequest", GetRateLimitRequest)
+
+
+@dataclass(eq=False, repr=False)
 class GetStatsRequest(betterproto2.Message):
     pass
 
 
 default_message_pool.register_message("silo.admin.v1", "GetStatsRequest", GetStatsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RateLimitState(betterproto2.Message):
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    """
+    The key's values as the last enqueue naming it set them; 0 when no job ever named it.
+    """
+
+    period_ms: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    tokens: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    Tokens in the bucket now, with the fraction refilled so far (negative while in debt).
+    """
+
+    reserved: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    """
+    Due jobs admitted to the ready index, each holding one of the tokens until leased.
+    """
+
+    waiters: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Job ids waiting for a token of this key, best first.
+    """
+
+    next_token_at_ms: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    When the next token for the waiters is due (0 when none waits).
+    """
+
+
+default_message_pool.register_message("silo.admin.v1", "RateLimitState", RateLimitState)
 
 
 @dataclass(eq=False, repr=False)
@@ -204,6 +249,27 @@ class AdminStub(betterproto2_grpclib.ServiceStub):
             "/silo.admin.v1.Admin/GetConcurrencyKey",
             message,
             ConcurrencyKeyState,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_rate_limit(
+        self,
+        message: "GetRateLimitRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "RateLimitState":
+        """
+        The token bucket of one rate-limit key (for operators and invariant tests).
+        """
+
+        return await self._unary_unary(
+            "/silo.admin.v1.Admin/GetRateLimit",
+            message,
+            RateLimitState,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
