@@ -32,7 +32,8 @@ async def cancel(stub: SiloStub, job_id: str, tenant: str) -> None:
 
 
 async def test_cancel_scheduled_job(shared_stub: SiloStub, ns) -> None:
-    start = now_ms() + 300
+    # Far enough ahead that a slow first call on a busy machine still finds it SCHEDULED.
+    start = now_ms() + 2_000
     job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, start_at_ms=start)
     assert (await get_job(shared_stub, job_id, ns.tenant)).status == JobStatus.SCHEDULED
     before = now_ms()
@@ -43,7 +44,8 @@ async def test_cancel_scheduled_job(shared_stub: SiloStub, ns) -> None:
     assert job.next_attempt_at_ms == 0
     assert_between(job.updated_at_ms, before, after, "updated_at_ms")
     # Past its start time it is still never leased.
-    assert await lease(shared_stub, [ns.queue], max_tasks=10, wait_ms=800) == []
+    past_start = max(0, start - now_ms()) + 300
+    assert await lease(shared_stub, [ns.queue], max_tasks=10, wait_ms=past_start) == []
     assert now_ms() > start
     job = await get_job(shared_stub, job_id, ns.tenant)
     assert (job.status, job.attempt_count) == (JobStatus.CANCELLED, 0)

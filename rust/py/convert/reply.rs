@@ -476,6 +476,19 @@ pub(crate) fn decode_reply<'py>(
                 Ok(d.into_any())
             })()
         }
+        Rpc::GetRateLimit => {
+            let r: admin::RateLimitState = decode(py, data)?;
+            let d = PyDict::new(py);
+            (|| {
+                d.set_item("limit", r.limit)?;
+                d.set_item("period_ms", r.period_ms)?;
+                d.set_item("tokens", r.tokens)?;
+                d.set_item("reserved", r.reserved)?;
+                d.set_item("waiters", PyTuple::new(py, &r.waiters)?)?;
+                d.set_item("next_token_at_ms", r.next_token_at_ms)?;
+                Ok(d.into_any())
+            })()
+        }
         Rpc::EnqueueStream | Rpc::WorkerSession => Err(to_py(
             py,
             Error::invalid(

@@ -440,6 +440,11 @@ pub(crate) fn encode(rpc: Rpc, args: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
             key: f.string("key")?,
         }
         .encode_to_vec(),
+        Rpc::GetRateLimit => admin::GetRateLimitRequest {
+            tenant: f.string("tenant")?,
+            key: f.string("key")?,
+        }
+        .encode_to_vec(),
         Rpc::EnqueueStream | Rpc::WorkerSession => {
             return Err(invalid(
                 args.py(),
