@@ -15,6 +15,7 @@ __all__ = [
     "Broker",
     "Completions",
     "Call",
+    "Stream",
     "status_table",
     "rpcs",
     "encode_request",
@@ -101,3 +102,28 @@ class Broker:
     def close(self, future: asyncio.Future[None]) -> Call:
         """Finish queued commands, flush and close SlateDB; settles `future` with None.
         Idempotent."""
+
+@final
+class Stream:
+    """One stream RPC in flight (EnqueueStream, WorkerSession), served on `broker`'s tokio
+    runtime: the server pushes each raw request and awaits the encoded answers in batches
+    (python/silo/server/streams.py). Answers settle their futures through the broker's
+    `Completions`."""
+
+    def __init__(self, broker: Broker, rpc: str) -> None:
+        """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession").
+        ValueError for a name that is not a streaming RPC of `rpcs()`."""
+    def push(self, request: bytes) -> bool:
+        """Queue one raw request; False once the stream's window is full (await `room` before
+        reading more). Ignored after `close` or the end."""
+    def room(self, future: asyncio.Future[None]) -> Call:
+        """Settles `future` with None once the window has room again, or the stream is over."""
+    def close(self) -> None:
+        """No more requests: the stream answers what it holds, then ends."""
+    def next(self, future: asyncio.Future[list[bytes]]) -> Call:
+        """Settles `future` with the next encoded answers (a non-empty list, in order), with []
+        once the stream ended OK, or with the silo.errors exception that ends it
+        (InvalidArgument naming the field for a WorkerSession message it cannot answer)."""
+    def abort(self) -> None:
+        """Stop serving (the client went away): changes the shard already began still complete,
+        and a session's tasks stay leased until they are reported or expire."""

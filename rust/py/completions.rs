@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 use tokio::task::AbortHandle;
 
 use super::convert::decode_reply;
@@ -29,6 +29,8 @@ use crate::rpc::Rpc;
 pub(super) enum Reply {
     /// An encoded protobuf reply, answered as `bytes`.
     Bytes(Vec<u8>),
+    /// Encoded messages of a stream, answered as `list[bytes]`.
+    Messages(Vec<Vec<u8>>),
     /// Nothing to answer: `None`.
     Nothing,
     /// A newly opened broker, answered as a `silo._native.Broker` bound to this queue.
@@ -247,6 +249,9 @@ fn settle(queue: &Arc<Queue>, future: &Bound<'_, PyAny>, outcome: Result<Reply>)
     let value = match outcome {
         Ok(reply) => match reply {
             Reply::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
+            Reply::Messages(messages) => {
+                PyList::new(py, messages.iter().map(|m| PyBytes::new(py, m))).map(Bound::into_any)
+            }
             Reply::Nothing => Ok(py.None().into_bound(py)),
             Reply::Broker(broker) => Bound::new(
                 py,

@@ -119,13 +119,14 @@ class RunningServer:
         return format_address(self.host, self.port)
 
     async def drain(self, grace_s: float = DRAIN_GRACE_S) -> bool:
-        """Refuse new calls and wait up to `grace_s` for the calls in flight, LeaseTasks
-        long-polls and WaitJob calls excepted; True if they all finished.
+        """Refuse new calls, stop the streams (each reads no more and ends OK once it answered
+        what it read) and wait up to `grace_s` for the calls in flight, LeaseTasks long-polls
+        and WaitJob calls excepted; True if they all finished.
 
         Does not close the broker or the listener: close the broker (which answers the parked
         long-polls), then call `close()`.
         """
-        self.tracker.draining = True
+        self.tracker.drain()
         self.health.set(False)
         try:
             await asyncio.wait_for(self.tracker.wait_idle(include_long_polls=False), grace_s)
