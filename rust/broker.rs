@@ -452,3 +452,6 @@ fn rss_bytes() -> u64 {
         })
         .map_or(0, |kb| kb * 1024)
 }
+
+#[cfg(test)]
+mod stream_tests;

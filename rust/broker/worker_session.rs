@@ -205,19 +205,17 @@ impl<'a> Session<'a> {
         size: usize,
     ) -> BoxFuture<'a, Answers> {
         let broker = self.broker;
-        let worker = self.own_worker(&req.worker_id, "heartbeat.worker_id");
+        let worker = self.own_worker(&req.worker_id);
         async move {
             let task_id = req.task_id.clone();
             let r = match worker {
                 Ok(worker_id) => {
                     req.worker_id = worker_id;
-                    broker
-                        .heartbeat_task(req)
-                        .await
-                        .map_err(|e| e.in_field("heartbeat."))
+                    broker.heartbeat_task(req).await
                 }
                 Err(e) => Err(e),
-            };
+            }
+            .map_err(|e| e.in_field("heartbeat."));
             let (code, message) = status_of(&r);
             let r = r.unwrap_or_default();
             let answer = server_message(Out::Heartbeat(wire::HeartbeatResult {
@@ -246,7 +244,7 @@ impl<'a> Session<'a> {
             done.add(Usage::one(size));
             task_ids.push(req.task_id.clone());
             entries.push(
-                self.own_worker(&req.worker_id, "outcome.worker_id")
+                self.own_worker(&req.worker_id)
                     .and_then(|worker_id| {
                         req.worker_id = worker_id;
                         validate::report(req, &broker.limits)
@@ -278,13 +276,13 @@ impl<'a> Session<'a> {
     }
 
     /// The worker a heartbeat or outcome acts for: the session's. A message may leave
-    /// `worker_id` empty or repeat the session's; another worker's is INVALID_ARGUMENT (`field`).
-    fn own_worker(&self, given: &str, field: &str) -> Result<String> {
+    /// `worker_id` empty or repeat the session's; another worker's is INVALID_ARGUMENT.
+    fn own_worker(&self, given: &str) -> Result<String> {
         if given.is_empty() || given == self.worker_id {
             Ok(self.worker_id.clone())
         } else {
             Err(Error::invalid(
-                field,
+                "worker_id",
                 format!(
                     "must be empty or the session's worker_id {:?} (got {given:?})",
                     self.worker_id

@@ -293,3 +293,5 @@ pub(crate) fn job_rate_keys(job: &records::JobRecord) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod worker_session_tests;

@@ -102,6 +102,27 @@ class _Server(Server):
             if processor is not None:
                 processor.close("the broker is shutting down")
 
+    async def wait_streams_closed(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` until no client connection has an HTTP/2 stream still open on
+        the client's side (a stream the server ended whose client has not closed its half yet).
+
+        Why: grpclib's client drops what it has received but not yet read when its connection
+        closes, so a stream ended with OK at shutdown (a WorkerSession, an EnqueueStream) must
+        stay connected until its client has read the end. grpclib has no event for that, hence
+        the short polls (shutdown only, bounded by `timeout_s`).
+        """
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._open_streams() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+    def _open_streams(self) -> int:
+        open_streams = 0
+        for protocol in list(self._protocols):
+            processor = getattr(protocol, "processor", None)
+            if processor is not None and not processor.connection.is_closing():
+                open_streams += processor.connection._connection.open_inbound_streams
+        return open_streams
+
 
 @dataclass
 class RunningServer:
@@ -135,11 +156,15 @@ class RunningServer:
         return True
 
     async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
-        """Wait up to `grace_s` for the remaining calls, then close the listener and every
-        connection; calls still running then are cancelled."""
+        """Wait up to `grace_s` for the remaining calls and for the clients of ended streams to
+        read their ends, then close the listener and every connection; calls still running then
+        are cancelled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.tracker.wait_idle(), grace_s)
         self.server.close()
+        await self.server.wait_streams_closed(max(0.0, deadline - loop.time()))
         self.server.close_connections()
         await self.server.wait_closed()
 
