@@ -111,9 +111,11 @@ class _Server(Server):
         stay connected until its client has read the end. grpclib has no event for that, hence
         the short polls (shutdown only, bounded by `timeout_s`).
         """
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while self._open_streams() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        poll_s = 0.01
+        for _ in range(max(1, round(timeout_s / poll_s))):
+            if not self._open_streams():
+                return
+            await asyncio.sleep(poll_s)
 
     def _open_streams(self) -> int:
         open_streams = 0
