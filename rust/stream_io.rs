@@ -94,6 +94,9 @@ struct State {
     end: Option<Result<()>>,
     /// Requests pushed and not yet done.
     held: Usage,
+    /// Whether the stream still counts in the broker's gauges (until the transport has taken
+    /// its end, cancelled it, or dropped it).
+    gauged: bool,
 }
 
 impl State {
@@ -120,7 +123,10 @@ impl StreamIo {
     pub fn new(gauges: Arc<StreamGauges>) -> StreamIo {
         gauges.streams.fetch_add(1, Ordering::Relaxed);
         StreamIo {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                gauged: true,
+                ..State::default()
+            }),
             to_pump: Notify::new(),
             to_writer: Notify::new(),
             to_reader: Notify::new(),
@@ -147,8 +153,10 @@ impl StreamIo {
         st.requests.push_back(request);
         st.held.add(usage);
         let room = st.has_room();
+        if st.gauged {
+            self.gauges.requests.fetch_add(1, Ordering::Relaxed);
+        }
         drop(st);
-        self.gauges.requests.fetch_add(1, Ordering::Relaxed);
         if wake {
             self.to_pump.notify_one();
         }
@@ -192,8 +200,9 @@ impl StreamIo {
                     self.release(&mut st, answered);
                     return Next::Answers(answers);
                 }
-                if let Some(end) = &st.end {
-                    return Next::End(end.clone());
+                if let Some(end) = st.end.clone() {
+                    self.ungauge(&mut st);
+                    return Next::End(end);
                 }
             }
             self.to_writer.notified().await;
@@ -206,6 +215,7 @@ impl StreamIo {
         self.finish(Err(Error::StoreUnavailable(
             "the stream was cancelled".into(),
         )));
+        self.ungauge(&mut self.lock());
     }
 
     // ------------------------------------------------------------------------ pump side
@@ -272,22 +282,33 @@ impl StreamIo {
         }
         let had_room = st.has_room();
         st.held.sub(done);
-        self.gauges
-            .requests
-            .fetch_sub(done.requests as i64, Ordering::Relaxed);
+        if st.gauged {
+            self.gauges
+                .requests
+                .fetch_sub(done.requests as i64, Ordering::Relaxed);
+        }
         if !had_room && st.has_room() {
             self.to_reader.notify_one();
         }
     }
 }
 
+impl StreamIo {
+    /// The stream leaves the gauges (once): its held requests and itself.
+    fn ungauge(&self, st: &mut State) {
+        if st.gauged {
+            st.gauged = false;
+            self.gauges
+                .requests
+                .fetch_sub(st.held.requests as i64, Ordering::Relaxed);
+            self.gauges.streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Drop for StreamIo {
     fn drop(&mut self) {
-        let st = self.lock();
-        let held = st.held.requests as i64;
-        drop(st);
-        self.gauges.requests.fetch_sub(held, Ordering::Relaxed);
-        self.gauges.streams.fetch_sub(1, Ordering::Relaxed);
+        self.ungauge(&mut self.lock());
     }
 }
 
@@ -349,6 +370,24 @@ mod tests {
         // A push after the end is dropped.
         assert!(io.push(Bytes::from_static(b"late")));
         assert_eq!(io.gauges.requests.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn the_end_taken_or_a_cancel_clears_the_gauges() {
+        let gauges = Arc::new(StreamGauges::default());
+        let io = StreamIo::new(gauges.clone());
+        io.push(Bytes::from_static(b"x"));
+        io.finish(Ok(()));
+        assert_eq!(io.next().await, Next::End(Ok(())));
+        assert_eq!(gauges.streams.load(Ordering::Relaxed), 0);
+        assert_eq!(gauges.requests.load(Ordering::Relaxed), 0);
+        let other = StreamIo::new(gauges.clone());
+        other.push(Bytes::from_static(b"y"));
+        other.cancel();
+        assert_eq!(gauges.streams.load(Ordering::Relaxed), 0);
+        assert_eq!(gauges.requests.load(Ordering::Relaxed), 0);
+        drop((io, other));
+        assert_eq!(gauges.streams.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

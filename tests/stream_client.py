@@ -12,7 +12,7 @@ import h2.exceptions
 from grpclib.client import Channel, Stream
 from grpclib.config import Configuration
 from grpclib.const import Cardinality, Status
-from grpclib.exceptions import GRPCError, ProtocolError
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from silo._proto.silo.v1 import (
     EnqueueRequest,
     EnqueueResult,
@@ -42,12 +42,24 @@ async def end_status(stream: Stream[Any, Any]) -> tuple[Status, str | None]:
     try:
         with contextlib.suppress(ProtocolError, h2.exceptions.StreamClosedError):
             await stream.end()
-        while await asyncio.wait_for(stream.recv_message(), RECV_TIMEOUT_S) is not None:
+        # No wait_for here (the suite's timeout catches a hang): once our side is ended the
+        # server may close the connection, and grpclib's client then drops what it has not
+        # read; plain awaits of data already received do not yield to the loop in between.
+        while await stream.recv_message() is not None:
             pass
         await stream.recv_trailing_metadata()
     except GRPCError as exc:
         return exc.status, exc.message
     return Status.OK, None
+
+
+async def _finish(stream: Stream[Any, Any]) -> None:
+    """Leave a stream as grpclib's client wants it at exit: ended on our side, trailers read
+    (a test that already did so, or cancelled the stream, loses nothing)."""
+    if stream._cancel_done:  # reset by the test: nothing more comes
+        return
+    with contextlib.suppress(GRPCError, ProtocolError, StreamTerminatedError, asyncio.TimeoutError):
+        await end_status(stream)
 
 
 @contextlib.asynccontextmanager
@@ -60,6 +72,7 @@ async def enqueue_stream(
     ) as stream:
         await stream.send_request()
         yield stream
+        await _finish(stream)
 
 
 async def recv(stream: Stream[Any, Any]) -> Any:
@@ -144,6 +157,7 @@ async def worker_session(
             WorkerMessage(open=SessionOpen(worker_id=worker_id, queues=queues, credits=credits))
         )
         yield Session(stream, worker_id)
+        await _finish(stream)
 
 
 @contextlib.asynccontextmanager
@@ -156,5 +170,6 @@ async def raw_stream(
         async with channel.request(path, Cardinality.STREAM_STREAM, RawMessage, RawMessage) as s:
             await s.send_request()
             yield s
+            await _finish(s)
     finally:
         channel.close()

@@ -261,6 +261,27 @@ async def test_noop_broker_replies_are_valid_and_sized_by_the_request() -> None:
     assert pb.EnqueueResponse.FromString(await broker.call("Enqueue", single)).id
 
 
+async def test_noop_broker_streams_answer_at_once() -> None:
+    broker = NoopBroker(payload_bytes=3)
+    enqueues = broker.stream("EnqueueStream")
+    for _ in range(3):
+        assert enqueues.push(pb.EnqueueRequest(queue="q").SerializeToString())
+    answers = await enqueues.next()
+    assert [pb.EnqueueResult.FromString(a).code for a in answers] == [0, 0, 0]
+    enqueues.close()
+    assert await enqueues.next() == []
+
+    session = broker.stream("WorkerSession")
+    session.push(
+        pb.WorkerMessage(open=pb.SessionOpen(worker_id="w", credits=2)).SerializeToString()
+    )
+    session.push(pb.WorkerMessage(credits=1).SerializeToString())
+    outcome = pb.ReportTaskOutcomeRequest(task_id="t", result=b"")
+    session.push(pb.WorkerMessage(outcome=outcome).SerializeToString())
+    kinds = [pb.ServerMessage.FromString(a).WhichOneof("kind") for a in await session.next()]
+    assert kinds == ["task"] * 3 + ["outcome"]
+
+
 def test_against_running_broker(shared_server: ServerProcess) -> None:
     doc, _ = run_bench("enqueue", "--target", shared_server.address, "--batch-size", "0")
     assert doc["settings"]["broker"] == "attached"
