@@ -84,7 +84,10 @@ pub enum Next {
     End(Result<()>),
 }
 
-#[derive(Debug, Default)]
+/// The transport's writer, parked until answers or the end are ready (see `next_or_park`).
+pub type Writer = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
 struct State {
     requests: VecDeque<Bytes>,
     input_closed: bool,
@@ -97,6 +100,8 @@ struct State {
     /// Whether the stream still counts in the broker's gauges (until the transport has taken
     /// its end, cancelled it, or dropped it).
     gauged: bool,
+    /// A writer parked by `next_or_park`, called once answers or the end are ready.
+    writer: Option<Writer>,
 }
 
 impl State {
@@ -107,7 +112,6 @@ impl State {
 }
 
 /// One stream's buffers; shared by the transport and the pump (see the module doc).
-#[derive(Debug)]
 pub struct StreamIo {
     state: Mutex<State>,
     /// Wakes the pump: requests arrived or the input closed.
@@ -142,25 +146,27 @@ impl StreamIo {
     // ------------------------------------------------------------------- transport side
 
     /// Queues one request read from the stream; false once the window is full (stop reading
-    /// until `room`). Requests pushed after `close_input` or the end are dropped.
+    /// until `room`). Requests pushed after `close_input` or the end are dropped. The pump sees
+    /// them at the next `wake`: a transport that reads several requests in one go (one
+    /// event-loop iteration) wakes the pump once for all of them.
     pub fn push(&self, request: Bytes) -> bool {
         let usage = Usage::one(request.len());
         let mut st = self.lock();
         if st.input_closed || st.end.is_some() {
             return true;
         }
-        let wake = st.requests.is_empty();
         st.requests.push_back(request);
         st.held.add(usage);
         let room = st.has_room();
         if st.gauged {
             self.gauges.requests.fetch_add(1, Ordering::Relaxed);
         }
-        drop(st);
-        if wake {
-            self.to_pump.notify_one();
-        }
         room
+    }
+
+    /// Hands the requests pushed so far to the pump (wakes it).
+    pub fn wake(&self) {
+        self.to_pump.notify_one();
     }
 
     /// Whether the window has room for another request.
@@ -192,21 +198,36 @@ impl StreamIo {
     /// was taken. Taking answers completes their requests (the window gains room).
     pub async fn next(&self) -> Next {
         loop {
-            {
-                let mut st = self.lock();
-                if !st.answers.is_empty() {
-                    let answers = std::mem::take(&mut st.answers);
-                    let answered = std::mem::take(&mut st.answered);
-                    self.release(&mut st, answered);
-                    return Next::Answers(answers);
-                }
-                if let Some(end) = st.end.clone() {
-                    self.ungauge(&mut st);
-                    return Next::End(end);
-                }
+            if let Some(next) = self.take_next(&mut self.lock()) {
+                return next;
             }
             self.to_writer.notified().await;
         }
+    }
+
+    /// `next` without waiting: what is ready now; else None, and `writer` is called (once, from
+    /// the pump's thread) when answers or the end become ready, to call this again. Why: a
+    /// transport on another runtime (the Python event loop) then takes answers that are already
+    /// there without any thread switch, and otherwise wakes once per batch.
+    pub fn next_or_park(&self, writer: Writer) -> Option<Next> {
+        let mut st = self.lock();
+        let next = self.take_next(&mut st);
+        if next.is_none() {
+            st.writer = Some(writer);
+        }
+        next
+    }
+
+    fn take_next(&self, st: &mut State) -> Option<Next> {
+        if !st.answers.is_empty() {
+            let answers = std::mem::take(&mut st.answers);
+            let answered = std::mem::take(&mut st.answered);
+            self.release(st, answered);
+            return Some(Next::Answers(answers));
+        }
+        let end = st.end.clone()?;
+        self.ungauge(st);
+        Some(Next::End(end))
     }
 
     /// Ends the stream from the transport's side (it is going away): the pump's answers are
@@ -251,9 +272,13 @@ impl StreamIo {
         let wake = st.answers.is_empty();
         st.answers.extend(answers);
         st.answered.add(done);
+        let writer = st.writer.take();
         drop(st);
         if wake {
             self.to_writer.notify_one();
+        }
+        if let Some(writer) = writer {
+            writer();
         }
     }
 
@@ -270,7 +295,11 @@ impl StreamIo {
         if st.end.is_none() {
             st.end = Some(end);
         }
+        let writer = st.writer.take();
         drop(st);
+        if let Some(writer) = writer {
+            writer();
+        }
         self.to_writer.notify_one();
         self.to_reader.notify_one();
         self.to_pump.notify_one();
@@ -331,6 +360,7 @@ mod tests {
             io.gauges.requests.load(Ordering::Relaxed),
             WINDOW_REQUESTS as i64
         );
+        io.wake();
         let batch = io.take(10).await.unwrap();
         assert_eq!(batch.len(), 10);
         // Answered is not done: the transport has not taken the answers yet.
@@ -388,6 +418,22 @@ mod tests {
         assert_eq!(gauges.requests.load(Ordering::Relaxed), 0);
         drop((io, other));
         assert_eq!(gauges.streams.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_parked_writer_is_called_once_answers_are_ready() {
+        let io = Arc::new(io());
+        let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = called.clone();
+        let parked = io.next_or_park(Box::new(move || flag.store(true, Ordering::SeqCst)));
+        assert!(parked.is_none());
+        io.push(Bytes::from_static(b"r"));
+        io.wake();
+        let batch = io.take(1).await.unwrap();
+        io.answer(vec![b"a".to_vec()], Usage::of(&batch));
+        assert!(called.load(Ordering::SeqCst));
+        let ready = io.next_or_park(Box::new(|| panic!("not parked: answers are ready")));
+        assert_eq!(ready, Some(Next::Answers(vec![b"a".to_vec()])));
     }
 
     #[tokio::test]

@@ -51,7 +51,12 @@ impl Served {
     }
 
     fn send(&self, message: &impl Message) {
-        self.io.push(Bytes::from(message.encode_to_vec()));
+        self.push(Bytes::from(message.encode_to_vec()));
+    }
+
+    fn push(&self, bytes: Bytes) {
+        self.io.push(bytes);
+        self.io.wake();
     }
 
     /// At least `n` answers in all (fails after 10 s of real time: a hang).
@@ -114,7 +119,7 @@ async fn an_enqueue_stream_answers_every_request_in_order_and_a_bad_one_alone() 
             ..Default::default()
         });
     }
-    s.io.push(Bytes::from_static(b"\xff\xff not protobuf"));
+    s.push(Bytes::from_static(b"\xff\xff not protobuf"));
     s.send(&wire::EnqueueRequest {
         id: "j0".into(),
         ..Default::default()

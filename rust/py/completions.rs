@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::PyBytes;
 use tokio::task::AbortHandle;
 
 use super::convert::decode_reply;
@@ -29,8 +29,6 @@ use crate::rpc::Rpc;
 pub(super) enum Reply {
     /// An encoded protobuf reply, answered as `bytes`.
     Bytes(Vec<u8>),
-    /// Encoded messages of a stream, answered as `list[bytes]`.
-    Messages(Vec<Vec<u8>>),
     /// Nothing to answer: `None`.
     Nothing,
     /// A newly opened broker, answered as a `silo._native.Broker` bound to this queue.
@@ -126,7 +124,7 @@ impl Queue {
 
     /// Queue `future`'s outcome; wake the loop if the queue was empty. Never takes the GIL:
     /// moving a `Py` touches no reference count.
-    fn push(&self, future: Py<PyAny>, outcome: Result<Reply>) {
+    pub(super) fn push(&self, future: Py<PyAny>, outcome: Result<Reply>) {
         let was_empty = {
             let mut done = self.lock();
             let was_empty = done.is_empty();
@@ -241,7 +239,11 @@ impl PyCompletions {
 
 /// Set `future`'s result or exception, unless it is already done (cancelled while in flight).
 /// A reply that cannot be made into its Python value settles the future with that error.
-fn settle(queue: &Arc<Queue>, future: &Bound<'_, PyAny>, outcome: Result<Reply>) -> PyResult<()> {
+pub(super) fn settle(
+    queue: &Arc<Queue>,
+    future: &Bound<'_, PyAny>,
+    outcome: Result<Reply>,
+) -> PyResult<()> {
     let py = future.py();
     if future.call_method0(intern!(py, "done"))?.is_truthy()? {
         return Ok(());
@@ -249,9 +251,6 @@ fn settle(queue: &Arc<Queue>, future: &Bound<'_, PyAny>, outcome: Result<Reply>)
     let value = match outcome {
         Ok(reply) => match reply {
             Reply::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
-            Reply::Messages(messages) => {
-                PyList::new(py, messages.iter().map(|m| PyBytes::new(py, m))).map(Bound::into_any)
-            }
             Reply::Nothing => Ok(py.None().into_bound(py)),
             Reply::Broker(broker) => Bound::new(
                 py,

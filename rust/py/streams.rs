@@ -3,17 +3,59 @@
 //! runs on tokio. Answers reach the loop through the completion queue like any call's, one
 //! settle per batch (docs/architecture.md#the-stream-path).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use tokio::task::AbortHandle;
 
-use super::completions::{spawn, PyCall, Queue, Reply};
+use super::completions::{settle, spawn, PyCall, Queue, Reply};
 use super::{guarded, PyBroker};
+use crate::error::Result;
 use crate::rpc::Rpc;
 use crate::stream_io::{Next, StreamIo};
+
+/// The future of a `next` call waiting for answers, and what settles it.
+struct Waiting {
+    io: Arc<StreamIo>,
+    queue: Arc<Queue>,
+    future: Mutex<Option<Py<PyAny>>>,
+}
+
+impl Waiting {
+    /// Settles the waiting future if answers (or the end) are ready; else parks itself in the
+    /// stream again. Runs on the pump's thread: moves the future, never takes the GIL.
+    fn deliver(self: Arc<Self>) {
+        let again = self.clone();
+        if let Some(next) = self.io.next_or_park(Box::new(move || again.deliver())) {
+            let future = self.future.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(future) = future {
+                self.queue.push(future, reply(next));
+            }
+        }
+    }
+}
+
+fn reply(next: Next) -> Result<Reply> {
+    match next {
+        Next::Answers(answers) => Ok(Reply::Bytes(framed(&answers))),
+        Next::End(Ok(())) => Ok(Reply::Bytes(Vec::new())),
+        Next::End(Err(e)) => Err(e),
+    }
+}
+
+/// Messages as they go on the wire of a gRPC stream: each prefixed by a 0 byte (not
+/// compressed) and its length (u32, big-endian).
+fn framed(messages: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(messages.iter().map(|m| m.len() + 5).sum());
+    for m in messages {
+        out.push(0);
+        out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        out.extend_from_slice(m);
+    }
+    out
+}
 
 /// One stream RPC in flight (see python/silo/_native.pyi).
 #[pyclass(name = "Stream", module = "silo._native", frozen)]
@@ -47,9 +89,15 @@ impl PyStream {
     }
 
     /// Queues one request read from the stream; False once the window is full (await `room`
-    /// before reading more).
+    /// before reading more). The pump takes it at the next `wake`.
     fn push(&self, request: &[u8]) -> bool {
         self.io.push(Bytes::copy_from_slice(request))
+    }
+
+    /// Hands the requests pushed so far to the pump: call it once per event-loop iteration
+    /// that pushed (one wakeup of a tokio thread for all of them).
+    fn wake(&self) {
+        self.io.wake();
     }
 
     /// Settles `future` (with None) once the window has room again, or the stream is over.
@@ -66,17 +114,31 @@ impl PyStream {
         self.io.close_input();
     }
 
-    /// Settles `future` with the next answers (a non-empty list of encoded messages, in
-    /// order), with [] once the stream ended OK, or with the error that ends it.
-    fn next(&self, future: Py<PyAny>) -> PyCall {
-        let io = self.io.clone();
-        spawn(&self.queue, future, async move {
-            match io.next().await {
-                Next::Answers(answers) => Ok(Reply::Messages(answers)),
-                Next::End(Ok(())) => Ok(Reply::Messages(Vec::new())),
-                Next::End(Err(e)) => Err(e),
+    /// Settles `future` with the next answers as gRPC messages on the wire (each a 5-byte
+    /// length prefix and the encoded message, in order), with b"" once the stream ended OK, or
+    /// with the error that ends it. Answers already there settle it at once; otherwise the
+    /// pump's thread queues it in the completion queue when they come.
+    fn next(&self, py: Python<'_>, future: Py<PyAny>) -> PyResult<()> {
+        let waiting = Arc::new(Waiting {
+            io: self.io.clone(),
+            queue: self.queue.clone(),
+            future: Mutex::new(Some(future)),
+        });
+        let parked = waiting.clone();
+        match self.io.next_or_park(Box::new(move || parked.deliver())) {
+            Some(next) => {
+                let future = waiting
+                    .future
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                match future {
+                    Some(future) => settle(&self.queue, future.bind(py), reply(next)),
+                    None => Ok(()),
+                }
             }
-        })
+            None => Ok(()),
+        }
     }
 
     /// The stream is going away (the client left or the server gave up on it): stop the pump.

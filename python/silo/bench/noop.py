@@ -39,7 +39,7 @@ from typing import Final
 
 from silo.bench._pb import admin_pb2 as apb
 from silo.bench._pb import silo_pb2 as pb
-from silo.server.streams import StreamApi
+from silo.server.streams import StreamApi, frame
 
 __all__ = ["NoopBroker", "main"]
 
@@ -177,6 +177,9 @@ class _NoopStream:
         self._ready.set()
         return True
 
+    def wake(self) -> None:
+        return None
+
     async def room(self) -> None:
         return None
 
@@ -184,12 +187,12 @@ class _NoopStream:
         self._closed = True
         self._ready.set()
 
-    async def next(self) -> list[bytes]:
+    async def next(self) -> bytes:
         while not self._answers and not self._closed:
             self._ready.clear()
             await self._ready.wait()
         answers, self._answers = self._answers, []
-        return answers
+        return frame(answers)
 
     def abort(self) -> None:
         self.close()

@@ -108,6 +108,10 @@ class Child:
         """True once the parent asked the phase to stop."""
         return self._stop.is_set()
 
+    def wait_stopping(self, timeout: float | None = None) -> bool:
+        """Block until the parent asks the phase to stop (True) or `timeout` passes (False)."""
+        return self._stop.wait(timeout)
+
     def threads(self, n: int, target: Callable[[int], R]) -> list[R]:
         """Run target(0..n-1) in n threads; their results in order. Re-raises the first
         exception of any thread (after all have finished)."""
@@ -219,6 +223,18 @@ class PhaseResult:
             if self.broker_main_cpu_s is None or self.wall_s <= 0
             else round(self.broker_main_cpu_s / self.wall_s, 2),
             "other_cores": None if other is None else round(other, 2),
+        }
+
+    def cpu_per_job_fields(self, jobs: int) -> dict[str, Any]:
+        """The broker's CPU per job of the phase, in µs: the whole process, and its main thread
+        (the Python event loop: grpclib, h2 and the handlers)."""
+
+        def per_job(cpu_s: float | None) -> float | None:
+            return None if cpu_s is None or jobs <= 0 else round(cpu_s * 1e6 / jobs, 1)
+
+        return {
+            "broker_us_per_job": per_job(self.broker_cpu_s),
+            "broker_main_us_per_job": per_job(self.broker_main_cpu_s),
         }
 
 

@@ -2,9 +2,10 @@
 answers out, through the broker's native stream object.
 
 Per message, Python only routes bytes: the reader pushes each request into the native stream as
-it arrives, and the writer sends the answers the native stream hands back in batches (one
-native completion per batch). Decoding, validation, encoding and every per-job rule are in the
-native module (rust/stream_io.rs, rust/broker/enqueue_stream.rs, rust/broker/worker_session.rs).
+it arrives (waking the native side once per event-loop iteration), and the writer sends the
+answers the native stream hands back in batches, already framed, one `send_data` per batch.
+Decoding, validation, encoding and every per-job rule are in the native module
+(rust/stream_io.rs, rust/broker/enqueue_stream.rs, rust/broker/worker_session.rs).
 
 Backpressure: the native stream has a window of requests read and not yet answered; when it is
 full the reader stops reading, and the client's further messages wait in HTTP/2 flow control.
@@ -29,7 +30,7 @@ from grpclib.server import Stream
 
 from silo.status import to_grpc_error
 
-__all__ = ["StreamApi", "serve_stream"]
+__all__ = ["StreamApi", "frame", "serve_stream"]
 
 RawStream = Stream[bytes, bytes]
 
@@ -40,15 +41,18 @@ class StreamApi(Protocol):
     def push(self, request: bytes) -> bool:
         """Queue one raw request; False once the window is full (await `room()`)."""
 
+    def wake(self) -> None:
+        """Hand the requests pushed so far to the broker (once per loop iteration)."""
+
     def room(self) -> Awaitable[None]:
         """Resolves once the window has room again (or the stream is over)."""
 
     def close(self) -> None:
         """No more requests come."""
 
-    def next(self) -> Awaitable[list[bytes]]:
-        """The next encoded answers, in order; [] once the stream ended OK; raises the
-        silo.errors class that ends it."""
+    def next(self) -> Awaitable[bytes]:
+        """The next answers, in order, framed as gRPC messages on the wire (`frame`); b"" once
+        the stream ended OK; raises the silo.errors class that ends it."""
 
     def abort(self) -> None:
         """Stop serving: the client went away."""
@@ -86,20 +90,21 @@ async def serve_stream(
 
     unregister = on_stop(stop)
     try:
-        send = stream.send_message
+        send_frames: Callable[[bytes], Awaitable[None]] | None = None
         while True:
             try:
-                answers = await native.next()
+                frames = await native.next()
             except asyncio.CancelledError:
                 if failure:
                     raise _status(failure[0], method) from failure[0]
                 raise
             except Exception as exc:
                 raise to_grpc_error(exc, method=method) from exc
-            if not answers:
+            if not frames:
                 return
-            for answer in answers:
-                await send(answer)
+            if send_frames is None:
+                send_frames = await _frame_sender(stream)
+            await send_frames(frames)
     finally:
         unregister()
         reader.cancel()
@@ -107,13 +112,49 @@ async def serve_stream(
 
 
 async def _read(stream: RawStream, native: StreamApi) -> None:
-    """Push every request of `stream` into `native`, pausing while its window is full."""
+    """Push every request of `stream` into `native`, pausing while its window is full.
+
+    The requests read in one event-loop iteration are handed over with one `wake`, scheduled by
+    the first of them (`loop.call_soon`), like the coalesced writes of transport.py: waking the
+    native side costs a syscall, so it is paid per iteration, not per message.
+    """
+    loop = asyncio.get_running_loop()
     recv = stream.recv_message
     push = native.push
+    scheduled = False
+
+    def wake() -> None:
+        nonlocal scheduled
+        scheduled = False
+        native.wake()
+
     while (request := await recv()) is not None:
-        if not push(request):
+        room = push(request)
+        if not scheduled:
+            scheduled = True
+            loop.call_soon(wake)
+        if not room:
             await native.room()
     native.close()
+
+
+async def _frame_sender(stream: RawStream) -> Callable[[bytes], Awaitable[None]]:
+    """Send the response headers; return what sends a batch of framed messages at once.
+
+    Why not `stream.send_message` per answer: gRPC messages are length-prefixed frames in one
+    HTTP/2 data stream, so a batch framed by the native module goes out as one `send_data`
+    (chunked by grpclib to the peer's window and frame size) instead of one per message. grpclib
+    has no public call for that; this uses its 0.4.9 `Stream._stream` (the version is pinned).
+    """
+    await stream.send_initial_metadata()
+    h2_stream = stream._stream
+    return h2_stream.send_data
+
+
+def frame(messages: list[bytes]) -> bytes:
+    """`messages` as they go on the wire of a gRPC stream: each a 0 byte (not compressed), its
+    length as a big-endian u32, then the message (the native module frames its own answers)."""
+    return b"".join(b"\x00" + len(m).to_bytes(4, "big") + m for m in messages)
 
 
 def _status(exc: BaseException, method: str) -> GRPCError:

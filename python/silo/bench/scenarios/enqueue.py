@@ -62,6 +62,8 @@ def enqueue_phase(
         "errors": result.counters[2],
         "procs": len(tasks),
         **result.cpu_fields(),
+        # Over the whole phase (warmup too), so per job of the whole phase.
+        **result.cpu_per_job_fields(result.counters[SENT]),
     }
 
 
