@@ -108,10 +108,6 @@ class Child:
         """True once the parent asked the phase to stop."""
         return self._stop.is_set()
 
-    def wait_stopping(self, timeout: float | None = None) -> bool:
-        """Block until the parent asks the phase to stop (True) or `timeout` passes (False)."""
-        return self._stop.wait(timeout)
-
     def threads(self, n: int, target: Callable[[int], R]) -> list[R]:
         """Run target(0..n-1) in n threads; their results in order. Re-raises the first
         exception of any thread (after all have finished)."""

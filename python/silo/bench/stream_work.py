@@ -95,23 +95,31 @@ def stream_enqueue_for(child: Child, spec: StreamEnqueueFor) -> dict[str, Any]:
 
 class _Outbox:
     """The messages a session sends: a queue that grpcio's sending thread drains. The session
-    ends its side when the phase stops (`close`)."""
+    ends its side when the phase stops, or on `close`.
+
+    Why a polling watcher (every 50 ms) instead of waiting on the phase's stop event: a
+    multiprocessing Event waited on by a thread of a process that exits mid-wait makes the
+    parent's `set()` block for good."""
 
     def __init__(self, child: Child, first: bytes) -> None:
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._queue.put(first)
+        self._closed = threading.Event()
         self._watch = threading.Thread(target=self._close_on_stop, args=(child,), daemon=True)
         self._watch.start()
 
     def _close_on_stop(self, child: Child) -> None:
-        child.wait_stopping()
-        self.close()
+        while not self._closed.wait(0.05):
+            if child.stopping():
+                self.close()
 
     def put(self, message: bytes) -> None:
         self._queue.put(message)
 
     def close(self) -> None:
-        self._queue.put(None)
+        if not self._closed.is_set():
+            self._closed.set()
+            self._queue.put(None)
 
     def __iter__(self) -> Iterator[bytes]:
         while (message := self._queue.get()) is not None:
@@ -156,6 +164,7 @@ def session_drain(child: Child, spec: SessionDrain) -> dict[str, Any]:
                     child.error(f"outcome code {message.outcome.code}: {message.outcome.message}")
                 else:
                     child.add(DONE)
+        outbox.close()
         return lat
 
     lat: array[float] = array("d")
@@ -192,6 +201,7 @@ def session_dispatch_worker(child: Child, spec: SessionDispatchWorker) -> dict[s
             ids.append(task.job_id)
             received.append(t)
             child.add(DONE)
+        outbox.close()
         return ids, received
 
     ids: list[str] = []
