@@ -201,6 +201,9 @@ def _burn_down(bench: Bench, name: str, *, sessions: bool, queue: str) -> dict[s
             "seconds": round(wall, 2),
             "jobs_per_s": round(done / wall, 1) if wall else None,
             "errors": enq.counters[2] + result.counters[2],
+            "loadgen_cores": round((enq.loadgen_cpu_s + result.loadgen_cpu_s) / wall, 2)
+            if wall
+            else None,
             "broker_cpu_s": None if cpu is None else round(cpu, 2),
             "broker_us_per_job": None if cpu is None or not done else round(cpu * 1e6 / done, 1),
         },
