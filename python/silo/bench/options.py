@@ -183,6 +183,20 @@ def _fill_batch_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _timed_flags(p: argparse.ArgumentParser, *, duration: float) -> None:
+    """--duration and --warmup of the closed-loop phases that run for a fixed time."""
+    p.add_argument(
+        "--duration",
+        type=_seconds,
+        default=duration,
+        metavar="S",
+        help=f"seconds per phase ({duration:g})",
+    )
+    p.add_argument(
+        "--warmup", type=_seconds, default=1.0, metavar="S", help="unmeasured seconds first (1)"
+    )
+
+
 def _ceiling_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ceiling",
@@ -299,12 +313,7 @@ def _enqueue(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="concurrent EnqueueBatch clients (default 4)",
     )
-    p.add_argument(
-        "--duration", type=_seconds, default=10.0, metavar="S", help="seconds per phase (10)"
-    )
-    p.add_argument(
-        "--warmup", type=_seconds, default=1.0, metavar="S", help="unmeasured seconds first (1)"
-    )
+    _timed_flags(p, duration=10.0)
 
 
 def _burn_down(p: argparse.ArgumentParser) -> None:
@@ -521,12 +530,7 @@ def _stream_enqueue(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="requests each stream keeps in flight (default 64)",
     )
-    p.add_argument(
-        "--duration", type=_seconds, default=5.0, metavar="S", help="seconds per phase (5)"
-    )
-    p.add_argument(
-        "--warmup", type=_seconds, default=1.0, metavar="S", help="unmeasured seconds first (1)"
-    )
+    _timed_flags(p, duration=5.0)
 
 
 def _session(p: argparse.ArgumentParser) -> None:

@@ -2,12 +2,12 @@
 and Admin services, standard health service, graceful shutdown.
 
 Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
-SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), stop the streams (each answers what
-it read and ends OK), let calls in flight finish, close the broker (which flushes SlateDB and
-answers parked LeaseTasks and WaitJob calls), let those answers go out and the streams' clients
-read their ends, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives
-the opening up and returns 0 at once. If a newer broker fences this one off the store, the same
-shutdown runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
+SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), stop the streams (each answers what it
+read and ends OK), let calls in flight finish, close the broker (which flushes SlateDB and answers
+parked LeaseTasks and WaitJob calls), let those answers go out and the streams' clients read their
+ends, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives the
+opening up and returns 0 at once. If a newer broker fences this one off the store, the same shutdown
+runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
 """
 
 from __future__ import annotations

@@ -4,9 +4,28 @@ every --interval-ms; latency from Enqueue's answer (and from its call) to the wo
 from __future__ import annotations
 
 from silo.bench.measure import latency_fields
-from silo.bench.procs import DONE, Task
+from silo.bench.procs import DONE, PhaseResult, Task
 from silo.bench.runner import Bench
 from silo.bench.work import DispatchProducer, DispatchWorker, dispatch_producer, dispatch_worker
+
+__all__ = ["dispatch_latencies", "run"]
+
+
+def dispatch_latencies(result: PhaseResult) -> tuple[dict[str, float], list[float], list[float]]:
+    """Of a phase of dispatch_producer and workers reporting (ids, received): when Enqueue
+    answered each job, and each job's latency from that answer and from Enqueue's call to a
+    worker holding its task."""
+    [produced] = result.by_role("producer")
+    answered = dict(zip(produced["ids"], produced["answered"], strict=True))
+    sent = dict(zip(produced["ids"], produced["sent"], strict=True))
+    from_answer: list[float] = []
+    from_call: list[float] = []
+    for value in result.by_role("worker"):
+        for job_id, received in zip(value["ids"], value["received"], strict=True):
+            if job_id in answered:
+                from_answer.append(received - answered[job_id])
+                from_call.append(received - sent[job_id])
+    return answered, from_answer, from_call
 
 
 def run(bench: Bench) -> None:
@@ -36,16 +55,7 @@ def run(bench: Bench) -> None:
     )
     timeout = args.jobs * args.interval_ms / 1000 + 60 + args.wait_ms / 1000
     result = bench.phase("dispatch", tasks, total=args.jobs, timeout_s=timeout)
-    [produced] = result.by_role("producer")
-    answered = dict(zip(produced["ids"], produced["answered"], strict=True))
-    sent = dict(zip(produced["ids"], produced["sent"], strict=True))
-    from_answer: list[float] = []
-    from_call: list[float] = []
-    for value in result.by_role("worker"):
-        for job_id, received in zip(value["ids"], value["received"], strict=True):
-            if job_id in answered:
-                from_answer.append(received - answered[job_id])
-                from_call.append(received - sent[job_id])
+    answered, from_answer, from_call = dispatch_latencies(result)
     a = latency_fields(from_answer)
     c = latency_fields(from_call, "from_call_")
     early = sum(1 for x in from_answer if x < 0)

@@ -21,6 +21,7 @@ from typing import Any
 from silo.bench.measure import latency_fields
 from silo.bench.procs import DONE, SENT, PhaseResult, Task
 from silo.bench.runner import Bench
+from silo.bench.scenarios.dispatch import dispatch_latencies
 from silo.bench.stream_work import (
     SessionDispatchWorker,
     SessionDrain,
@@ -241,16 +242,7 @@ def _push_latency(bench: Bench, *, sessions: bool) -> None:
     name = "WorkerSession (1 credit)" if sessions else f"LeaseTasks(1, wait_ms={args.wait_ms})"
     timeout = args.dispatch_jobs * args.interval_ms / 1000 + 60 + args.wait_ms / 1000
     result = bench.phase(f"push {name}", tasks, total=args.dispatch_jobs, timeout_s=timeout)
-    [produced] = result.by_role("producer")
-    answered = dict(zip(produced["ids"], produced["answered"], strict=True))
-    sent = dict(zip(produced["ids"], produced["sent"], strict=True))
-    from_answer: list[float] = []
-    from_call: list[float] = []
-    for value in result.by_role("worker"):
-        for job_id, received in zip(value["ids"], value["received"], strict=True):
-            if job_id in answered:
-                from_answer.append(received - answered[job_id])
-                from_call.append(received - sent[job_id])
+    _, from_answer, from_call = dispatch_latencies(result)
     call = latency_fields(from_call, "from_call_")
     bench.report.add(
         {

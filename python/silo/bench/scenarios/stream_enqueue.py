@@ -6,13 +6,12 @@ CPU per job, each ratio to its ceiling and the stream's factor over unary Enqueu
 
 from __future__ import annotations
 
-from array import array
 from typing import Any
 
 from silo.bench.measure import latency_fields
 from silo.bench.procs import SENT, Task
 from silo.bench.runner import Bench
-from silo.bench.scenarios.enqueue import enqueue_phase
+from silo.bench.scenarios.enqueue import enqueue_phase, measured
 from silo.bench.stream_work import StreamEnqueueFor, stream_enqueue_for
 from silo.bench.target import PhaseTarget
 
@@ -38,11 +37,7 @@ def stream_enqueue_phase(
         count_slot=SENT,
         target=target,
     )
-    lat: array[float] = array("d")
-    jobs = 0
-    for value in result.values:
-        lat.extend(value["latencies"])
-        jobs += value["jobs"]
+    lat, jobs = measured(result)
     return {
         "phase": name,
         "streams": args.streams,
