@@ -110,7 +110,7 @@ class Stream:
     (python/silo/server/streams.py). Answers settle their futures through the broker's
     `Completions`."""
 
-    def __init__(self, broker: Broker, rpc: str) -> None:
+    def __new__(cls, broker: Broker, rpc: str) -> Stream:
         """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession").
         ValueError for a name that is not a streaming RPC of `rpcs()`."""
     def push(self, request: bytes) -> bool:
