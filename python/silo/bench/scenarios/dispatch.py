@@ -8,7 +8,20 @@ from silo.bench.procs import DONE, PhaseResult, Task
 from silo.bench.runner import Bench
 from silo.bench.work import DispatchProducer, DispatchWorker, dispatch_producer, dispatch_worker
 
-__all__ = ["dispatch_latencies", "run"]
+__all__ = ["dispatch_latencies", "producer_task", "run"]
+
+
+def producer_task(bench: Bench, *, jobs: int, queue: str, pills: int) -> Task:
+    """The producer of a dispatch phase: `jobs` jobs into `queue`, one every --interval-ms,
+    then `pills` stop pills (one per worker)."""
+    spec = DispatchProducer(
+        jobs=jobs,
+        interval=bench.args.interval_ms / 1000,
+        queue=queue,
+        payload_bytes=bench.args.payload_bytes,
+        pills=pills,
+    )
+    return Task(dispatch_producer, spec, "producer")
 
 
 def dispatch_latencies(result: PhaseResult) -> tuple[dict[str, float], list[float], list[float]]:
@@ -39,20 +52,7 @@ def run(bench: Bench) -> None:
         )
         for n in workers
     ]
-    tasks.insert(
-        0,
-        Task(
-            dispatch_producer,
-            DispatchProducer(
-                jobs=args.jobs,
-                interval=args.interval_ms / 1000,
-                queue=bench.queue,
-                payload_bytes=args.payload_bytes,
-                pills=sum(workers),
-            ),
-            "producer",
-        ),
-    )
+    tasks.insert(0, producer_task(bench, jobs=args.jobs, queue=bench.queue, pills=sum(workers)))
     timeout = args.jobs * args.interval_ms / 1000 + 60 + args.wait_ms / 1000
     result = bench.phase("dispatch", tasks, total=args.jobs, timeout_s=timeout)
     answered, from_answer, from_call = dispatch_latencies(result)

@@ -21,7 +21,7 @@ from typing import Any
 from silo.bench.measure import latency_fields
 from silo.bench.procs import DONE, SENT, PhaseResult, Task
 from silo.bench.runner import Bench
-from silo.bench.scenarios.dispatch import dispatch_latencies
+from silo.bench.scenarios.dispatch import dispatch_latencies, producer_task
 from silo.bench.stream_work import (
     SessionDispatchWorker,
     SessionDrain,
@@ -30,11 +30,9 @@ from silo.bench.stream_work import (
 )
 from silo.bench.target import PhaseTarget
 from silo.bench.work import (
-    DispatchProducer,
     DispatchWorker,
     Drain,
     EnqueueCount,
-    dispatch_producer,
     dispatch_worker,
     drain,
     enqueue_count,
@@ -225,20 +223,7 @@ def _push_latency(bench: Bench, *, sessions: bool) -> None:
         )
         for n in workers
     ]
-    tasks.insert(
-        0,
-        Task(
-            dispatch_producer,
-            DispatchProducer(
-                jobs=args.dispatch_jobs,
-                interval=args.interval_ms / 1000,
-                queue=queue,
-                payload_bytes=args.payload_bytes,
-                pills=sum(workers),
-            ),
-            "producer",
-        ),
-    )
+    tasks.insert(0, producer_task(bench, jobs=args.dispatch_jobs, queue=queue, pills=sum(workers)))
     name = "WorkerSession (1 credit)" if sessions else f"LeaseTasks(1, wait_ms={args.wait_ms})"
     timeout = args.dispatch_jobs * args.interval_ms / 1000 + 60 + args.wait_ms / 1000
     result = bench.phase(f"push {name}", tasks, total=args.dispatch_jobs, timeout_s=timeout)
