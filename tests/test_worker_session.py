@@ -33,6 +33,7 @@ from silo._proto.silo.v1 import (
     EnqueueBatchRequest,
     EnqueueRequest,
     JobStatus,
+    QueueRef,
     ReportTaskOutcomeRequest,
     ServerMessage,
     SessionOpen,
@@ -376,3 +377,20 @@ async def test_bad_messages_mid_session(
         status, text = await end_status(stream)
     assert status is Status.INVALID_ARGUMENT and text is not None and text.startswith("request:")
     assert ServerMessage  # the raw answers above are ServerMessage bytes (none expected)
+
+
+async def test_a_paused_queue_pushes_nothing_to_a_session_until_resumed(
+    shared_stub: SiloStub, ns: Namespace
+) -> None:
+    ref = QueueRef(tenant=ns.tenant, queue=ns.queue)
+    await shared_stub.pause_queue(ref)
+    job_id = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
+    async with worker_session(shared_stub, [ns.queue], credits=5) as session:
+        # A heartbeat's answer comes from a step at or after the one that opened the session,
+        # whose turn would have leased the job: it is still PENDING.
+        await session.heartbeat("no-such-task")
+        assert (await session.heartbeat_result()).code == NOT_FOUND
+        assert (await get_job(shared_stub, job_id, ns.tenant)).status == JobStatus.PENDING
+        assert session.tasks == []
+        await shared_stub.resume_queue(ref)
+        assert (await session.task()).job_id == job_id
