@@ -4,6 +4,7 @@
 mod flow;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
-use crate::shard::{JobRef, Shard, ShardConfig, ShardHandle};
+use crate::shard::{Enqueued, JobRef, Shard, ShardConfig, ShardHandle};
 use crate::store::instrumented::{FaultSwitch, Faults, InstrumentedStore, RequestCounts};
 use crate::store::{ShardStore, StoreLocation, StoreSettings};
-use crate::validate::{self, Limits};
+use crate::stream_io::{StreamGauges, StreamIo};
+use crate::validate::{self, Limits, NewJob};
+
+mod enqueue_stream;
+mod worker_session;
 
 /// Settings of `silo serve` that reach the core. Their defaults, help and flags are defined
 /// once, in python/silo/config.py; the core receives every one of them as a JSON object
@@ -89,6 +94,8 @@ pub struct Broker {
     requests: Arc<RequestCounts>,
     /// Present only with `fault_injection`.
     faults: Option<FaultSwitch>,
+    /// Open streams and their requests in flight (Admin/GetStats).
+    stream_gauges: Arc<StreamGauges>,
 }
 
 impl Broker {
@@ -142,6 +149,7 @@ impl Broker {
             settings,
             requests,
             faults: config.fault_injection.then_some(fault_switch),
+            stream_gauges: Arc::default(),
         })
     }
 
@@ -177,25 +185,35 @@ impl Broker {
         req: wire::EnqueueBatchRequest,
     ) -> Result<wire::EnqueueBatchResponse> {
         let entries = validate::enqueue_batch(req, &self.limits)?;
-        let shard = match entries.iter().flatten().next() {
-            Some(job) => self.shard_for(&job.tenant).clone(),
-            None => self.shard.clone(),
-        };
-        let results = merge_batch(entries, |jobs| async move { shard.enqueue(jobs).await })
+        let results = self
+            .enqueue_entries(entries)
             .await?
             .into_iter()
-            .map(|r| {
-                let (code, message) = status_of(&r);
-                let stored = r.ok();
-                wire::EnqueueResult {
-                    id: stored.as_ref().map(|e| e.id.clone()).unwrap_or_default(),
-                    code,
-                    message,
-                    deduplicated: stored.is_some_and(|e| e.deduplicated),
-                }
-            })
+            .map(enqueue_result)
             .collect();
         Ok(wire::EnqueueBatchResponse { results })
+    }
+
+    /// Enqueues validated entries in order, the valid ones in one shard command (all durable
+    /// together); an entry that failed validation keeps its error. Fails whole only when the
+    /// shard does (UNAVAILABLE).
+    async fn enqueue_entries(&self, entries: Vec<Result<NewJob>>) -> Result<Vec<Result<Enqueued>>> {
+        let shard = self.enqueue_shard(&entries);
+        merge_batch(entries, |jobs| async move { shard.enqueue(jobs).await }).await
+    }
+
+    /// `enqueue_entries` for a stream, where each entry is answered alone.
+    async fn enqueue_each(&self, entries: Vec<Result<NewJob>>) -> Vec<Result<Enqueued>> {
+        let shard = self.enqueue_shard(&entries);
+        each(entries, |jobs| async move { shard.enqueue(jobs).await }).await
+    }
+
+    /// The shard of a batch's jobs (the first valid one's tenant's).
+    fn enqueue_shard(&self, entries: &[Result<NewJob>]) -> ShardHandle {
+        match entries.iter().flatten().next() {
+            Some(job) => self.shard_for(&job.tenant).clone(),
+            None => self.shard.clone(),
+        }
     }
 
     pub async fn cancel(&self, req: wire::CancelRequest) -> Result<wire::CancelResponse> {
@@ -284,14 +302,28 @@ impl Broker {
         self.shard_for(&params.tenant).wait_job(params).await
     }
 
-    /// Admin.GetStats: object-store request counts, settings, RSS and in-memory gauges.
+    /// Admin.GetStats: object-store request counts, settings, RSS and in-memory gauges (the
+    /// shard's, and the streams' from `stream_gauges`).
     pub async fn get_stats(&self, _req: admin::GetStatsRequest) -> Result<admin::Stats> {
+        let mut gauges = self.shard.get_stats().await?;
+        let streams = &self.stream_gauges;
+        gauges.insert("streams".into(), streams.streams.load(Ordering::Relaxed));
+        gauges.insert(
+            "stream_requests".into(),
+            streams.requests.load(Ordering::Relaxed),
+        );
         Ok(admin::Stats {
             object_store_requests: self.requests.snapshot().into_iter().collect(),
             settings: self.settings.clone().into_iter().collect(),
             rss_bytes: rss_bytes(),
-            gauges: self.shard.get_stats().await?.into_iter().collect(),
+            gauges: gauges.into_iter().collect(),
         })
+    }
+
+    /// The buffers of a new stream RPC, counted in this broker's gauges; serve it with
+    /// `serve_stream` (rust/rpc.rs).
+    pub fn stream_io(&self) -> StreamIo {
+        StreamIo::new(self.stream_gauges.clone())
     }
 
     /// Admin.SetFaults: what the object store does to each call from now on.
@@ -371,6 +403,35 @@ where
         .collect())
 }
 
+/// `merge_batch` for a stream, where each entry is answered alone: a failure of the whole run
+/// (the shard is unavailable) becomes every valid entry's result.
+async fn each<P, T, F, Fut>(entries: Vec<Result<P>>, run: F) -> Vec<Result<T>>
+where
+    F: FnOnce(Vec<P>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Result<T>>>>,
+{
+    let invalid: Vec<Option<Error>> = entries.iter().map(|e| e.as_ref().err().cloned()).collect();
+    match merge_batch(entries, run).await {
+        Ok(results) => results,
+        Err(e) => invalid
+            .into_iter()
+            .map(|bad| Err(bad.unwrap_or_else(|| e.clone())))
+            .collect(),
+    }
+}
+
+/// One EnqueueBatch or EnqueueStream result.
+fn enqueue_result(r: Result<Enqueued>) -> wire::EnqueueResult {
+    let (code, message) = status_of(&r);
+    let stored = r.ok();
+    wire::EnqueueResult {
+        id: stored.as_ref().map(|e| e.id.clone()).unwrap_or_default(),
+        code,
+        message,
+        deduplicated: stored.is_some_and(|e| e.deduplicated),
+    }
+}
+
 /// The gRPC status code and message of one batch entry's result (0 and "" for success).
 fn status_of<T>(r: &Result<T>) -> (i32, String) {
     match r {
@@ -391,3 +452,6 @@ fn rss_bytes() -> u64 {
         })
         .map_or(0, |kb| kb * 1024)
 }
+
+#[cfg(test)]
+mod stream_tests;

@@ -13,6 +13,7 @@ pub mod retry;
 pub mod rpc;
 pub mod shard;
 pub mod store;
+pub mod stream_io;
 pub mod validate;
 
 #[cfg(feature = "python")]

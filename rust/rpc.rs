@@ -13,6 +13,7 @@ use prost::Message;
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::stream_io::StreamIo;
 
 /// The gRPC service an RPC belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,6 +160,11 @@ impl Rpc {
     }
 }
 
+/// Decodes one request; a message that does not decode is `InvalidArgument` on `request`.
+pub(crate) fn decode<Req: Message + Default>(bytes: Bytes) -> Result<Req> {
+    Req::decode(bytes).map_err(|e| Error::invalid("request", format!("malformed protobuf: {e}")))
+}
+
 /// Decodes `bytes` as `Req`, runs `op`, encodes its reply.
 async fn raw<Req, Resp, Fut>(bytes: Bytes, op: impl FnOnce(Req) -> Fut) -> Result<Vec<u8>>
 where
@@ -166,8 +172,7 @@ where
     Resp: Message,
     Fut: Future<Output = Result<Resp>>,
 {
-    let req = Req::decode(bytes)
-        .map_err(|e| Error::invalid("request", format!("malformed protobuf: {e}")))?;
+    let req = decode::<Req>(bytes)?;
     Ok(op(req).await?.encode_to_vec())
 }
 
@@ -209,6 +214,22 @@ impl Broker {
             | Rpc::RestartJobs
             | Rpc::DeleteJobs
             | Rpc::GetCluster => Err(Error::Unimplemented(rpc.name())),
+        }
+    }
+}
+
+impl Broker {
+    /// Serves one streaming RPC over `io` (its buffers, from `Broker::stream_io`) until it
+    /// ends: Ok for a stream that ends cleanly, else the error that ends it. The transport then
+    /// takes the last answers and the end with `io.next()`. A unary RPC is refused here.
+    pub async fn serve_stream(&self, rpc: Rpc, io: &StreamIo) -> Result<()> {
+        match rpc {
+            Rpc::EnqueueStream => self.enqueue_stream(io).await,
+            Rpc::WorkerSession => self.worker_session(io).await,
+            unary => Err(Error::invalid(
+                "rpc",
+                format!("{} is a unary call, not a stream", unary.name()),
+            )),
         }
     }
 }

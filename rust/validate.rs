@@ -17,6 +17,9 @@ pub use flow::{
 pub const MAX_NAME_CHARS: usize = 127;
 pub const MAX_BATCH: usize = 1000;
 pub const MAX_TASKS: u32 = 1000;
+/// The most credit a WorkerSession may hold at once (granted and not yet used by a task): the
+/// bound of one LeaseTasks call.
+pub const MAX_SESSION_CREDIT: u32 = MAX_TASKS;
 pub const MAX_WAIT_MS: i64 = 60_000;
 /// Longest WaitJob wait (`timeout_ms`).
 pub const MAX_WAIT_JOB_MS: i64 = 300_000;
@@ -71,6 +74,15 @@ pub struct LeaseParams {
     /// Distinct queue names, "" already replaced by "default".
     pub queues: Vec<String>,
     pub wait_ms: i64,
+}
+
+/// A validated SessionOpen, the first message of a WorkerSession: the session's worker and
+/// queues (`lease.max_tasks` and `lease.wait_ms` are 0: a session leases up to its credit and
+/// never stops waiting) and its first credit.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub lease: LeaseParams,
+    pub credit: u32,
 }
 
 /// A validated HeartbeatTask call.
@@ -401,8 +413,18 @@ pub fn lease(req: wire::LeaseTasksRequest) -> Result<LeaseParams> {
             format!("must be at most {MAX_WAIT_MS}"),
         ));
     }
+    Ok(LeaseParams {
+        worker_id: req.worker_id,
+        max_tasks: req.max_tasks,
+        queues: queue_list(req.queues)?,
+        wait_ms: req.wait_ms,
+    })
+}
+
+/// The queues a worker leases from: distinct names, "" replaced by "default", none = default.
+fn queue_list(names: Vec<String>) -> Result<Vec<String>> {
     let mut queues: Vec<String> = Vec::new();
-    for (i, q) in req.queues.into_iter().enumerate() {
+    for (i, q) in names.into_iter().enumerate() {
         name(&format!("queues[{i}]"), &q, false)?;
         let q = queue_name(q);
         if !queues.contains(&q) {
@@ -412,12 +434,36 @@ pub fn lease(req: wire::LeaseTasksRequest) -> Result<LeaseParams> {
     if queues.is_empty() {
         queues.push(DEFAULT_QUEUE.to_string());
     }
-    Ok(LeaseParams {
-        worker_id: req.worker_id,
-        max_tasks: req.max_tasks,
-        queues,
-        wait_ms: req.wait_ms,
+    Ok(queues)
+}
+
+/// Validates the first message of a WorkerSession (field names relative to the SessionOpen).
+pub fn session_open(open: wire::SessionOpen) -> Result<SessionParams> {
+    name("worker_id", &open.worker_id, true)?;
+    session_credit("credits", 0, open.credits)?;
+    Ok(SessionParams {
+        lease: LeaseParams {
+            worker_id: open.worker_id,
+            max_tasks: 0,
+            queues: queue_list(open.queues)?,
+            wait_ms: 0,
+        },
+        credit: open.credits,
     })
+}
+
+/// Checks that `more` credit on top of `held` stays within MAX_SESSION_CREDIT; the new total.
+pub fn session_credit(field: &str, held: u32, more: u32) -> Result<u32> {
+    match held.checked_add(more) {
+        Some(total) if total <= MAX_SESSION_CREDIT => Ok(total),
+        _ => Err(Error::invalid(
+            field,
+            format!(
+                "a session holds at most {MAX_SESSION_CREDIT} credits (it holds {held}, \
+                 {more} more asked)"
+            ),
+        )),
+    }
 }
 
 pub fn heartbeat(req: wire::HeartbeatTaskRequest, limits: &Limits) -> Result<HeartbeatParams> {

@@ -82,6 +82,23 @@ SMOKE_ARGS: dict[str, list[str]] = {
         "--schedule-s",
         "1.5",
     ],
+    "stream-enqueue": ["--clients", "2", "--window", "8", "--duration", "1", "--warmup", "0.2"],
+    "session": [
+        "--jobs",
+        "300",
+        "--workers",
+        "2",
+        "--credits",
+        "4",
+        "--dispatch-jobs",
+        "5",
+        "--interval-ms",
+        "10",
+        "--wait-ms",
+        "2000",
+        "--ceiling-min-s",
+        "0.2",
+    ],
     "ceiling": [
         "--clients",
         "2",
@@ -164,6 +181,35 @@ def test_steady() -> None:
         assert row["rate"] == rate
         assert row["completed"] == row["jobs"] == rate  # one second of arrivals
         assert 0 < row["start_p50_ms"] <= row["done_p50_ms"]
+
+
+def test_stream_enqueue() -> None:
+    doc, out = run_bench("stream-enqueue", "--ceiling")
+    rows = {r["phase"]: r for r in doc["results"]}
+    stream = rows["EnqueueStream x1 window 8"]
+    assert stream["jobs"] > 0 and stream["p99_ms"] > 0 and stream["broker_us_per_job"] > 0
+    assert stream["x_unary"] == round(
+        stream["jobs_per_s"] / rows["single Enqueue x2"]["jobs_per_s"], 3
+    )
+    assert rows["ceiling: EnqueueStream x1 window 8"]["jobs"] > 0
+    names = [s["name"] for s in doc["speedups"]]
+    assert "Silo: EnqueueStream x1 window 8 / single Enqueue x2" in names
+    assert "streams / unary calls" in out
+
+
+def test_session() -> None:
+    doc, _ = run_bench("session", "--ceiling")
+    rows = {r["phase"]: r for r in doc["results"]}
+    assert rows["push latency: WorkerSession (1 credit) x2"]["jobs"] == 5
+    assert rows["push latency: LeaseTasks(1, wait_ms=2000) x2"]["jobs"] == 5
+    unary = "unary: LeaseTasks 4 + ReportTaskOutcome x2"
+    session = "WorkerSession credits 4 x2"
+    for name in (unary, session):
+        assert rows[f"{name}: drain"]["jobs"] == 300
+        assert rows[f"{name}: end to end"]["jobs"] == 300
+        assert rows[f"ceiling: {name}: drain"]["jobs"] >= 300  # sessions never run dry there
+    assert rows[f"{session}: drain"]["x_unary"] > 0
+    assert len(doc["speedups"]) == 4
 
 
 def test_dispatch() -> None:
@@ -259,6 +305,39 @@ async def test_noop_broker_replies_are_valid_and_sized_by_the_request() -> None:
     assert [r.code for r in replies.results] == [0] * 4
     single = pb.EnqueueRequest(queue="q").SerializeToString()
     assert pb.EnqueueResponse.FromString(await broker.call("Enqueue", single)).id
+
+
+def unframe(frames: bytes) -> list[bytes]:
+    """The messages of gRPC wire frames."""
+    out = []
+    while frames:
+        assert frames[0] == 0, "not compressed"
+        size = int.from_bytes(frames[1:5], "big")
+        out.append(frames[5 : 5 + size])
+        frames = frames[5 + size :]
+    return out
+
+
+async def test_noop_broker_streams_answer_at_once() -> None:
+    broker = NoopBroker(payload_bytes=3)
+    enqueues = broker.stream("EnqueueStream")
+    for _ in range(3):
+        assert enqueues.push(pb.EnqueueRequest(queue="q").SerializeToString())
+    answers = unframe(await enqueues.next())
+    assert [pb.EnqueueResult.FromString(a).code for a in answers] == [0, 0, 0]
+    enqueues.close()
+    assert await enqueues.next() == b""
+
+    session = broker.stream("WorkerSession")
+    session.push(
+        pb.WorkerMessage(open=pb.SessionOpen(worker_id="w", credits=2)).SerializeToString()
+    )
+    session.push(pb.WorkerMessage(credits=1).SerializeToString())
+    outcome = pb.ReportTaskOutcomeRequest(task_id="t", result=b"")
+    session.push(pb.WorkerMessage(outcome=outcome).SerializeToString())
+    answers = unframe(await session.next())
+    kinds = [pb.ServerMessage.FromString(a).WhichOneof("kind") for a in answers]
+    assert kinds == ["task"] * 3 + ["outcome"]
 
 
 def test_against_running_broker(shared_server: ServerProcess) -> None:

@@ -1,9 +1,11 @@
 """Wire compatibility: Google's grpcio client, generated from proto/ at test time, drives the
-broker. This is what a client in another language sees (not grpclib, not betterproto)."""
+broker, unary calls and both streams. This is what a client in another language sees (not
+grpclib, not betterproto)."""
 
 from __future__ import annotations
 
 import importlib
+import queue
 import shutil
 import sys
 from collections.abc import Iterator
@@ -164,3 +166,61 @@ def test_error_status_codes(grpcio_stub, pb: SimpleNamespace, ns) -> None:
     with pytest.raises(grpc.RpcError) as info:
         grpcio_stub.ListJobs(m.ListJobsRequest(tenant=ns.tenant), timeout=30)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_enqueue_stream(grpcio_stub, pb: SimpleNamespace, ns) -> None:
+    m = pb.m
+    requests = [m.EnqueueRequest(id=f"s{i}", tenant=ns.tenant, queue=ns.queue) for i in range(50)]
+    requests.insert(10, m.EnqueueRequest(tenant=ns.tenant, queue=ns.queue, priority=500))
+    results = list(grpcio_stub.EnqueueStream(iter(requests), timeout=30))
+    assert len(results) == 51
+    assert [r.id for r in results[:10] + results[11:]] == [f"s{i}" for i in range(50)]
+    assert all(r.code == 0 for r in results[:10] + results[11:])
+    assert results[10].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "priority" in results[10].message
+
+
+def test_worker_session(grpcio_stub, pb: SimpleNamespace, ns) -> None:
+    m = pb.m
+    job_id = grpcio_stub.Enqueue(
+        m.EnqueueRequest(tenant=ns.tenant, queue=ns.queue, payload=b"streamed"), timeout=30
+    ).id
+    outbox: queue.Queue[object] = queue.Queue()
+    outbox.put(
+        m.WorkerMessage(open=m.SessionOpen(worker_id="grpcio-w", queues=[ns.queue], credits=1))
+    )
+
+    def messages() -> Iterator[object]:
+        while (message := outbox.get()) is not None:
+            yield message
+
+    replies = grpcio_stub.WorkerSession(messages(), timeout=30)
+    first = next(replies)
+    assert first.WhichOneof("kind") == "task"
+    task = first.task
+    assert (task.job_id, task.payload, task.attempt) == (job_id, b"streamed", 1)
+    outbox.put(m.WorkerMessage(heartbeat=m.HeartbeatTaskRequest(task_id=task.task_id)))
+    hb = next(replies)
+    assert hb.WhichOneof("kind") == "heartbeat"
+    assert (hb.heartbeat.task_id, hb.heartbeat.code, hb.heartbeat.cancelled) == (
+        task.task_id,
+        0,
+        False,
+    )
+    outbox.put(
+        m.WorkerMessage(outcome=m.ReportTaskOutcomeRequest(task_id=task.task_id, result=b"r"))
+    )
+    done = next(replies)
+    assert done.WhichOneof("kind") == "outcome"
+    assert (done.outcome.task_id, done.outcome.code) == (task.task_id, 0)
+    outbox.put(None)  # the worker closes its side: the session ends OK
+    assert list(replies) == []
+    assert replies.code() == grpc.StatusCode.OK
+    job = grpcio_stub.GetJob(m.GetJobRequest(id=job_id, tenant=ns.tenant), timeout=30)
+    assert job.status == m.JOB_STATUS_SUCCEEDED
+
+    # A session that does not open first ends with INVALID_ARGUMENT naming `open`.
+    with pytest.raises(grpc.RpcError) as info:
+        list(grpcio_stub.WorkerSession(iter([m.WorkerMessage(credits=1)]), timeout=30))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("open:")

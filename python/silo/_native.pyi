@@ -15,6 +15,7 @@ __all__ = [
     "Broker",
     "Completions",
     "Call",
+    "Stream",
     "status_table",
     "rpcs",
     "encode_request",
@@ -101,3 +102,35 @@ class Broker:
     def close(self, future: asyncio.Future[None]) -> Call:
         """Finish queued commands, flush and close SlateDB; settles `future` with None.
         Idempotent."""
+
+@final
+class Stream:
+    """One stream RPC in flight (EnqueueStream, WorkerSession), served on `broker`'s tokio
+    runtime: the server pushes each raw request and awaits the encoded answers in batches
+    (python/silo/server/streams.py). Answers settle their futures through the broker's
+    `Completions`."""
+
+    def __new__(cls, broker: Broker, rpc: str) -> Stream:
+        """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession").
+        ValueError for a name that is not a streaming RPC of `rpcs()`."""
+    def push(self, request: bytes) -> bool:
+        """Queue one raw request; False once the stream's window is full (await `room` before
+        reading more). Ignored after `close` or the end. The stream takes it at the next
+        `wake`."""
+    def wake(self) -> None:
+        """Hand the requests pushed so far to the stream: once per event-loop iteration that
+        pushed, so that one wakeup of the native side serves all of them."""
+    def room(self, future: asyncio.Future[None]) -> Call:
+        """Settles `future` with None once the window has room again, or the stream is over."""
+    def close(self) -> None:
+        """No more requests: the stream answers what it holds, then ends."""
+    def next(self, future: asyncio.Future[bytes]) -> None:
+        """Settles `future` with the next answers, in order, as gRPC messages on the wire (each
+        a 0 byte, its length as a big-endian u32, the encoded message), with b"" once the
+        stream ended OK, or with the silo.errors exception that ends it (InvalidArgument naming
+        the field for a WorkerSession message it cannot answer). Answers already there settle
+        it before this returns; otherwise it is settled through `Completions` when they come.
+        Cancelling `future` abandons the call."""
+    def abort(self) -> None:
+        """Stop serving (the client went away): changes the shard already began still complete,
+        and a session's tasks stay leased until they are reported or expire."""

@@ -98,6 +98,11 @@ class Broker(ApiMethods):
             call.abort()
             raise
 
+    def stream(self, rpc: str) -> NativeStream:
+        """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession") from
+        raw messages: the gRPC server's stream path (python/silo/server/streams.py)."""
+        return NativeStream(_native.Stream(self._native, rpc), self._loop)
+
     # Serving gRPC
 
     async def serve(self, address: str = DEFAULT_LISTEN) -> RunningServer:
@@ -140,6 +145,37 @@ class Broker(ApiMethods):
     def closed(self) -> bool:
         """Whether `close()` was called."""
         return self._closed
+
+
+class NativeStream:
+    """One stream RPC served by the native broker; satisfies silo.server.streams.StreamApi.
+
+    `push(request)` hands over one raw request (False once the stream's window is full: await
+    `room()` before reading more), and `wake()` hands what was pushed to the native side (once
+    per loop iteration); `next()` returns the next answers in order, framed as gRPC messages on
+    the wire, b"" once the stream ended OK, or raises the silo.errors class that ends it;
+    `close()` says no more requests come; `abort()` stops it (the client went away). Use it
+    from the broker's loop.
+    """
+
+    def __init__(self, native: _native.Stream, loop: asyncio.AbstractEventLoop) -> None:
+        self._native = native
+        self._loop = loop
+        self.push = native.push
+        self.wake = native.wake
+        self.close = native.close
+        self.abort = native.abort
+
+    async def room(self) -> None:
+        """Return once the window has room again (or the stream is over)."""
+        await _run(self._loop, self._native.room)
+
+    async def next(self) -> bytes:
+        """The next answers, framed as gRPC messages on the wire (b"" once the stream ended
+        OK)."""
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._native.next(future)
+        return await future
 
 
 async def open(store: str = DEFAULT_STORE, **settings: Any) -> Broker:

@@ -2,7 +2,11 @@
 
 `silo.connect(address)` returns one. Requests and replies are encoded and decoded by the native
 module from and into `silo.types` values (rust/py/convert/), so no protobuf object reaches the
-caller and a message costs a few µs instead of betterproto's 12-200 µs. Errors: a call that
+caller and a message costs a few µs instead of betterproto's 12-200 µs. With `streams` (the
+default), `enqueue` goes out on one EnqueueStream shared by every caller of the client (a
+message on an open stream costs the broker a fraction of a unary call: docs/api.md#streams),
+and `silo.Worker` runs over a WorkerSession (`open_session`); a broker that does not serve the
+streams gets the unary calls. Errors: a call that
 ends with a status of silo/status.py's table raises that table's class, refined to the specific
 class the method documents (JobNotFound for GetJob, TaskNotFound for HeartbeatTask...); a
 broker that cannot be reached raises Unavailable.
@@ -10,8 +14,9 @@ broker that cannot be reached raises Unavailable.
 
 from __future__ import annotations
 
+import logging
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from grpclib.client import Channel, UnaryUnaryMethod
@@ -22,8 +27,12 @@ from silo.config import DEFAULT_LISTEN, parse_listen
 from silo.methods import ApiMethods
 from silo.server.codec import PassthroughCodec, RawMessage
 from silo.status import error_for_status
+from silo.streams import EnqueueStreamClient, SessionClient, StreamRefused, error_of
+from silo.types import Enqueued, Task
 
 __all__ = ["Client", "connect"]
+
+log = logging.getLogger("silo.client")
 
 _Refine = Sequence[type[errors.SiloError]]
 
@@ -56,7 +65,7 @@ class Client(ApiMethods):
     (`lease_tasks(wait_ms=)`, `wait_job(timeout_ms=)`); None waits forever. Create it inside
     the event loop that uses it (grpclib binds the running loop when the channel is made).
     `token` is sent as `authorization: Bearer <token>`; `tls` is True (the system's CA
-    certificates) or an `ssl.SSLContext`.
+    certificates) or an `ssl.SSLContext`. `streams=False` keeps every call unary.
     """
 
     def __init__(
@@ -66,6 +75,7 @@ class Client(ApiMethods):
         token: str | None = None,
         tls: bool | ssl.SSLContext | None = None,
         timeout: float | None = 60.0,
+        streams: bool = True,
     ) -> None:
         addresses = [address] if isinstance(address, str) else list(address)
         if not addresses:
@@ -80,15 +90,51 @@ class Client(ApiMethods):
         self._metadata = {"authorization": f"Bearer {token}"} if token else None
         self._methods: dict[str, UnaryUnaryMethod[bytes, bytes]] = {}
         self._paths = {method: f"/{service}/{method}" for service, method, _ in _native.rpcs()}
+        #: Whether to try the streams; False once the broker refused one (UNIMPLEMENTED).
+        self.streams = streams
+        self._enqueues: EnqueueStreamClient | None = None
 
     async def close(self) -> None:
         """Close the connection; calls in progress fail. Idempotent."""
+        if self._enqueues is not None:
+            await self._enqueues.close()
+            self._enqueues = None
         self._channel.close()
 
     async def _invoke(self, rpc: str, fields: object) -> Any:
         request = _native.encode_request(rpc, fields)
+        if rpc == "Enqueue" and self.streams:
+            try:
+                return await self._enqueue_streamed(request)
+            except StreamRefused:
+                log.info("the broker does not serve EnqueueStream: unary Enqueue from now on")
+                self.streams = False
         reply = await self.call(rpc, request, wait_s=_wait_of(rpc, fields))
         return _native.decode_reply(rpc, reply)
+
+    async def _enqueue_streamed(self, request: bytes) -> Enqueued:
+        if self._enqueues is None:
+            self._enqueues = EnqueueStreamClient(self._channel, self._metadata, self._timeout)
+        result = await self._enqueues.enqueue(request)
+        if result.code:
+            raise error_of(result.code, result.message, _REFINE["Enqueue"])
+        return Enqueued(result.id, result.deduplicated)
+
+    def open_session(
+        self, *, worker_id: str, queues: Sequence[str], on_task: Callable[[Task], None]
+    ) -> SessionClient | None:
+        """A WorkerSession for `silo.Worker` (None when streams are off): `on_task` gets each
+        task pushed. Call its `start(credits)` to open it."""
+        if not self.streams:
+            return None
+        return SessionClient(
+            self._channel,
+            self._metadata,
+            worker_id=worker_id,
+            queues=queues,
+            on_task=on_task,
+            timeout=self._timeout,
+        )
 
     async def call(self, rpc: str, request: bytes, *, wait_s: float = 0.0) -> bytes:
         """The unary RPC `rpc` on its encoded request: the encoded reply. Raises the
@@ -133,8 +179,9 @@ async def connect(
     token: str | None = None,
     tls: bool | ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
+    streams: bool = True,
 ) -> Client:
     """A client of the broker at `address` (`HOST:PORT`; a list names the nodes of a cluster,
     of which this version uses the first). Connecting is lazy: an unreachable broker shows as
-    Unavailable on the first call."""
-    return Client(address, token=token, tls=tls, timeout=timeout)
+    Unavailable on the first call. `streams=False` keeps every call unary."""
+    return Client(address, token=token, tls=tls, timeout=timeout, streams=streams)

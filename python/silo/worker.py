@@ -8,6 +8,13 @@ One event loop does everything: a lease loop asks for as many tasks as there are
 ReportTaskOutcomes call. A `cancelled` heartbeat answer cancels the handler and reports
 `cancelled`; a lost lease (LeaseNotHeld, TaskNotFound) cancels it and reports nothing.
 
+Over a `silo.Client` that serves streams, the worker runs on one WorkerSession instead
+(python/silo/streams.py, docs/api.md#workersession): the broker pushes tasks while the worker
+has free slots (one credit per slot, granted again as tasks finish), and heartbeats and outcomes
+go on the same stream; a session that breaks is opened again, and meanwhile heartbeats and
+outcomes use the unary calls (the leases belong to the worker, not to the stream).
+`run_until_idle` and an embedded `silo.Broker` use the unary calls.
+
 Stopping (`stop()`, SIGTERM or SIGINT): leasing stops, running tasks get `grace` seconds to
 finish; those still running then are cancelled and reported as a retryable failure with code
 `silo.WorkerShutdown`, so their jobs are retried per policy at once instead of waiting for the
@@ -31,10 +38,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from silo import errors
 from silo.tasks import TASK_METADATA_KEY, NonRetryable, RawHandler, TaskContext, TaskDef
-from silo.types import Report, Task, TaskFailure
+from silo.types import HeartbeatResult, Report, ReportResult, Task, TaskFailure
 
 if TYPE_CHECKING:
     from silo.api import Api
+    from silo.streams import SessionClient
 
 __all__ = ["SHUTDOWN_CODE", "UNKNOWN_TASK_CODE", "Worker", "failure_of"]
 
@@ -153,6 +161,10 @@ class Worker:
         self._reports_sent.set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The WorkerSession while it is open (heartbeats and outcomes go on it), else None.
+        self._session: SessionClient | None = None
+        #: Credit granted to the session and not yet used by a task.
+        self._credit = 0
         #: Tasks run and outcomes sent, for logs and tests.
         self.completed = 0
 
@@ -189,7 +201,11 @@ class Worker:
         signals = self._install_signals() if handle_signals else []
         reporter = asyncio.create_task(self._report_loop(), name="silo-worker-reports")
         try:
-            await self._lease_loop(until_idle=until_idle)
+            opener = getattr(self.api, "open_session", None)
+            if callable(opener) and not until_idle:
+                await self._session_loop(opener)
+            else:
+                await self._lease_loop(until_idle=until_idle)
             await self._finish_running()
             await self._flush_reports()
         finally:
@@ -253,6 +269,68 @@ class Worker:
                     return
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+
+    async def _session_loop(self, opener: Any) -> None:
+        """Take tasks from a WorkerSession until `stop()`: grant one credit per free slot, open
+        the session again when it breaks; fall back to leasing if the broker refuses it."""
+        from silo.streams import StreamRefused
+
+        while not self._stop.is_set():
+            session: SessionClient | None = opener(
+                worker_id=self.worker_id, queues=self.queues, on_task=self._session_task
+            )
+            if session is None:  # the client has streams off
+                await self._lease_loop(until_idle=False)
+                return
+            self._credit = max(0, self.concurrency - len(self._running))
+            try:
+                await session.start(self._credit)
+                self._session = session
+                await self._grant_while_open(session)
+            except StreamRefused:
+                log.info("the broker does not serve WorkerSession: leasing instead")
+                self._session = None
+                await self._lease_loop(until_idle=False)
+                return
+            except errors.Unavailable as exc:
+                log.warning("worker session failed (%s); opening it again", exc)
+            finally:
+                self._session = None
+            if self._stop.is_set():
+                # Our side is closed: the broker delivers what it took for us, then ends.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(session.ended(), self.grace)
+                await session.close()
+                return
+            await session.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), RETRY_PAUSE_S)
+
+    async def _grant_while_open(self, session: SessionClient) -> None:
+        """Grant credit for every free slot as tasks finish, until `stop()` (then close our
+        side) or until the session breaks (Unavailable)."""
+        ended = asyncio.ensure_future(session.ended())
+        try:
+            while not self._stop.is_set():
+                free = self.concurrency - len(self._running) - self._credit
+                if free > 0:
+                    await session.credits(free)
+                    self._credit += free
+                self._slot_freed.clear()
+                freed = asyncio.ensure_future(self._slot_freed.wait())
+                await asyncio.wait({freed, ended}, return_when=asyncio.FIRST_COMPLETED)
+                freed.cancel()
+                if ended.done() and not self._stop.is_set():
+                    raise errors.Unavailable("the worker session ended")
+            self._session = None  # outcomes from now on go unary: our side closes
+            await session.end()
+        finally:
+            ended.cancel()
+
+    def _session_task(self, task: Task) -> None:
+        """A task pushed by the session (it used one credit)."""
+        self._credit = max(0, self._credit - 1)
+        self._start(task)
 
     def _start(self, task: Task) -> None:
         name = task.metadata.get(TASK_METADATA_KEY)
@@ -402,7 +480,7 @@ class Worker:
     async def _heartbeat(self, running: _Running) -> None:
         task = running.task
         try:
-            result = await self.api.heartbeat_task(task_id=task.task_id, worker_id=self.worker_id)
+            result = await self._send_heartbeat(task.task_id)
         except (errors.LeaseNotHeld, errors.TaskNotFound) as exc:
             log.warning(
                 "task %s of job %s lost its lease (%s): stopping it", task.task_id, task.job_id, exc
@@ -419,7 +497,20 @@ class Worker:
         if task.task_id in self._running:
             self._schedule_heartbeat(running)
 
+    async def _send_heartbeat(self, task_id: str) -> HeartbeatResult:
+        """On the session while it is open, else the unary call."""
+        if self._session is not None:
+            return await self._session.heartbeat(task_id=task_id)
+        return await self.api.heartbeat_task(task_id=task_id, worker_id=self.worker_id)
+
     # ------------------------------------------------------------------ reports
+
+    async def _send_reports(self, batch: list[Report]) -> list[ReportResult]:
+        """On the session while it is open (one outcome message each), else one unary
+        ReportTaskOutcomes call."""
+        if self._session is not None:
+            return await self._session.report_many(batch)
+        return await self.api.report_task_outcomes(reports=batch)
 
     async def _report_loop(self) -> None:
         while True:
@@ -432,7 +523,7 @@ class Worker:
             batch = self._reports[:MAX_BATCH]
             del self._reports[:MAX_BATCH]
             try:
-                results = await self.api.report_task_outcomes(reports=batch)
+                results = await self._send_reports(batch)
             except errors.Unavailable as exc:
                 log.warning("report_task_outcomes failed (%s); trying again", exc)
                 self._reports[:0] = batch

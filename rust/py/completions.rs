@@ -124,7 +124,7 @@ impl Queue {
 
     /// Queue `future`'s outcome; wake the loop if the queue was empty. Never takes the GIL:
     /// moving a `Py` touches no reference count.
-    fn push(&self, future: Py<PyAny>, outcome: Result<Reply>) {
+    pub(super) fn push(&self, future: Py<PyAny>, outcome: Result<Reply>) {
         let was_empty = {
             let mut done = self.lock();
             let was_empty = done.is_empty();
@@ -239,7 +239,11 @@ impl PyCompletions {
 
 /// Set `future`'s result or exception, unless it is already done (cancelled while in flight).
 /// A reply that cannot be made into its Python value settles the future with that error.
-fn settle(queue: &Arc<Queue>, future: &Bound<'_, PyAny>, outcome: Result<Reply>) -> PyResult<()> {
+pub(super) fn settle(
+    queue: &Arc<Queue>,
+    future: &Bound<'_, PyAny>,
+    outcome: Result<Reply>,
+) -> PyResult<()> {
     let py = future.py();
     if future.call_method0(intern!(py, "done"))?.is_truthy()? {
         return Ok(());

@@ -6,6 +6,7 @@
 mod completions;
 mod convert;
 mod errors;
+mod streams;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -133,6 +134,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBroker>()?;
     m.add_class::<PyCompletions>()?;
     m.add_class::<PyCall>()?;
+    m.add_class::<streams::PyStream>()?;
     m.add_function(wrap_pyfunction!(errors::status_table, m)?)?;
     m.add_function(wrap_pyfunction!(rpcs, m)?)?;
     m.add_function(wrap_pyfunction!(convert::encode_request, m)?)?;

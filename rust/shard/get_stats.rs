@@ -13,8 +13,9 @@ impl Shard {
             ("scheduled".to_string(), self.counts.scheduled() as i64),
             ("scheduled_in_memory".to_string(), self.timers.len() as i64),
             ("running".to_string(), self.running.len() as i64),
-            ("lease_waiters".to_string(), self.parked.len() as i64),
+            ("lease_waiters".to_string(), self.parked_leases() as i64),
             ("job_waiters".to_string(), self.waiters.len() as i64),
+            ("worker_sessions".to_string(), self.sessions.len() as i64),
             (
                 "concurrency_keys".to_string(),
                 self.conc.keys_in_use() as i64,

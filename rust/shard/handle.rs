@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::flow::FlowCommand;
+use super::worker_session::{SessionId, SessionOpen};
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
 use crate::validate::{HeartbeatParams, LeaseParams, NewJob, ReportParams, WaitJobParams};
@@ -25,6 +26,11 @@ pub(super) enum Command {
     GetConcurrencyKey(String, String, Reply<admin::ConcurrencyKeyState>),
     /// Flow control: queues, schedules, rate-limit keys (flow.rs).
     Flow(FlowCommand),
+    /// Session bookkeeping (worker_session.rs): memory only, applied whatever the store's
+    /// health, and never answered (a session learns its end from its sink).
+    SessionOpen(SessionOpen),
+    SessionCredits(SessionId, u32),
+    SessionClose(SessionId),
     Close(oneshot::Sender<()>),
 }
 
@@ -108,6 +114,42 @@ impl ShardHandle {
     ) -> Result<admin::ConcurrencyKeyState> {
         self.call(|r| Command::GetConcurrencyKey(tenant, key, r))
             .await
+    }
+
+    /// Opens a worker session: from now on the actor sends its tasks to `open.sink` while it has
+    /// credit. Fails only when the shard is shutting down.
+    pub async fn session_open(&self, open: SessionOpen) -> Result<()> {
+        self.send(Command::SessionOpen(open)).await
+    }
+
+    /// Gives a session more credit (ignored once the session is closed).
+    pub async fn session_credits(&self, id: SessionId, credit: u32) -> Result<()> {
+        self.send(Command::SessionCredits(id, credit)).await
+    }
+
+    /// Closes a session: it takes no more tasks, and its sink drops once the deliveries in
+    /// flight are made.
+    pub async fn session_close(&self, id: SessionId) -> Result<()> {
+        self.send(Command::SessionClose(id)).await
+    }
+
+    /// `session_close` for a caller that cannot wait (a session dropped mid-way): sent at once
+    /// if the channel has room, else from a task of the current runtime (if any).
+    pub fn session_close_soon(&self, id: SessionId) {
+        if let Err(mpsc::error::TrySendError::Full(cmd)) =
+            self.tx.try_send(Command::SessionClose(id))
+        {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let tx = self.tx.clone();
+                rt.spawn(async move {
+                    let _ = tx.send(cmd).await;
+                });
+            }
+        }
+    }
+
+    async fn send(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).await.map_err(|_| shutting_down())
     }
 
     /// Resolves once a newer broker has fenced this one off the store.

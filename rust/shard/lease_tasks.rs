@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::handle::Reply;
-use super::parked::ParkedLease;
+use super::parked::{ParkedLease, Waiter};
 use super::ready::Queued;
 use super::running::Running;
 use super::step::defer;
@@ -24,12 +24,8 @@ impl Shard {
         params: LeaseParams,
         reply: Reply<wire::LeaseTasksResponse>,
     ) {
-        // Older parked calls come first: a new call only takes what they leave.
-        let must_queue = self
-            .parked
-            .iter()
-            .any(|w| self.ready.has_any(&w.params.queues));
-        if !must_queue {
+        // Older parked calls and sessions come first: a new call only takes what they leave.
+        if !self.waiter_has_ready() {
             match self.take_tasks(st, &params).await {
                 Ok(tasks) if tasks.is_empty() && params.wait_ms > 0 => {}
                 r => {
@@ -41,11 +37,11 @@ impl Shard {
                 }
             }
         }
-        self.parked.push_back(ParkedLease {
+        self.parked.push_back(Waiter::Lease(ParkedLease {
             deadline_ms: st.now + params.wait_ms,
             params,
             reply,
-        });
+        }));
     }
 
     /// Takes up to `max_tasks` due jobs of the named queues and starts an attempt of each.

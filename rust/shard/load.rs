@@ -60,6 +60,7 @@ impl Shard {
             expiries: Page::unread(),
             schedules: Page::unread(),
             ticks_fired: 0,
+            sessions: Default::default(),
             last_write: None,
             flush_now,
         };

@@ -12,12 +12,13 @@
 //! writes it. Store health (health.rs) says when memory can no longer be trusted.
 //!
 //! Words: a *queued* job has one store entry, SCHEDULED (waiting for its time) or READY (due,
-//! waiting for a worker); a *parked* call is a LeaseTasks long-poll; a concurrency *waiter* is a
-//! due job waiting for a slot of a concurrency key.
+//! waiting for a worker); a *parked* call is a LeaseTasks long-poll; a *session* is a
+//! WorkerSession stream, which waits for tasks beside the parked calls while it has credit; a
+//! concurrency *waiter* is a due job waiting for a slot of a concurrency key.
 //!
 //! One file per RPC: enqueue.rs, cancel.rs, lease_tasks.rs, heartbeat_task.rs,
 //! report_task_outcome.rs, get_job.rs, wait_job.rs, get_stats.rs (GetStats and
-//! GetConcurrencyKey).
+//! GetConcurrencyKey), worker_session.rs.
 //! Flow control (docs/architecture.md#flow-control) has its own files: flow.rs (its commands),
 //! rate_limit.rs and bucket.rs, unique.rs, expiry.rs, pause_queue.rs, schedules.rs (times in
 //! rust/cron.rs), and timer_page.rs (the head pages of the timer families).
@@ -52,6 +53,7 @@ mod timers;
 mod txn;
 mod unique;
 mod wait_job;
+pub mod worker_session;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -76,12 +78,13 @@ use health::DbHealth;
 use page::Page;
 /// Entries of each ready group and of the timers held in memory (the rest stays in the store).
 pub use page::PAGE_SIZE as INDEX_PAGE_SIZE;
-use parked::ParkedLease;
+use parked::Waiter;
 use ready::{Queued, ReadyIndex};
 use running::RunningTasks;
 use step::Step;
 use txn::Txn;
 use wait_job::JobWaiters;
+use worker_session::Sessions;
 
 /// Settings of one shard.
 #[derive(Debug, Clone, Copy)]
@@ -114,8 +117,9 @@ pub struct Shard {
     running: RunningTasks,
     /// Concurrency slots: holders (live attempts), reservations (admitted jobs), waiters.
     conc: ConcurrencyTable,
-    /// LeaseTasks calls parked until a task is ready or their wait ends, oldest first.
-    parked: VecDeque<ParkedLease>,
+    /// LeaseTasks calls parked until a task is ready or their wait ends, and sessions with
+    /// credit, oldest first (parked.rs).
+    parked: VecDeque<Waiter>,
     /// WaitJob calls waiting for a job to end or for their deadline.
     waiters: JobWaiters,
     /// Queued jobs with a first-attempt deadline: the head of EXPIRY, by (expire_at, seq).
@@ -124,6 +128,8 @@ pub struct Shard {
     schedules: Page<records::ScheduleRecord>,
     /// Schedule firings since the shard started (a gauge).
     ticks_fired: u64,
+    /// Open WorkerSession streams (worker_session.rs); not rebuilt by `load`.
+    sessions: Sessions,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
     /// Asks the flusher task for a WAL flush now (local stores only; see health.rs).
@@ -287,3 +293,5 @@ pub(crate) fn job_rate_keys(job: &records::JobRecord) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod worker_session_tests;

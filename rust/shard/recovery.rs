@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::health::{spawn_flusher, watch_db, DbHealth, FENCED};
+use super::parked::Waiter;
 use super::Shard;
 use crate::error::Error;
 
@@ -24,8 +25,15 @@ impl Shard {
         if self.clock.now_ms() < self.recover_after_ms {
             return Err(reason);
         }
-        for w in self.parked.drain(..) {
-            let _ = w.reply.send(Err(Error::StoreUnavailable(reason.clone())));
+        // Parked long-polls answer UNAVAILABLE; sessions keep waiting for the store to be back.
+        let waiters = std::mem::take(&mut self.parked);
+        for w in waiters {
+            match w {
+                Waiter::Lease(w) => {
+                    let _ = w.reply.send(Err(Error::StoreUnavailable(reason.clone())));
+                }
+                session @ Waiter::Session(_) => self.parked.push_back(session),
+            }
         }
         for reply in self.waiters.drain() {
             let _ = reply.send(Err(Error::StoreUnavailable(reason.clone())));

@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::handle::{shutting_down, Command, Reply};
 use super::health::record_failure;
+use super::parked::Waiter;
 use super::txn::Txn;
 use super::Shard;
 use crate::error::{Error, Result};
@@ -82,11 +83,15 @@ impl Shard {
             self.refuse(cmd, shutting_down());
         }
         for w in self.parked.drain(..) {
-            let _ = w.reply.send(Ok(wire::LeaseTasksResponse::default()));
+            if let Waiter::Lease(w) = w {
+                let _ = w.reply.send(Ok(wire::LeaseTasksResponse::default()));
+            }
         }
         for reply in self.waiters.drain() {
             let _ = reply.send(Err(shutting_down()));
         }
+        // Sessions end: their sinks drop (deliveries in flight still arrive).
+        self.sessions.clear();
         if let Some(h) = self.last_write.take() {
             let _ = h.await_durable().await;
         }
@@ -107,7 +112,13 @@ impl Shard {
                 self.timers.first().map(|((t, _), _)| *t)
             },
             self.running.next_expiry(),
-            self.parked.iter().map(|w| w.deadline_ms).min(),
+            self.parked
+                .iter()
+                .filter_map(|w| match w {
+                    Waiter::Lease(p) => Some(p.deadline_ms),
+                    Waiter::Session(_) => None,
+                })
+                .min(),
             self.waiters.next_deadline(),
             self.health.failure().map(|_| self.recover_after_ms),
             self.flow_deadline(),
@@ -134,12 +145,30 @@ impl Shard {
             Command::GetStats(r) => drop(r.send(Err(err))),
             Command::GetConcurrencyKey(_, _, r) => drop(r.send(Err(err))),
             Command::Flow(cmd) => cmd.refuse(err),
+            // A refused open drops its sink: the session sees its end at once.
+            Command::SessionOpen(_) | Command::SessionCredits(..) | Command::SessionClose(_) => {}
             Command::Close(r) => drop(r.send(())),
         }
     }
 
-    /// One step: timers, commands, long-polls, one write, answers after durability.
+    /// Applies the session bookkeeping among `cmds` (memory only, so whatever the store's
+    /// health: a store outage must not cost a session its credit) and returns the others.
+    fn apply_sessions(&mut self, cmds: Vec<Command>) -> Vec<Command> {
+        let mut rest = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            match cmd {
+                Command::SessionOpen(open) => self.session_open(open),
+                Command::SessionCredits(id, credit) => self.session_credits(id, credit),
+                Command::SessionClose(id) => self.session_close(id),
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    /// One step: timers, commands, long-polls and sessions, one write, answers after durability.
     async fn step(&mut self, cmds: Vec<Command>) {
+        let cmds = self.apply_sessions(cmds);
         if let Err(reason) = self.recover().await {
             // Memory may be ahead of the store: refuse everything rather than act on it.
             for cmd in cmds {
@@ -197,6 +226,9 @@ impl Shard {
                 st.replies.push(defer(reply, Ok(state)));
             }
             Command::Flow(cmd) => self.apply_flow(st, cmd).await,
+            Command::SessionOpen(open) => self.session_open(open),
+            Command::SessionCredits(id, credit) => self.session_credits(id, credit),
+            Command::SessionClose(id) => self.session_close(id),
             Command::Close(reply) => drop(reply.send(())),
         }
     }

@@ -19,20 +19,20 @@ use crate::record;
 use crate::store::{ShardStore, StoreLocation, StoreSettings};
 use crate::validate::{self, Limits};
 
-const LEASE_MS: i64 = 30_000;
-const LIMITS: Limits = Limits {
+pub(super) const LEASE_MS: i64 = 30_000;
+pub(super) const LIMITS: Limits = Limits {
     max_payload_bytes: 1 << 20,
 };
-const T0: i64 = 1_700_000_000_000;
+pub(super) const T0: i64 = 1_700_000_000_000;
 
 /// One in-memory object store that outlives the shards opened on it (restart tests).
-struct Harness {
+pub(super) struct Harness {
     objects: Arc<dyn ObjectStore>,
-    clock: ManualClock,
+    pub(super) clock: ManualClock,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Harness {
             objects: Arc::new(InMemory::new()),
             clock: ManualClock::new(T0),
@@ -57,7 +57,7 @@ impl Harness {
         )
     }
 
-    async fn open(&self) -> crate::Result<ShardHandle> {
+    pub(super) async fn open(&self) -> crate::Result<ShardHandle> {
         let config = ShardConfig {
             lease_ms: LEASE_MS,
             limits: LIMITS,
@@ -66,7 +66,7 @@ impl Harness {
     }
 }
 
-fn job(id: &str, queue: &str) -> wire::EnqueueRequest {
+pub(super) fn job(id: &str, queue: &str) -> wire::EnqueueRequest {
     wire::EnqueueRequest {
         id: id.into(),
         tenant: "t".into(),
@@ -76,13 +76,13 @@ fn job(id: &str, queue: &str) -> wire::EnqueueRequest {
     }
 }
 
-async fn enqueue(shard: &ShardHandle, req: wire::EnqueueRequest) -> String {
+pub(super) async fn enqueue(shard: &ShardHandle, req: wire::EnqueueRequest) -> String {
     let job = validate::enqueue(req, &LIMITS).unwrap();
     let mut out = shard.enqueue(vec![job]).await.unwrap();
     out.pop().unwrap().unwrap().id
 }
 
-async fn lease(shard: &ShardHandle, queues: &[&str], max_tasks: u32) -> Vec<wire::Task> {
+pub(super) async fn lease(shard: &ShardHandle, queues: &[&str], max_tasks: u32) -> Vec<wire::Task> {
     let params = validate::lease(wire::LeaseTasksRequest {
         worker_id: "w".into(),
         max_tasks,
@@ -93,7 +93,7 @@ async fn lease(shard: &ShardHandle, queues: &[&str], max_tasks: u32) -> Vec<wire
     shard.lease_tasks(params).await.unwrap().tasks
 }
 
-async fn report(
+pub(super) async fn report(
     shard: &ShardHandle,
     task_id: &str,
     outcome: wire::report_task_outcome_request::Outcome,
@@ -110,7 +110,7 @@ async fn report(
     shard.report_task_outcomes(vec![p]).await?.pop().unwrap()
 }
 
-async fn heartbeat(
+pub(super) async fn heartbeat(
     shard: &ShardHandle,
     task_id: &str,
 ) -> crate::Result<wire::HeartbeatTaskResponse> {
@@ -126,7 +126,7 @@ async fn heartbeat(
     shard.heartbeat_task(p).await
 }
 
-async fn get_job(shard: &ShardHandle, id: &str) -> wire::Job {
+pub(super) async fn get_job(shard: &ShardHandle, id: &str) -> wire::Job {
     let r = JobRef {
         tenant: "t".into(),
         id: id.into(),
@@ -134,7 +134,7 @@ async fn get_job(shard: &ShardHandle, id: &str) -> wire::Job {
     shard.get_job(r, true).await.unwrap()
 }
 
-async fn gauge(shard: &ShardHandle, name: &str) -> i64 {
+pub(super) async fn gauge(shard: &ShardHandle, name: &str) -> i64 {
     shard.get_stats().await.unwrap()[name]
 }
 
@@ -145,7 +145,7 @@ fn failure(code: &str) -> wire::report_task_outcome_request::Outcome {
     })
 }
 
-fn success(result: &'static [u8]) -> wire::report_task_outcome_request::Outcome {
+pub(super) fn success(result: &'static [u8]) -> wire::report_task_outcome_request::Outcome {
     wire::report_task_outcome_request::Outcome::Result(Bytes::from_static(result))
 }
 

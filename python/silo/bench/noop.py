@@ -18,6 +18,10 @@ Replies:
   --payload-bytes zero bytes, decoded once per distinct request (a worker sends the same one
   again and again). So a worker loop never runs dry: a burn-down against it ends when the
   phase has counted its jobs.
+- EnqueueStream: one fixed OK EnqueueResult per request, pushed as the request arrives.
+- WorkerSession: one task (as LeaseTasks's) per credit granted, at once, so a session never
+  runs dry either; a fixed OK HeartbeatResult or OutcomeResult per heartbeat or outcome. Each
+  WorkerMessage is decoded (upb, about a microsecond) to tell the kinds apart.
 
 Why not the real handlers with an empty store: they would measure the native broker too. Why not
 a reply that echoes the request: decoding costs per job, which the ceiling must not contain.
@@ -35,6 +39,7 @@ from typing import Final
 
 from silo.bench._pb import admin_pb2 as apb
 from silo.bench._pb import silo_pb2 as pb
+from silo.server.streams import StreamApi, frame
 
 __all__ = ["NoopBroker", "main"]
 
@@ -148,6 +153,91 @@ class NoopBroker:
 
     def _fixed(self, reply: bytes) -> Callable[[bytes], bytes]:
         return lambda _request: reply
+
+    def stream(self, rpc: str) -> StreamApi:
+        """A stream that answers at once (see the module doc)."""
+        if rpc == "EnqueueStream":
+            answer = bytes(pb.EnqueueResult(id=_ID).SerializeToString())
+            return _NoopStream(lambda _request: [answer])
+        return _NoopStream(_NoopSession(self._payload).answer)
+
+
+class _NoopStream:
+    """A `silo.server.streams.StreamApi` whose answers to a request are `answer(request)`,
+    ready at once. Its window never fills."""
+
+    def __init__(self, answer: Callable[[bytes], list[bytes]]) -> None:
+        self._answer = answer
+        self._answers: list[bytes] = []
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def push(self, request: bytes) -> bool:
+        self._answers.extend(self._answer(request))
+        self._ready.set()
+        return True
+
+    def wake(self) -> None:
+        return None
+
+    async def room(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def next(self) -> bytes:
+        while not self._answers and not self._closed:
+            self._ready.clear()
+            await self._ready.wait()
+        answers, self._answers = self._answers, []
+        return frame(answers)
+
+    def abort(self) -> None:
+        self.close()
+
+
+class _NoopSession:
+    """The answers of a no-op WorkerSession: tasks for credits, fixed results otherwise."""
+
+    def __init__(self, payload: bytes) -> None:
+        expires = int(time.time() * 1000) + _LEASE_MS
+        self._task = pb.Task(
+            job_id=_ID,
+            priority=50,
+            payload=payload,
+            attempt=1,
+            heartbeat_interval_ms=_LEASE_MS // 3,
+            lease_expires_at_ms=expires,
+            is_last_attempt=True,
+        )
+        self._heartbeat = bytes(
+            pb.ServerMessage(
+                heartbeat=pb.HeartbeatResult(lease_expires_at_ms=expires)
+            ).SerializeToString()
+        )
+        self._outcome = bytes(pb.ServerMessage(outcome=pb.OutcomeResult()).SerializeToString())
+
+    def answer(self, request: bytes) -> list[bytes]:
+        message = pb.WorkerMessage.FromString(request)
+        kind = message.WhichOneof("kind")
+        if kind == "open":
+            return self._tasks(message.open.credits)
+        if kind == "credits":
+            return self._tasks(message.credits)
+        if kind == "heartbeat":
+            return [self._heartbeat]
+        if kind == "outcome":
+            return [self._outcome]
+        return []
+
+    def _tasks(self, n: int) -> list[bytes]:
+        out = []
+        for _ in range(n):
+            self._task.task_id = uuid.uuid4().hex
+            out.append(bytes(pb.ServerMessage(task=self._task).SerializeToString()))
+        return out
 
 
 async def _serve(host: str, port: int, payload_bytes: int) -> int:

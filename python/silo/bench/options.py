@@ -183,6 +183,20 @@ def _fill_batch_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _timed_flags(p: argparse.ArgumentParser, *, duration: float) -> None:
+    """--duration and --warmup of the closed-loop phases that run for a fixed time."""
+    p.add_argument(
+        "--duration",
+        type=_seconds,
+        default=duration,
+        metavar="S",
+        help=f"seconds per phase ({duration:g})",
+    )
+    p.add_argument(
+        "--warmup", type=_seconds, default=1.0, metavar="S", help="unmeasured seconds first (1)"
+    )
+
+
 def _ceiling_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ceiling",
@@ -299,12 +313,7 @@ def _enqueue(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="concurrent EnqueueBatch clients (default 4)",
     )
-    p.add_argument(
-        "--duration", type=_seconds, default=10.0, metavar="S", help="seconds per phase (10)"
-    )
-    p.add_argument(
-        "--warmup", type=_seconds, default=1.0, metavar="S", help="unmeasured seconds first (1)"
-    )
+    _timed_flags(p, duration=10.0)
 
 
 def _burn_down(p: argparse.ArgumentParser) -> None:
@@ -498,6 +507,65 @@ def _python_api(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dramatiq", action="store_true", help="skip the Dramatiq comparison")
 
 
+def _stream_enqueue(p: argparse.ArgumentParser) -> None:
+    _ceiling_flag(p)
+    p.add_argument(
+        "--clients",
+        type=_positive,
+        default=64,
+        metavar="N",
+        help="closed-loop single-Enqueue clients of the unary phase (default 64)",
+    )
+    p.add_argument(
+        "--streams",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="EnqueueStream producers, all in one process (default 1)",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive,
+        default=64,
+        metavar="N",
+        help="requests each stream keeps in flight (default 64)",
+    )
+    _timed_flags(p, duration=5.0)
+
+
+def _session(p: argparse.ArgumentParser) -> None:
+    _ceiling_flag(p)
+    _ceiling_min_flag(p)
+    p.add_argument(
+        "--jobs", type=_positive, default=20_000, metavar="N", help="jobs per drain (20k)"
+    )
+    p.add_argument(
+        "--workers", type=_positive, default=4, metavar="N", help="concurrent workers (4)"
+    )
+    p.add_argument(
+        "--credits",
+        type=_positive,
+        default=32,
+        metavar="N",
+        help="tasks a worker holds: a session's credits, the unary workers' max_tasks (32)",
+    )
+    p.add_argument(
+        "--dispatch-jobs",
+        type=parse_size,
+        default=200,
+        metavar="N",
+        help="jobs of each push-latency phase (200; 0 skips them)",
+    )
+    p.add_argument(
+        "--interval-ms",
+        type=_seconds,
+        default=20.0,
+        metavar="MS",
+        help="pause between the push-latency phases' enqueues (default 20)",
+    )
+    _wait_ms_flag(p, default=10_000)
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     """One scenario: its name, one-line help, a description, and its own flags."""
@@ -629,6 +697,27 @@ SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
         "--tenants small tenants arrive at --small-rate; reports the small tenants' "
         "enqueue->start latency (fairness) and the big tenant's throughput meanwhile.",
         _tenants,
+    ),
+    ScenarioSpec(
+        "stream-enqueue",
+        "one producer on EnqueueStream (64 in flight) against single Enqueue from 64 clients",
+        "A unary phase (--clients closed-loop clients, single Enqueue) and a stream phase "
+        "(--streams EnqueueStream producers in one process, each keeping --window requests in "
+        "flight), each for --duration seconds: jobs/s, per-request latency, the broker's CPU per "
+        "job, and the stream's factor over unary. With --ceiling each runs against the no-op "
+        "server first.",
+        _stream_enqueue,
+    ),
+    ScenarioSpec(
+        "session",
+        "workers on WorkerSession against LeaseTasks + one ReportTaskOutcome per task",
+        "Push latency of idle long-polls and idle sessions (Enqueue's answer -> the worker "
+        "holds the task), then two burn-downs of --jobs jobs, one outcome per task: --workers "
+        "unary workers (LeaseTasks of --credits, one ReportTaskOutcome per task) and --workers "
+        "sessions holding --credits tasks. Drain and end-to-end jobs/s, the broker's CPU per "
+        "job, and the sessions' factor over unary. With --ceiling each drain runs against the "
+        "no-op server first.",
+        _session,
     ),
     ScenarioSpec(
         "cost",

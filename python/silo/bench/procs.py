@@ -221,6 +221,18 @@ class PhaseResult:
             "other_cores": None if other is None else round(other, 2),
         }
 
+    def cpu_per_job_fields(self, jobs: int) -> dict[str, Any]:
+        """The broker's CPU per job of the phase, in µs: the whole process, and its main thread
+        (the Python event loop: grpclib, h2 and the handlers)."""
+
+        def per_job(cpu_s: float | None) -> float | None:
+            return None if cpu_s is None or jobs <= 0 else round(cpu_s * 1e6 / jobs, 1)
+
+        return {
+            "broker_us_per_job": per_job(self.broker_cpu_s),
+            "broker_main_us_per_job": per_job(self.broker_main_cpu_s),
+        }
+
 
 StopWhen = Callable[[list[int], set[int]], bool]
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["COLUMN_LABELS", "Ratio", "Report", "format_value", "ratio"]
+__all__ = ["COLUMN_LABELS", "Ratio", "Report", "Speedup", "format_value", "ratio"]
 
 COLUMN_LABELS: Final[dict[str, str]] = {
     "phase": "phase",
@@ -25,6 +25,7 @@ COLUMN_LABELS: Final[dict[str, str]] = {
     "jobs_per_s": "jobs/s",
     "ceiling_jobs_per_s": "ceiling jobs/s",
     "ratio_to_ceiling": "ratio to ceiling",
+    "x_unary": "x unary",
     "calls_per_s": "calls/s",
     "p50_ms": "p50 ms",
     "p95_ms": "p95 ms",
@@ -38,6 +39,8 @@ COLUMN_LABELS: Final[dict[str, str]] = {
     "broker_rss_mb": "broker RSS MB",
     "other_cores": "other cores",
     "broker_main_thread_cores": "broker main thread cores",
+    "broker_us_per_job": "broker µs/job",
+    "broker_main_us_per_job": "main thread µs/job",
 }
 
 
@@ -100,6 +103,28 @@ class Ratio:
         }
 
 
+@dataclass(frozen=True)
+class Speedup:
+    """A stream workload's jobs/s next to the unary workload it replaces, in the same run and
+    against the same server (Silo, or the ceiling)."""
+
+    name: str
+    jobs_per_s: float | None
+    unary_jobs_per_s: float | None
+
+    @property
+    def factor(self) -> float | None:
+        return ratio(self.jobs_per_s, self.unary_jobs_per_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "jobs_per_s": self.jobs_per_s,
+            "unary_jobs_per_s": self.unary_jobs_per_s,
+            "factor": self.factor,
+        }
+
+
 @dataclass
 class Report:
     """Everything a run produced. `rows` are the figures, `settings` how they were obtained."""
@@ -110,9 +135,17 @@ class Report:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     ratios: list[Ratio] = field(default_factory=list)
+    speedups: list[Speedup] = field(default_factory=list)
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+
+    def speedup(self, name: str, row: dict[str, Any], unary: dict[str, Any]) -> dict[str, Any]:
+        """`row` (a stream workload) with `x_unary`, its jobs/s over `unary`'s, recorded under
+        `name` for the summary and the JSON's `speedups`. Does not add the row."""
+        s = Speedup(name, row.get("jobs_per_s"), unary.get("jobs_per_s"))
+        self.speedups.append(s)
+        return {**row, "x_unary": s.factor}
 
     def compare(
         self,
@@ -147,6 +180,7 @@ class Report:
             "settings": self.settings,
             "results": self.rows,
             "ratios": [r.to_dict() for r in self.ratios],
+            "speedups": [s.to_dict() for s in self.speedups],
             "notes": self.notes,
             **self.extra,
         }
@@ -188,9 +222,23 @@ class Report:
         out += ["", f"== silo bench {self.scenario}: results", self.table()]
         if self.ratios:
             out += ["", *self.ratio_lines()]
+        if self.speedups:
+            out += ["", *self.speedup_lines()]
         if self.notes:
             out += ["", *(f"note: {n}" for n in self.notes)]
         return "\n".join(out)
+
+    def speedup_lines(self) -> list[str]:
+        """Each stream workload against the unary workload it replaces."""
+        out = [f"== silo bench {self.scenario}: streams / unary calls (same run, same server)"]
+        width = max(len(s.name) for s in self.speedups)
+        for s in self.speedups:
+            out.append(
+                f"  {s.name.ljust(width)}  {format_value(s.factor):>6}x"
+                f"   ({format_value(s.jobs_per_s)} jobs/s against "
+                f"{format_value(s.unary_jobs_per_s)} jobs/s)"
+            )
+        return out
 
     def ratio_lines(self) -> list[str]:
         """The headline: each workload's jobs/s against Silo and against the ceiling."""

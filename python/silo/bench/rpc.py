@@ -38,7 +38,9 @@ class SiloClient:
     """One channel (one HTTP/2 connection) to a broker, with a callable per RPC.
 
     Each callable is a grpcio `UnaryUnaryMultiCallable`: `client.enqueue(request, timeout=..)`
-    returns the decoded reply or raises `grpc.RpcError`. Thread-safe: threads may share a client.
+    returns the decoded reply or raises `grpc.RpcError`; the `*_stream_raw`/`*_session_raw`
+    ones are `StreamStreamMultiCallable`s over encoded messages. Thread-safe: threads may share
+    a client (each stream call is a stream of its own on the client's one connection).
     """
 
     def __init__(self, address: str) -> None:
@@ -63,6 +65,14 @@ class SiloClient:
         self.get_job = call("GetJob", pb.Job)
         self.put_schedule = call("PutSchedule", pb.Schedule)
         self.get_schedule = call("GetSchedule", pb.Schedule)
+        # The streams, raw: an iterator of encoded requests in, encoded answers out.
+        stream = self.channel.stream_stream
+        self.enqueue_stream_raw = stream(
+            _SILO + "EnqueueStream", request_serializer=None, response_deserializer=None
+        )
+        self.worker_session_raw = stream(
+            _SILO + "WorkerSession", request_serializer=None, response_deserializer=None
+        )
         self.get_stats = u(
             _ADMIN + "GetStats",
             request_serializer=_ser,

@@ -2,11 +2,12 @@
 and Admin services, standard health service, graceful shutdown.
 
 Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
-SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), let calls in flight finish, close the
-broker (which flushes SlateDB and answers parked LeaseTasks and WaitJob calls), let those answers
-go out, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives
-the opening up and returns 0 at once. If a newer broker fences this one off the store, the same
-shutdown runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
+SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), stop the streams (each answers what it
+read and ends OK), let calls in flight finish, close the broker (which flushes SlateDB and answers
+parked LeaseTasks and WaitJob calls), let those answers go out and the streams' clients read their
+ends, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives the
+opening up and returns 0 at once. If a newer broker fences this one off the store, the same shutdown
+runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
 """
 
 from __future__ import annotations
@@ -102,6 +103,29 @@ class _Server(Server):
             if processor is not None:
                 processor.close("the broker is shutting down")
 
+    async def wait_streams_closed(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` until no client connection has an HTTP/2 stream still open on
+        the client's side (a stream the server ended whose client has not closed its half yet).
+
+        Why: grpclib's client drops what it has received but not yet read when its connection
+        closes, so a stream ended with OK at shutdown (a WorkerSession, an EnqueueStream) must
+        stay connected until its client has read the end. grpclib has no event for that, hence
+        the short polls (shutdown only, bounded by `timeout_s`).
+        """
+        poll_s = 0.01
+        for _ in range(max(1, round(timeout_s / poll_s))):
+            if not self._open_streams():
+                return
+            await asyncio.sleep(poll_s)
+
+    def _open_streams(self) -> int:
+        open_streams = 0
+        for protocol in list(self._protocols):
+            processor = getattr(protocol, "processor", None)
+            if processor is not None and not processor.connection.is_closing():
+                open_streams += processor.connection._connection.open_inbound_streams
+        return open_streams
+
 
 @dataclass
 class RunningServer:
@@ -119,13 +143,14 @@ class RunningServer:
         return format_address(self.host, self.port)
 
     async def drain(self, grace_s: float = DRAIN_GRACE_S) -> bool:
-        """Refuse new calls and wait up to `grace_s` for the calls in flight, LeaseTasks
-        long-polls and WaitJob calls excepted; True if they all finished.
+        """Refuse new calls, stop the streams (each reads no more and ends OK once it answered
+        what it read) and wait up to `grace_s` for the calls in flight, LeaseTasks long-polls
+        and WaitJob calls excepted; True if they all finished.
 
         Does not close the broker or the listener: close the broker (which answers the parked
         long-polls), then call `close()`.
         """
-        self.tracker.draining = True
+        self.tracker.drain()
         self.health.set(False)
         try:
             await asyncio.wait_for(self.tracker.wait_idle(include_long_polls=False), grace_s)
@@ -134,11 +159,15 @@ class RunningServer:
         return True
 
     async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
-        """Wait up to `grace_s` for the remaining calls, then close the listener and every
-        connection; calls still running then are cancelled."""
+        """Wait up to `grace_s` for the remaining calls and for the clients of ended streams to
+        read their ends, then close the listener and every connection; calls still running then
+        are cancelled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.tracker.wait_idle(), grace_s)
         self.server.close()
+        await self.server.wait_streams_closed(max(0.0, deadline - loop.time()))
         self.server.close_connections()
         await self.server.wait_closed()
 

@@ -1,5 +1,5 @@
-"""grpclib services `silo.v1.Silo` and `silo.admin.v1.Admin`: each RPC hands its raw request to
-one broker call.
+"""grpclib services `silo.v1.Silo` and `silo.admin.v1.Admin`: each unary RPC hands its raw
+request to one broker call; each streaming RPC is served by streams.py over a native stream.
 
 Handlers do no per-job work: the request bytes go to the native broker, which decodes,
 validates, runs the operation durably and encodes the reply; this module only routes calls,
@@ -19,6 +19,7 @@ from grpclib.server import Stream
 
 from silo import errors
 from silo.server.codec import RawMessage
+from silo.server.streams import StreamApi, serve_stream
 from silo.status import to_grpc_error
 
 __all__ = ["ADMIN_SERVICE", "SILO_SERVICE", "BrokerApi", "CallTracker", "RawService", "services"]
@@ -28,6 +29,7 @@ ADMIN_SERVICE = "silo.admin.v1.Admin"
 
 RawStream = Stream[bytes, bytes]
 RawCall = Callable[[bytes], Awaitable[bytes]]
+OpenStream = Callable[[], StreamApi]
 
 
 class BrokerApi(Protocol):
@@ -35,14 +37,18 @@ class BrokerApi(Protocol):
 
     `call(rpc, request)` takes the method name of a unary RPC (e.g. "Enqueue") and its encoded
     request and returns the encoded reply, raising silo.errors classes on failure (Unimplemented
-    for an RPC the broker does not serve yet).
+    for an RPC the broker does not serve yet). `stream(rpc)` starts serving a streaming RPC
+    ("EnqueueStream", "WorkerSession") and returns its stream (streams.StreamApi).
     """
 
     def call(self, rpc: str, request: bytes) -> Awaitable[bytes]: ...
 
+    def stream(self, rpc: str) -> StreamApi: ...
+
 
 class CallTracker:
-    """Counts the calls in flight across services and refuses new ones once draining."""
+    """Counts the calls in flight across services and refuses new ones once draining; stops the
+    streams when the drain begins."""
 
     #: Calls that may legitimately wait a long time (LeaseTasks long-polls, up to 60 s; WaitJob,
     #: up to 300 s); the broker's close answers them, so a drain need not wait for them.
@@ -53,6 +59,7 @@ class CallTracker:
         self._in_flight = 0
         self._long_polls = 0
         self._changed = asyncio.Event()
+        self._stream_stops: set[Callable[[], None]] = set()
 
     @property
     def in_flight(self) -> int:
@@ -74,6 +81,18 @@ class CallTracker:
             self._long_polls -= 1
         self._changed.set()
 
+    def on_stop(self, stop: Callable[[], None]) -> Callable[[], None]:
+        """Register a stream's `stop` (read no more, answer what was read, end OK), called when
+        the drain begins; returns the function that unregisters it."""
+        self._stream_stops.add(stop)
+        return lambda: self._stream_stops.discard(stop)
+
+    def drain(self) -> None:
+        """Refuse new calls from now on and stop every open stream."""
+        self.draining = True
+        for stop in list(self._stream_stops):
+            stop()
+
     async def wait_idle(self, *, include_long_polls: bool = True) -> None:
         """Return once no call is in flight (or only long-polls, when not included)."""
         while self._in_flight - (0 if include_long_polls else self._long_polls) > 0:
@@ -82,22 +101,29 @@ class CallTracker:
 
 
 class RawService:
-    """grpclib servable for one gRPC service whose unary RPCs pass raw bytes to broker calls.
+    """grpclib servable for one gRPC service whose RPCs pass raw bytes to the broker.
 
-    Contract: every route answers the broker's reply bytes or the status of its error
-    (status.py); a route whose call is None answers UNIMPLEMENTED; while the tracker drains,
-    new calls answer UNAVAILABLE and calls in flight run to completion.
+    Contract: every unary route answers the broker's reply bytes or the status of its error
+    (status.py); a route whose call is None answers UNIMPLEMENTED; every streaming route is
+    served by streams.serve_stream over the stream its opener starts; while the tracker drains,
+    new calls answer UNAVAILABLE, unary calls in flight run to completion and streams stop
+    reading and end once they answered what they read.
     """
 
     def __init__(
-        self, name: str, routes: Mapping[str, RawCall | None], tracker: CallTracker
+        self,
+        name: str,
+        routes: Mapping[str, RawCall | None],
+        tracker: CallTracker,
+        streams: Mapping[str, OpenStream] | None = None,
     ) -> None:
         self.name = name
         self._routes = dict(routes)
+        self._streams = dict(streams or {})
         self._tracker = tracker
 
     def __mapping__(self) -> dict[str, Handler]:
-        return {
+        unary = {
             f"/{self.name}/{method}": Handler(
                 self._handler(f"/{self.name}/{method}", method, call),
                 Cardinality.UNARY_UNARY,
@@ -106,6 +132,32 @@ class RawService:
             )
             for method, call in self._routes.items()
         }
+        streaming = {
+            f"/{self.name}/{method}": Handler(
+                self._stream_handler(f"/{self.name}/{method}", method, open_stream),
+                Cardinality.STREAM_STREAM,
+                RawMessage,
+                RawMessage,
+            )
+            for method, open_stream in self._streams.items()
+        }
+        return unary | streaming
+
+    def _stream_handler(
+        self, route: str, method: str, open_stream: OpenStream
+    ) -> Callable[[RawStream], Awaitable[None]]:
+        tracker = self._tracker
+
+        async def handle(stream: RawStream) -> None:
+            tracker.enter(route)
+            try:
+                await serve_stream(stream, open_stream(), method=method, on_stop=tracker.on_stop)
+            finally:
+                tracker.leave(route)
+
+        handle.__name__ = method
+        handle.__qualname__ = f"{type(self).__name__}.{method}"
+        return handle
 
     def _handler(
         self, route: str, method: str, call: RawCall | None
@@ -138,16 +190,18 @@ class RawService:
 
 
 def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawService]:
-    """The Silo and Admin services over `broker`, sharing `tracker`: one route per unary RPC of
-    the core's table (`silo._native.rpcs()`, rust/rpc.rs). Streaming RPCs have no route yet
-    (grpclib answers UNIMPLEMENTED for them)."""
+    """The Silo and Admin services over `broker`, sharing `tracker`: one route per RPC of the
+    core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
     from silo._native import rpcs
 
     routes: dict[str, dict[str, RawCall | None]] = {SILO_SERVICE: {}, ADMIN_SERVICE: {}}
+    streams: dict[str, dict[str, OpenStream]] = {SILO_SERVICE: {}, ADMIN_SERVICE: {}}
     for service, method, streaming in rpcs():
-        if not streaming:
+        if streaming:
+            streams[service][method] = functools.partial(broker.stream, method)
+        else:
             routes[service][method] = functools.partial(broker.call, method)
     return (
-        RawService(SILO_SERVICE, routes[SILO_SERVICE], tracker),
-        RawService(ADMIN_SERVICE, routes[ADMIN_SERVICE], tracker),
+        RawService(SILO_SERVICE, routes[SILO_SERVICE], tracker, streams[SILO_SERVICE]),
+        RawService(ADMIN_SERVICE, routes[ADMIN_SERVICE], tracker, streams[ADMIN_SERVICE]),
     )

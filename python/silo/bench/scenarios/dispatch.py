@@ -4,9 +4,41 @@ every --interval-ms; latency from Enqueue's answer (and from its call) to the wo
 from __future__ import annotations
 
 from silo.bench.measure import latency_fields
-from silo.bench.procs import DONE, Task
+from silo.bench.procs import DONE, PhaseResult, Task
 from silo.bench.runner import Bench
 from silo.bench.work import DispatchProducer, DispatchWorker, dispatch_producer, dispatch_worker
+
+__all__ = ["dispatch_latencies", "producer_task", "run"]
+
+
+def producer_task(bench: Bench, *, jobs: int, queue: str, pills: int) -> Task:
+    """The producer of a dispatch phase: `jobs` jobs into `queue`, one every --interval-ms,
+    then `pills` stop pills (one per worker)."""
+    spec = DispatchProducer(
+        jobs=jobs,
+        interval=bench.args.interval_ms / 1000,
+        queue=queue,
+        payload_bytes=bench.args.payload_bytes,
+        pills=pills,
+    )
+    return Task(dispatch_producer, spec, "producer")
+
+
+def dispatch_latencies(result: PhaseResult) -> tuple[dict[str, float], list[float], list[float]]:
+    """Of a phase of dispatch_producer and workers reporting (ids, received): when Enqueue
+    answered each job, and each job's latency from that answer and from Enqueue's call to a
+    worker holding its task."""
+    [produced] = result.by_role("producer")
+    answered = dict(zip(produced["ids"], produced["answered"], strict=True))
+    sent = dict(zip(produced["ids"], produced["sent"], strict=True))
+    from_answer: list[float] = []
+    from_call: list[float] = []
+    for value in result.by_role("worker"):
+        for job_id, received in zip(value["ids"], value["received"], strict=True):
+            if job_id in answered:
+                from_answer.append(received - answered[job_id])
+                from_call.append(received - sent[job_id])
+    return answered, from_answer, from_call
 
 
 def run(bench: Bench) -> None:
@@ -20,32 +52,10 @@ def run(bench: Bench) -> None:
         )
         for n in workers
     ]
-    tasks.insert(
-        0,
-        Task(
-            dispatch_producer,
-            DispatchProducer(
-                jobs=args.jobs,
-                interval=args.interval_ms / 1000,
-                queue=bench.queue,
-                payload_bytes=args.payload_bytes,
-                pills=sum(workers),
-            ),
-            "producer",
-        ),
-    )
+    tasks.insert(0, producer_task(bench, jobs=args.jobs, queue=bench.queue, pills=sum(workers)))
     timeout = args.jobs * args.interval_ms / 1000 + 60 + args.wait_ms / 1000
     result = bench.phase("dispatch", tasks, total=args.jobs, timeout_s=timeout)
-    [produced] = result.by_role("producer")
-    answered = dict(zip(produced["ids"], produced["answered"], strict=True))
-    sent = dict(zip(produced["ids"], produced["sent"], strict=True))
-    from_answer: list[float] = []
-    from_call: list[float] = []
-    for value in result.by_role("worker"):
-        for job_id, received in zip(value["ids"], value["received"], strict=True):
-            if job_id in answered:
-                from_answer.append(received - answered[job_id])
-                from_call.append(received - sent[job_id])
+    answered, from_answer, from_call = dispatch_latencies(result)
     a = latency_fields(from_answer)
     c = latency_fields(from_call, "from_call_")
     early = sum(1 for x in from_answer if x < 0)

@@ -8,12 +8,22 @@ from array import array
 from typing import Any
 
 from silo.bench.measure import latency_fields
-from silo.bench.procs import SENT, Task
+from silo.bench.procs import SENT, PhaseResult, Task
 from silo.bench.runner import Bench
 from silo.bench.target import PhaseTarget
 from silo.bench.work import EnqueueFor, enqueue_for
 
-__all__ = ["compared_enqueue", "enqueue_phase", "run"]
+__all__ = ["compared_enqueue", "enqueue_phase", "measured", "run"]
+
+
+def measured(result: PhaseResult) -> tuple[array[float], int]:
+    """The latencies and jobs that the producers of a timed phase measured (after warmup)."""
+    lat: array[float] = array("d")
+    jobs = 0
+    for value in result.values:
+        lat.extend(value["latencies"])
+        jobs += value["jobs"]
+    return lat, jobs
 
 
 def enqueue_phase(
@@ -45,11 +55,7 @@ def enqueue_phase(
         for n in bench.split(clients)
     ]
     result = bench.phase(f"enqueue {name}", tasks, count_slot=SENT, target=target)
-    lat: array[float] = array("d")
-    jobs = 0
-    for value in result.values:
-        lat.extend(value["latencies"])
-        jobs += value["jobs"]
+    lat, jobs = measured(result)
     return {
         "phase": name,
         "clients": clients,
@@ -62,6 +68,8 @@ def enqueue_phase(
         "errors": result.counters[2],
         "procs": len(tasks),
         **result.cpu_fields(),
+        # Over the whole phase (warmup too), so per job of the whole phase.
+        **result.cpu_per_job_fields(result.counters[SENT]),
     }
 
 
