@@ -768,6 +768,8 @@ SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
         "empty broker, then with many jobs waiting for rate-limit tokens. schedules: many "
         "schedules ticking every second; tick lateness and the broker's CPU.",
         _flow,
+    ),
+    ScenarioSpec(
         "ops",
         "operator reads as the store grows: ListJobs by status, metadata and queue, "
         "ListQueues, GetJob",
