@@ -363,6 +363,11 @@ pub fn paused(tenant: &str, queue: &str) -> Vec<u8> {
     KeyBuilder::family(PAUSED).str(tenant).str(queue).build()
 }
 
+/// Every paused queue of one tenant, in queue name order.
+pub fn paused_prefix(tenant: &str) -> Vec<u8> {
+    KeyBuilder::family(PAUSED).str(tenant).build()
+}
+
 /// (tenant, queue) of a PAUSED key.
 pub fn parse_paused(key: &[u8]) -> Result<(String, String)> {
     let mut r = KeyReader::new(key, PAUSED)?;
@@ -506,6 +511,8 @@ mod tests {
             prop_assume!(t != u);
             prop_assert!(!schedule(&u, &q).starts_with(&schedules_prefix(&t)));
             prop_assert!(schedule(&t, &q).starts_with(&schedules_prefix(&t)));
+            prop_assert!(paused(&t, &q).starts_with(&paused_prefix(&t)));
+            prop_assert!(!paused(&u, &q).starts_with(&paused_prefix(&t)));
         }
 
         #[test]

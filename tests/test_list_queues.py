@@ -24,6 +24,7 @@ from silo._proto.silo.v1 import (
     JobStatus,
     ListJobsRequest,
     ListQueuesRequest,
+    QueueRef,
     SiloStub,
 )
 from silo.testing import ServerProcess
@@ -107,3 +108,26 @@ async def test_counts_and_indexes_survive_kill9(make_server) -> None:
     # The broker goes on counting from the stored counts.
     await report_result(stub, running, worker="worker-1")
     assert await queue_counts(stub, t) == {q: {"SCHEDULED": 1, "SUCCEEDED": 2, "PENDING": 1}}
+
+
+async def test_a_paused_queue_is_listed_paused_with_its_counts(shared_stub: SiloStub, ns) -> None:
+    t, q, empty = ns.tenant, ns.queue, unique("empty")
+    await enqueue(shared_stub, tenant=t, queue=q)
+    await enqueue(shared_stub, tenant=t, queue=unique("other"))
+    await shared_stub.pause_queue(QueueRef(tenant=t, queue=q))
+    await shared_stub.pause_queue(QueueRef(tenant=t, queue=empty))
+    await shared_stub.pause_queue(QueueRef(tenant=unique("tenant"), queue=q))
+    resp = await shared_stub.list_queues(ListQueuesRequest(tenant=t))
+    listed = {x.name: x for x in resp.queues}
+    assert {name: x.paused for name, x in listed.items()} == {
+        q: True,
+        empty: True,  # paused with no job: listed, every count 0
+        **{name: False for name in listed if name not in (q, empty)},
+    }
+    assert listed[empty].counts == dict.fromkeys(STATUS_NAMES, 0)
+    assert listed[q].counts["PENDING"] == 1
+    await shared_stub.resume_queue(QueueRef(tenant=t, queue=empty))
+    await shared_stub.resume_queue(QueueRef(tenant=t, queue=q))
+    resp = await shared_stub.list_queues(ListQueuesRequest(tenant=t))
+    assert empty not in [x.name for x in resp.queues], "resumed and without jobs: gone"
+    assert all(not x.paused for x in resp.queues)

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::bulk_jobs::{BulkProgress, BulkStep};
 use super::flow::FlowCommand;
 use super::worker_session::{SessionId, SessionOpen};
-use super::bulk_jobs::{BulkProgress, BulkStep};
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
 use crate::validate::{
