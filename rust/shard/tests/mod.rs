@@ -141,7 +141,7 @@ pub(super) async fn gauge(shard: &ShardHandle, name: &str) -> i64 {
     shard.get_stats().await.unwrap()[name]
 }
 
-fn failure(code: &str) -> wire::report_task_outcome_request::Outcome {
+pub(super) fn failure(code: &str) -> wire::report_task_outcome_request::Outcome {
     wire::report_task_outcome_request::Outcome::Failure(wire::TaskFailure {
         code: code.into(),
         ..Default::default()

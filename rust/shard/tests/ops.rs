@@ -227,3 +227,115 @@ async fn retention_timers_and_counts_come_back_after_a_restart() {
     assert_eq!(get_job(&shard, "b").await.retained_until_ms, 0);
     shard.close().await;
 }
+
+fn job_ref(id: &str) -> JobRef {
+    JobRef {
+        tenant: "t".into(),
+        id: id.into(),
+    }
+}
+
+/// Every family a job writes into, but LIMIT (kept for the life of the store) and META.
+const JOB_FAMILIES: [u8; 15] = [
+    keys::JOB,
+    keys::PAYLOAD,
+    keys::ATTEMPT,
+    keys::TASK,
+    keys::LEASE,
+    keys::SCHEDULED,
+    keys::READY,
+    keys::BY_STATUS,
+    keys::BY_QUEUE,
+    keys::BY_METADATA,
+    keys::QUEUE_COUNTS,
+    keys::RETENTION,
+    keys::TENANT_COUNTS,
+    keys::UNIQUE,
+    keys::EXPIRY,
+];
+
+#[tokio::test]
+async fn a_deleted_job_leaves_no_key_behind_and_gives_its_unique_key_back() {
+    let h = Harness::new();
+    let shard = h.open().await.unwrap();
+    let tagged = wire::EnqueueRequest {
+        metadata: [("k".to_string(), "v".to_string())].into(),
+        unique_key: "u".into(),
+        expire_at_ms: T0 + 60_000,
+        retry_policy: Some(wire::RetryPolicy {
+            max_retries: 1,
+            schedule_ms: vec![0],
+            ..Default::default()
+        }),
+        ..job("a", "q")
+    };
+    enqueue(&shard, tagged).await;
+    let first = lease(&shard, &["q"], 1).await.remove(0);
+    report(&shard, &first.task_id, failure("boom"))
+        .await
+        .unwrap();
+    succeed_all(&shard, "q", 1).await;
+    shard.delete_job(job_ref("a")).await.unwrap();
+    assert_eq!(counts(&shard, "q").await, Default::default());
+    // The key is free: a new job takes it (and is not deduplicated against the deleted one).
+    let again = wire::EnqueueRequest {
+        unique_key: "u".into(),
+        ..job("b", "q")
+    };
+    enqueue(&shard, again).await;
+    succeed_all(&shard, "q", 1).await;
+    shard.delete_job(job_ref("b")).await.unwrap();
+    shard.close().await;
+    let db = h.store().open().await.unwrap();
+    for family in JOB_FAMILIES {
+        let mut iter = db.scan(keys::family_range(family)).await.unwrap();
+        let left = iter.next().await.unwrap().map(|kv| kv.key);
+        assert_eq!(left, None, "family {family:#04x} keeps a key");
+    }
+    db.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_job_is_indexed_and_counted_failed_and_can_be_restarted() {
+    let h = Harness::new();
+    let shard = h.open().await.unwrap();
+    let expiring = wire::EnqueueRequest {
+        expire_at_ms: T0 + 100,
+        ..job("a", "paused")
+    };
+    let q = crate::shard::QueueRef {
+        tenant: "t".into(),
+        queue: "paused".into(),
+    };
+    let stats = shard.pause_queue(q.clone(), true).await.unwrap();
+    assert_eq!(stats.counts.values().sum::<i64>(), 0);
+    enqueue(&shard, expiring).await;
+    h.clock.advance(101);
+    let failed = [("FAILED".to_string(), 1)].into_iter().collect();
+    assert_eq!(counts(&shard, "paused").await, failed);
+    let listed = shard
+        .list_jobs(
+            validate::list_jobs(wire::ListJobsRequest {
+                tenant: "t".into(),
+                statuses: vec![wire::JobStatus::Failed as i32],
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.jobs.len(), 1);
+    assert_eq!(
+        listed.jobs[0].last_failure.as_ref().unwrap().code,
+        "expired"
+    );
+    // Restarted, it is PENDING in its paused queue (and not expired again).
+    let restarted = shard.restart_job(job_ref("a")).await.unwrap();
+    assert_eq!(restarted.status, wire::JobStatus::Pending as i32);
+    h.clock.advance(1_000);
+    let stats = shard.pause_queue(q, false).await.unwrap();
+    assert_eq!(stats.counts["PENDING"], 1);
+    assert!(!stats.paused);
+    assert_eq!(lease(&shard, &["paused"], 1).await.len(), 1);
+    shard.close().await;
+}
