@@ -1,13 +1,14 @@
 """ListQueues counts always equal what ListJobs finds (docs/architecture.md#indexes-and-counts).
 
 A Hypothesis state machine drives one real broker with random enqueues (due now or later, with
-or without retries, tagged or not), leases, reports of every kind, cancels, restarts,
-expedites, deletes and bulk calls, and after every step checks, for each queue of the example's
-tenant: ListQueues' count of each status equals the number of jobs ListJobs finds with that
-status in that queue, the tenant-wide status listings agree with them, and GetJob shows every
-listed job in the status it was listed under. Each example uses its own tenant, so examples
-never interact. Synchronous (grpcio through `helpers.SyncWire`): no event loop is shared with
-pytest-asyncio.
+or without retries, tagged or not, with a unique key or not, some already expired so that flow
+control's expiry fails them at once), leases, reports of every kind, cancels, restarts,
+expedites, deletes, bulk calls and queue pauses, and after every step checks, for each queue
+of the example's tenant: ListQueues' count of each status equals the number of jobs ListJobs
+finds with that status in that queue, the tenant-wide status listings agree with them, and
+GetJob shows every listed job in the status it was listed under. Each example uses its own
+tenant, so examples never interact. Synchronous (grpcio through `helpers.SyncWire`): no event
+loop is shared with pytest-asyncio.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from silo._proto.silo.v1 import (
     ListJobsResponse,
     ListQueuesRequest,
     ListQueuesResponse,
+    QueueRef,
+    QueueStats,
     ReportTaskOutcomeRequest,
     ReportTaskOutcomeResponse,
     RestartJobRequest,
@@ -98,16 +101,29 @@ class CountsMachine(RuleBasedStateMachine):
         later=st.booleans(),
         retries=st.integers(0, 2),
         tag=st.sampled_from(["", "a", "b"]),
+        unique=st.sampled_from(["", "", "u"]),
+        expired=st.booleans(),
     )
-    def enqueue(self, queue: str, later: bool, retries: int, tag: str) -> None:
+    def enqueue(
+        self, queue: str, later: bool, retries: int, tag: str, unique: str, expired: bool
+    ) -> None:
         req = EnqueueRequest(
             tenant=self.tenant,
             queue=queue,
             start_at_ms=now_ms() + 3_600_000 if later else 0,
             retry_policy=RetryPolicy(max_retries=retries, schedule_ms=[0]) if retries else None,
             metadata={"tag": tag} if tag else {},
+            unique_key=unique,
+            # A deadline already past: expiry fails the job in the enqueue's own step.
+            expire_at_ms=1 if expired and not later else 0,
         )
         self.jobs.append(self.wire.call(SILO + "Enqueue", req, EnqueueResponse).id)
+
+    @rule(queue=st.sampled_from(QUEUES), pause=st.booleans())
+    def pause(self, queue: str, pause: bool) -> None:
+        ref = QueueRef(tenant=self.tenant, queue=queue)
+        stats = self.wire.call(SILO + ("PauseQueue" if pause else "ResumeQueue"), ref, QueueStats)
+        assert stats.paused == pause
 
     @rule(queue=st.sampled_from(QUEUES), n=st.integers(1, 3))
     def lease(self, queue: str, n: int) -> None:
@@ -168,6 +184,8 @@ class CountsMachine(RuleBasedStateMachine):
         ).queues
         counted = {q.name: dict(q.counts) for q in queues}
         assert set(counted) <= set(QUEUES)
+        # A queue is listed while it has jobs, or while it is paused.
+        assert all(q.paused or any(q.counts.values()) for q in queues)
         for number, name in enumerate(STATUS_NAMES, start=1):
             status = JobStatus(number)
             listed = self.wire.list_all(ListJobsRequest(tenant=self.tenant, statuses=[status]))

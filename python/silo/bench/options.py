@@ -564,6 +564,8 @@ def _session(p: argparse.ArgumentParser) -> None:
         help="pause between the push-latency phases' enqueues (default 20)",
     )
     _wait_ms_flag(p, default=10_000)
+
+
 def _ops(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steps",
