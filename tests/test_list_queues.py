@@ -11,6 +11,8 @@ from helpers import (
     enqueue,
     enqueue_and_lease,
     expect_status,
+    failed_job,
+    get_job,
     lease,
     list_all,
     now_ms,
@@ -20,11 +22,16 @@ from helpers import (
     unique,
 )
 from silo._proto.silo.v1 import (
+    BulkJobsRequest,
     CancelRequest,
+    DeleteJobRequest,
+    ExpediteJobRequest,
+    GetJobRequest,
     JobStatus,
     ListJobsRequest,
     ListQueuesRequest,
     QueueRef,
+    RestartJobRequest,
     SiloStub,
 )
 from silo.testing import ServerProcess
@@ -108,6 +115,43 @@ async def test_counts_and_indexes_survive_kill9(make_server) -> None:
     # The broker goes on counting from the stored counts.
     await report_result(stub, running, worker="worker-1")
     assert await queue_counts(stub, t) == {q: {"SCHEDULED": 1, "SUCCEEDED": 2, "PENDING": 1}}
+
+
+async def test_operator_changes_survive_kill9(make_server) -> None:
+    """RestartJob, ExpediteJob, DeleteJob and a bulk call, each acknowledged just before a
+    kill -9: after the restart GetJob, ListJobs and ListQueues all show them, and agree."""
+    server: ServerProcess = await make_server()
+    stub = server.stub()
+    t, q, other = "tenant-ops", "q", "q-bulk"
+    restarted = await failed_job(stub, t, q)
+    deleted = await failed_job(stub, t, q)
+    later = await enqueue(stub, tenant=t, queue=q, start_at_ms=now_ms() + 3_600_000)
+    bulk = [await enqueue(stub, tenant=t, queue=other, metadata={"b": "1"}) for _ in range(3)]
+    assert (await stub.restart_job(RestartJobRequest(id=restarted, tenant=t))).status == (
+        JobStatus.PENDING
+    )
+    assert (await stub.expedite_job(ExpediteJobRequest(id=later, tenant=t))).status == (
+        JobStatus.PENDING
+    )
+    await stub.delete_job(DeleteJobRequest(id=deleted, tenant=t))
+    cancelled = await stub.cancel_jobs(
+        BulkJobsRequest(filter=ListJobsRequest(tenant=t, metadata={"b": "1"}))
+    )
+    assert (cancelled.changed, cancelled.more) == (3, False)
+    before = await queue_counts(stub, t)
+    assert before == {q: {"PENDING": 2}, other: {"CANCELLED": 3}}
+    server.kill9()  # right after the last answer
+    await server.arestart()
+    stub = server.stub()
+    assert await queue_counts(stub, t) == before
+    for name in (q, other):
+        assert await listed_counts(stub, t, name) == before[name]
+    await expect_status(stub.get_job(GetJobRequest(id=deleted, tenant=t)), Status.NOT_FOUND)
+    assert (await get_job(stub, restarted, t)).status == JobStatus.PENDING
+    assert {(await get_job(stub, j, t)).status for j in bulk} == {JobStatus.CANCELLED}
+    # The expedited job is due: both PENDING jobs are leased now, the restarted one first.
+    tasks = await lease(stub, [q], max_tasks=10)
+    assert [task.job_id for task in tasks] == [restarted, later]
 
 
 async def test_a_paused_queue_is_listed_paused_with_its_counts(shared_stub: SiloStub, ns) -> None:
