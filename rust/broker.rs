@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
-use crate::shard::{Enqueued, JobRef, Shard, ShardConfig, ShardHandle};
+use crate::shard::{BulkStep, Enqueued, JobRef, Shard, ShardConfig, ShardHandle};
 use crate::store::instrumented::{FaultSwitch, Faults, InstrumentedStore, RequestCounts};
 use crate::store::{ShardStore, StoreLocation, StoreSettings};
 use crate::stream_io::{StreamGauges, StreamIo};
-use crate::validate::{self, Limits, NewJob};
+use crate::validate::{self, BulkAction, Limits, NewJob};
 
 mod enqueue_stream;
 mod worker_session;
@@ -37,13 +37,16 @@ pub struct BrokerConfig {
     pub max_payload_bytes: usize,
     /// Object-store retries per call before a call fails with UNAVAILABLE.
     pub store_max_retries: u32,
-    /// SlateDB in-memory block cache (metadata cache is a quarter of it).
+    /// SlateDB in-memory block cache; the metadata cache (SST indexes and filters) gets half of
+    /// it on top (docs/operations.md#tuning).
     pub cache_bytes: u64,
     /// Garbage collection of obsolete store files: how often, and how old a file must be.
     pub gc_interval_ms: u64,
     pub gc_min_age_ms: u64,
     /// Whether Admin.SetFaults may inject object-store faults (tests only).
     pub fault_injection: bool,
+    /// How long a terminal job is kept, in ms (`--retention`); 0 keeps jobs forever.
+    pub retention: i64,
 }
 
 impl BrokerConfig {
@@ -119,13 +122,16 @@ impl Broker {
         if config.gc_interval_ms == 0 {
             return Err(Error::invalid("gc_interval_ms", "must be at least 1"));
         }
+        if config.retention < 0 {
+            return Err(Error::invalid("retention", "must not be negative"));
+        }
         let (object_store, root) = location.object_store(config.store_max_retries)?;
         let (object_store, requests, fault_switch) = InstrumentedStore::wrap(object_store);
         let settings = StoreSettings {
             flush_interval: Duration::from_millis(flush_ms),
             max_retries: config.store_max_retries,
             block_cache_bytes: config.cache_bytes,
-            meta_cache_bytes: config.cache_bytes / 4,
+            meta_cache_bytes: config.cache_bytes / 2,
             gc_interval: Duration::from_millis(config.gc_interval_ms),
             gc_min_age: Duration::from_millis(config.gc_min_age_ms),
         };
@@ -139,6 +145,7 @@ impl Broker {
             ShardConfig {
                 lease_ms: config.lease_ms,
                 limits,
+                retention_ms: config.retention,
             },
         )
         .await?;
@@ -300,6 +307,95 @@ impl Broker {
     pub async fn wait_job(&self, req: wire::WaitJobRequest) -> Result<wire::Job> {
         let params = validate::wait_job(req)?;
         self.shard_for(&params.tenant).wait_job(params).await
+    }
+
+    pub async fn list_jobs(&self, req: wire::ListJobsRequest) -> Result<wire::ListJobsResponse> {
+        let params = validate::list_jobs(req)?;
+        self.shard_for(&params.filter.tenant)
+            .list_jobs(params)
+            .await
+    }
+
+    pub async fn list_queues(
+        &self,
+        req: wire::ListQueuesRequest,
+    ) -> Result<wire::ListQueuesResponse> {
+        validate::list_queues(&req)?;
+        self.shard_for(&req.tenant).list_queues(req.tenant).await
+    }
+
+    pub async fn restart_job(&self, req: wire::RestartJobRequest) -> Result<wire::Job> {
+        validate::job_ref(&req.id, &req.tenant)?;
+        self.shard_for(&req.tenant)
+            .restart_job(JobRef {
+                tenant: req.tenant,
+                id: req.id,
+            })
+            .await
+    }
+
+    pub async fn expedite_job(&self, req: wire::ExpediteJobRequest) -> Result<wire::Job> {
+        validate::job_ref(&req.id, &req.tenant)?;
+        self.shard_for(&req.tenant)
+            .expedite_job(JobRef {
+                tenant: req.tenant,
+                id: req.id,
+            })
+            .await
+    }
+
+    pub async fn delete_job(&self, req: wire::DeleteJobRequest) -> Result<wire::DeleteJobResponse> {
+        validate::job_ref(&req.id, &req.tenant)?;
+        self.shard_for(&req.tenant)
+            .delete_job(JobRef {
+                tenant: req.tenant,
+                id: req.id,
+            })
+            .await?;
+        Ok(wire::DeleteJobResponse {})
+    }
+
+    pub async fn cancel_jobs(&self, req: wire::BulkJobsRequest) -> Result<wire::BulkJobsResponse> {
+        self.bulk_jobs(validate::bulk_jobs(req, BulkAction::Cancel)?)
+            .await
+    }
+
+    pub async fn restart_jobs(&self, req: wire::BulkJobsRequest) -> Result<wire::BulkJobsResponse> {
+        self.bulk_jobs(validate::bulk_jobs(req, BulkAction::Restart)?)
+            .await
+    }
+
+    pub async fn delete_jobs(&self, req: wire::BulkJobsRequest) -> Result<wire::BulkJobsResponse> {
+        self.bulk_jobs(validate::bulk_jobs(req, BulkAction::Delete)?)
+            .await
+    }
+
+    /// A bulk call: bounded shard commands, each going on from the position the last one
+    /// reached, until `limit` jobs changed or the filter's range ends (docs/api.md#bulk-calls).
+    async fn bulk_jobs(&self, p: validate::BulkParams) -> Result<wire::BulkJobsResponse> {
+        let shard = self.shard_for(&p.filter.tenant);
+        let mut out = wire::BulkJobsResponse::default();
+        let mut after = None;
+        loop {
+            let progress = shard
+                .bulk_jobs(BulkStep {
+                    action: p.action,
+                    filter: p.filter.clone(),
+                    after,
+                    limit: p.limit - out.changed as u32,
+                })
+                .await?;
+            out.matched += progress.matched;
+            out.changed += progress.changed;
+            after = progress.after;
+            if progress.done {
+                return Ok(out);
+            }
+            if out.changed >= u64::from(p.limit) {
+                out.more = true;
+                return Ok(out);
+            }
+        }
     }
 
     /// Admin.GetStats: object-store request counts, settings, RSS and in-memory gauges (the

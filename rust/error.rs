@@ -22,6 +22,10 @@ pub enum Error {
     /// Cancel of a job that already ended.
     #[error("job is already {0}")]
     JobTerminal(&'static str),
+    /// An operator call (restart, expedite, delete) on a job in a state it does not apply to;
+    /// the message names the state.
+    #[error("{0}")]
+    InvalidJobState(String),
     /// The task's lease expired, belongs to another worker, or its outcome is recorded.
     #[error("{0}")]
     LeaseNotHeld(&'static str),
@@ -93,6 +97,7 @@ impl Error {
             Error::JobAlreadyExists => (Code::AlreadyExists, "JobAlreadyExists"),
             Error::OutcomeAlreadyRecorded => (Code::AlreadyExists, "OutcomeAlreadyRecorded"),
             Error::JobTerminal(_) => (Code::FailedPrecondition, "JobTerminal"),
+            Error::InvalidJobState(_) => (Code::FailedPrecondition, "InvalidJobState"),
             Error::LeaseNotHeld(_) => (Code::FailedPrecondition, "LeaseNotHeld"),
             Error::FaultInjectionDisabled => (Code::FailedPrecondition, "FaultInjectionDisabled"),
             Error::Unimplemented(_) => (Code::Unimplemented, "Unimplemented"),
@@ -112,6 +117,7 @@ impl Error {
             Error::JobAlreadyExists,
             Error::OutcomeAlreadyRecorded,
             Error::JobTerminal("succeeded"),
+            Error::InvalidJobState("job is RUNNING".into()),
             Error::LeaseNotHeld("lease expired"),
             Error::FaultInjectionDisabled,
             Error::Unimplemented("feature"),
@@ -167,7 +173,7 @@ mod tests {
         );
         // Adding a variant breaks `status()`'s match; this count is the
         // reminder to add its sample too.
-        assert_eq!(kinds.len(), 12);
+        assert_eq!(kinds.len(), 13);
     }
 
     #[test]

@@ -23,6 +23,20 @@
 //! - `SCHEDULE_DUE next_run_ms seq` -> ScheduleRecord (a copy: the schedule timer family)
 //! - `EXPIRY expire_at_ms seq`    -> ExpiryRecord (a queued job's first-attempt deadline; `seq`
 //!   is the job's)
+//! - `BY_STATUS tenant status ~created ~seq`      -> job id (`status`: the wire JobStatus, u32)
+//! - `BY_QUEUE tenant queue ~created ~seq`        -> job id
+//! - `BY_METADATA tenant key value ~created ~seq` -> job id (one entry per metadata pair)
+//! - `QUEUE_COUNTS tenant queue`  -> QueueCountsRecord (jobs of the queue per status)
+//! - `RETENTION due_ms seq`       -> RetentionRecord (a terminal job to delete at `due_ms`)
+//! - `TENANT_COUNTS tenant`       -> QueueCountsRecord (jobs of the tenant per status, all queues)
+//!
+//! The three ListJobs indexes end with the job's *position* `~created ~seq`: its creation time
+//! and enqueue sequence, each inverted (`!` of the encoded field), so that a forward scan yields
+//! the newest job first (no reverse scans needed) and every index orders its jobs the same way.
+//! A page token or a bulk cursor is therefore a position, valid in any index. Static entries
+//! (queue, metadata) are written when the job is first put; the status entry moves with the
+//! job. A tenant's every job is in exactly one status range, so its whole list is the merge of
+//! its six status ranges: no tenant-wide index is kept (docs/architecture.md#indexes-and-counts).
 //!
 //! Family bytes are grouped by area: 0x01 META; 0x10..=0x1F jobs, attempts, leases and their
 //! queues; 0x20..=0x2F search (ListJobs indexes, queue counts, retention timers); 0x30..=0x3F
@@ -31,10 +45,13 @@
 //! # Store format
 //!
 //! `META format_version` holds `FORMAT_VERSION`, written when a shard first opens an empty
-//! store. A shard refuses to open a store of another version, or one holding data but no
-//! version, with an error naming the versions (`shard/load.rs`, `check_format`), so a build never misreads a
-//! store it does not understand. Any change of a family's layout or of a record's field number
-//! or type bumps `FORMAT_VERSION`.
+//! store. Version 2 added the search families (0x20..=0x25), the PENDING job state (the
+//! record's SCHEDULED/PENDING became exact) and `JobRecord` fields 30-33; a version 1 store
+//! lacks the indexes and counts, so it is refused (nothing had shipped). A shard refuses to
+//! open a store of another version, or one holding data but no version, with an error naming
+//! the versions (`shard/load.rs`, `check_format`), so a build never misreads a store it does
+//! not understand. Any change of a family's layout or of a record's field number or type bumps
+//! `FORMAT_VERSION`.
 //!
 //! No release has shipped, so no migration exists yet, and stores written before version 1 are
 //! refused. A future migration from version N to N+1 would run inside `check_format` when the
@@ -55,17 +72,23 @@ pub const LEASE: u8 = 0x14;
 pub const SCHEDULED: u8 = 0x15;
 pub const LIMIT: u8 = 0x16;
 pub const READY: u8 = 0x17;
-// Flow control (docs/architecture.md#flow-control). Added in format version 1 without a bump:
-// a store without them simply has no bucket, unique key, pause, schedule or expiry yet.
+// Flow control (docs/architecture.md#flow-control). Added in format version 1 without a bump
+// (a store without them simply has no bucket, unique key, pause, schedule or expiry yet).
 pub const RATE: u8 = 0x30;
 pub const UNIQUE: u8 = 0x31;
 pub const PAUSED: u8 = 0x32;
 pub const SCHEDULE: u8 = 0x33;
 pub const SCHEDULE_DUE: u8 = 0x34;
 pub const EXPIRY: u8 = 0x35;
+pub const BY_STATUS: u8 = 0x20;
+pub const BY_QUEUE: u8 = 0x21;
+pub const BY_METADATA: u8 = 0x22;
+pub const QUEUE_COUNTS: u8 = 0x23;
+pub const RETENTION: u8 = 0x24;
+pub const TENANT_COUNTS: u8 = 0x25;
 
 /// The store format this build reads and writes (see the module doc).
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 /// The META entry holding the store's format version.
 pub const META_FORMAT_VERSION: &str = "format_version";
 /// The META entry holding the next enqueue sequence number of the shard.
@@ -116,6 +139,97 @@ impl KeyBuilder {
     pub fn build(self) -> Vec<u8> {
         self.0
     }
+}
+
+/// A job's position in every ListJobs index: the encoded `~created ~seq` suffix of its entries.
+/// Byte order is newest first: a later creation time, then a later sequence, sorts first.
+pub fn position(created_ms: i64, seq: u64) -> [u8; POSITION_LEN] {
+    let mut out = [0u8; POSITION_LEN];
+    out[..8].copy_from_slice(&(!((created_ms as u64) ^ (1u64 << 63))).to_be_bytes());
+    out[8..].copy_from_slice(&(!seq).to_be_bytes());
+    out
+}
+
+/// The length of a position.
+pub const POSITION_LEN: usize = 16;
+
+/// (created_ms, seq) of an encoded position.
+pub fn parse_position(bytes: &[u8]) -> Result<(i64, u64)> {
+    let Ok(b) = <[u8; POSITION_LEN]>::try_from(bytes) else {
+        return Err(corrupt(bytes));
+    };
+    let created = (!u64::from_be_bytes(b[..8].try_into().unwrap_or_default())) ^ (1u64 << 63);
+    let seq = !u64::from_be_bytes(b[8..].try_into().unwrap_or_default());
+    Ok((created as i64, seq))
+}
+
+/// The position an index entry ends with.
+pub fn entry_position(key: &[u8]) -> Result<(i64, u64)> {
+    match key.len().checked_sub(POSITION_LEN) {
+        Some(at) => parse_position(&key[at..]),
+        None => Err(corrupt(key)),
+    }
+}
+
+/// The ListJobs index a job's entries sit in (each is one key prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Index<'a> {
+    Status(u32),
+    Queue(&'a str),
+    Metadata(&'a str, &'a str),
+}
+
+/// The key prefix of one index of one tenant; its entries are `prefix ++ position`.
+pub fn index_prefix(tenant: &str, index: &Index<'_>) -> Vec<u8> {
+    match index {
+        Index::Status(s) => KeyBuilder::family(BY_STATUS).str(tenant).u32(*s).build(),
+        Index::Queue(q) => KeyBuilder::family(BY_QUEUE).str(tenant).str(q).build(),
+        Index::Metadata(k, v) => KeyBuilder::family(BY_METADATA)
+            .str(tenant)
+            .str(k)
+            .str(v)
+            .build(),
+    }
+}
+
+/// One index entry: `prefix` (from `index_prefix`) followed by the job's position.
+pub fn index_entry(prefix: &[u8], created_ms: i64, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + POSITION_LEN);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&position(created_ms, seq));
+    k
+}
+
+pub fn queue_counts(tenant: &str, queue: &str) -> Vec<u8> {
+    KeyBuilder::family(QUEUE_COUNTS)
+        .str(tenant)
+        .str(queue)
+        .build()
+}
+
+/// Every queue count of one tenant, in queue name order.
+pub fn queue_counts_prefix(tenant: &str) -> Vec<u8> {
+    KeyBuilder::family(QUEUE_COUNTS).str(tenant).build()
+}
+
+/// (tenant, queue) of a QUEUE_COUNTS key.
+pub fn parse_queue_counts(key: &[u8]) -> Result<(String, String)> {
+    let mut r = KeyReader::new(key, QUEUE_COUNTS)?;
+    Ok((r.str()?, r.str()?))
+}
+
+pub fn tenant_counts(tenant: &str) -> Vec<u8> {
+    KeyBuilder::family(TENANT_COUNTS).str(tenant).build()
+}
+
+pub fn retention(due_ms: i64, seq: u64) -> Vec<u8> {
+    KeyBuilder::family(RETENTION).i64(due_ms).u64(seq).build()
+}
+
+/// (due_ms, seq) of a RETENTION key.
+pub fn parse_retention(key: &[u8]) -> Result<(i64, u64)> {
+    let mut r = KeyReader::new(key, RETENTION)?;
+    Ok((r.i64()?, r.u64()?))
 }
 
 /// Reads fields back in the order they were written.
@@ -247,6 +361,11 @@ pub fn unique(tenant: &str, unique_key: &str) -> Vec<u8> {
 
 pub fn paused(tenant: &str, queue: &str) -> Vec<u8> {
     KeyBuilder::family(PAUSED).str(tenant).str(queue).build()
+}
+
+/// Every paused queue of one tenant, in queue name order.
+pub fn paused_prefix(tenant: &str) -> Vec<u8> {
+    KeyBuilder::family(PAUSED).str(tenant).build()
 }
 
 /// (tenant, queue) of a PAUSED key.
@@ -392,6 +511,8 @@ mod tests {
             prop_assume!(t != u);
             prop_assert!(!schedule(&u, &q).starts_with(&schedules_prefix(&t)));
             prop_assert!(schedule(&t, &q).starts_with(&schedules_prefix(&t)));
+            prop_assert!(paused(&t, &q).starts_with(&paused_prefix(&t)));
+            prop_assert!(!paused(&u, &q).starts_with(&paused_prefix(&t)));
         }
 
         #[test]
@@ -410,6 +531,37 @@ mod tests {
             prop_assume!(a != b);
             let prefix = attempts_prefix(&t, &a);
             prop_assert!(!attempt(&t, &b, 1).starts_with(&prefix));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn index_entries_sort_newest_first_and_round_trip(
+            t in any_str(),
+            a in (any::<i64>(), any::<u64>()),
+            b in (any::<i64>(), any::<u64>()),
+            status in any::<u32>(),
+        ) {
+            for index in [Index::Status(status), Index::Queue(&t), Index::Metadata(&t, &t)] {
+                let prefix = index_prefix(&t, &index);
+                let ka = index_entry(&prefix, a.0, a.1);
+                let kb = index_entry(&prefix, b.0, b.1);
+                prop_assert_eq!(ka.cmp(&kb), b.cmp(&a), "newest first");
+                prop_assert_eq!(entry_position(&ka).unwrap(), a);
+                prop_assert!(ka.starts_with(&prefix));
+                prop_assert!(ka < prefix_end(&prefix).unwrap());
+            }
+            prop_assert_eq!(parse_retention(&retention(a.0, a.1)).unwrap(), a);
+            prop_assert_eq!(parse_queue_counts(&queue_counts(&t, "q")).unwrap(), (t.clone(), "q".to_string()));
+        }
+
+        #[test]
+        fn an_index_never_covers_another_tenant(t in any_str(), u in any_str()) {
+            prop_assume!(t != u);
+            let p = index_prefix(&t, &Index::Status(2));
+            let q = index_prefix(&u, &Index::Status(2));
+            prop_assert!(!index_entry(&q, 1, 1).starts_with(&p));
+            prop_assert!(!queue_counts(&u, "q").starts_with(&queue_counts_prefix(&t)));
         }
     }
 

@@ -11,6 +11,7 @@ pub mod proto;
 pub mod record;
 pub mod retry;
 pub mod rpc;
+pub mod search;
 pub mod shard;
 pub mod store;
 pub mod stream_io;

@@ -18,6 +18,11 @@ pub fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
     Ok(M::decode(bytes)?)
 }
 
+/// `decode` from owned bytes: `bytes` fields (payloads) share the buffer instead of a copy.
+pub fn decode_bytes<M: Message + Default>(bytes: Bytes) -> Result<M> {
+    Ok(M::decode(bytes)?)
+}
+
 /// Counters and limits are stored as 8 big-endian bytes.
 pub fn encode_u64(v: u64) -> Bytes {
     Bytes::copy_from_slice(&v.to_be_bytes())
@@ -199,12 +204,12 @@ impl From<records::AttemptRecord> for wire::Attempt {
     }
 }
 
-/// The client's view of a stored job at `now_ms` (see `JobState::wire_status`).
+/// The client's view of a stored job: its status is its state (exact, not derived from the
+/// clock: rust/lifecycle.rs).
 pub fn to_wire_job(
     rec: records::JobRecord,
     payload: Bytes,
     attempts: Vec<records::AttemptRecord>,
-    now_ms: i64,
 ) -> Result<wire::Job> {
     let state = JobState::of_record(rec.state)?;
     Ok(wire::Job {
@@ -212,7 +217,7 @@ pub fn to_wire_job(
         tenant: rec.tenant,
         queue: rec.queue,
         priority: rec.priority,
-        status: state.wire_status(rec.next_attempt_at_ms, now_ms) as i32,
+        status: state.wire() as i32,
         payload,
         metadata: rec.metadata,
         retry_policy: rec.retry_policy.map(Into::into),
@@ -220,7 +225,7 @@ pub fn to_wire_job(
         created_at_ms: rec.created_at_ms,
         start_at_ms: rec.start_at_ms,
         updated_at_ms: rec.updated_at_ms,
-        next_attempt_at_ms: if state == JobState::Queued {
+        next_attempt_at_ms: if state.is_queued() {
             rec.next_attempt_at_ms
         } else {
             0
@@ -234,6 +239,8 @@ pub fn to_wire_job(
         unique_for_ms: rec.unique_for_ms,
         lease_ms: rec.lease_ms,
         expire_at_ms: rec.expire_at_ms,
+        retention_ms: rec.retention_ms,
+        retained_until_ms: rec.retained_until_ms,
         ..Default::default()
     })
 }
@@ -277,7 +284,7 @@ mod tests {
             failure: Some(failure.clone().into()),
             ..Default::default()
         };
-        let job = to_wire_job(rec, Bytes::new(), vec![attempt], 0).unwrap();
+        let job = to_wire_job(rec, Bytes::new(), vec![attempt]).unwrap();
         assert_eq!(job.status, wire::JobStatus::Failed as i32);
         assert_eq!(job.retry_policy, Some(policy));
         assert_eq!(job.concurrency_limits, vec![limit]);
@@ -293,6 +300,6 @@ mod tests {
     #[test]
     fn a_record_in_an_unknown_state_is_refused() {
         let rec = records::JobRecord::default(); // state 0 is never stored
-        assert!(to_wire_job(rec, Bytes::new(), Vec::new(), 0).is_err());
+        assert!(to_wire_job(rec, Bytes::new(), Vec::new()).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Retry policy: defaults and the delay before retry n (docs/api.md#retry-policy).
 
-use crate::proto::records::RetryPolicyRecord as RetryPolicy;
+use crate::proto::records::{JobRecord, RetryPolicyRecord as RetryPolicy};
 
 pub const DEFAULT_INITIAL_BACKOFF_MS: i64 = 1000;
 pub const DEFAULT_BACKOFF_MULTIPLIER: f64 = 2.0;
@@ -9,6 +9,17 @@ pub const DEFAULT_MAX_BACKOFF_MS: i64 = 3_600_000;
 /// Attempts allowed in all: the first plus `max_retries`.
 pub fn max_attempts(policy: Option<&RetryPolicy>) -> u32 {
     policy.map_or(1, |p| p.max_retries.saturating_add(1))
+}
+
+/// Attempts counted against the job's policy: those since its last RestartJob (a restart
+/// gives a fresh retry budget).
+pub fn attempts_used(job: &JobRecord) -> u32 {
+    job.attempt_count.saturating_sub(job.retry_base)
+}
+
+/// Whether the job's latest attempt is the last its policy allows.
+pub fn is_last_attempt(job: &JobRecord) -> bool {
+    attempts_used(job) >= max_attempts(job.retry_policy.as_ref())
 }
 
 /// The delay before retry `n` (1-based: retry 1 follows attempt 1). `unit_random` is a number

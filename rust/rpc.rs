@@ -191,6 +191,14 @@ impl Broker {
             Rpc::ReportTaskOutcomes => raw(bytes, |r| self.report_task_outcomes(r)).await,
             Rpc::GetJob => raw(bytes, |r| self.get_job(r)).await,
             Rpc::WaitJob => raw(bytes, |r| self.wait_job(r)).await,
+            Rpc::ListJobs => raw(bytes, |r| self.list_jobs(r)).await,
+            Rpc::RestartJob => raw(bytes, |r| self.restart_job(r)).await,
+            Rpc::ExpediteJob => raw(bytes, |r| self.expedite_job(r)).await,
+            Rpc::DeleteJob => raw(bytes, |r| self.delete_job(r)).await,
+            Rpc::ListQueues => raw(bytes, |r| self.list_queues(r)).await,
+            Rpc::CancelJobs => raw(bytes, |r| self.cancel_jobs(r)).await,
+            Rpc::RestartJobs => raw(bytes, |r| self.restart_jobs(r)).await,
+            Rpc::DeleteJobs => raw(bytes, |r| self.delete_jobs(r)).await,
             Rpc::GetStats => raw(bytes, |r| self.get_stats(r)).await,
             Rpc::SetFaults => raw(bytes, |r| self.set_faults(r)).await,
             Rpc::GetConcurrencyKey => raw(bytes, |r| self.get_concurrency_key(r)).await,
@@ -205,15 +213,7 @@ impl Broker {
                 "rpc",
                 format!("{} is a stream, not a unary call", rpc.name()),
             )),
-            Rpc::ListJobs
-            | Rpc::RestartJob
-            | Rpc::ExpediteJob
-            | Rpc::DeleteJob
-            | Rpc::ListQueues
-            | Rpc::CancelJobs
-            | Rpc::RestartJobs
-            | Rpc::DeleteJobs
-            | Rpc::GetCluster => Err(Error::Unimplemented(rpc.name())),
+            Rpc::GetCluster => Err(Error::Unimplemented(rpc.name())),
         }
     }
 }

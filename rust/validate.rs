@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::lifecycle::JobState;
 use crate::proto::{records, wire};
+use crate::search::{self, Filter, Position};
 
 mod flow;
 pub use flow::{
@@ -34,6 +36,10 @@ pub const MIN_JOB_LEASE_MS: i64 = 1_000;
 pub const MAX_JOB_LEASE_MS: i64 = 3_600_000;
 pub const DEFAULT_PRIORITY: u32 = 50;
 pub const DEFAULT_QUEUE: &str = "default";
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Jobs a bulk call changes at most (and by default).
+pub const MAX_BULK_LIMIT: u32 = 10_000;
 
 /// Limits that come from the server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +70,8 @@ pub struct NewJob {
     pub unique_for_ms: i64,
     pub lease_ms: i64,
     pub expire_at_ms: i64,
+    /// 0: the server's retention; -1: forever; else ms once terminal.
+    pub retention_ms: i64,
 }
 
 /// A validated LeaseTasks call.
@@ -195,18 +203,12 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
     }
     bytes_limit("payload", &req.payload, limits)?;
     flow_control(&req)?;
-    if req.metadata.len() > MAX_METADATA_ENTRIES {
+    metadata_map(&req.metadata)?;
+    if req.retention_ms < -1 {
         return Err(Error::invalid(
-            "metadata",
-            format!(
-                "at most {MAX_METADATA_ENTRIES} entries (got {})",
-                req.metadata.len()
-            ),
+            "retention_ms",
+            "must be -1 (keep forever), 0 (the server's --retention) or a number of ms",
         ));
-    }
-    for (k, v) in &req.metadata {
-        name("metadata key", k, true)?;
-        check_chars(&format!("metadata[{k}]"), v, MAX_METADATA_VALUE_CHARS)?;
     }
     Ok(NewJob {
         id_generated: req.id.is_empty(),
@@ -228,6 +230,7 @@ pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
         unique_for_ms: req.unique_for_ms,
         lease_ms: req.lease_ms,
         expire_at_ms: req.expire_at_ms,
+        retention_ms: req.retention_ms,
     })
 }
 
@@ -287,6 +290,24 @@ fn flow_control(req: &wire::EnqueueRequest) -> Result<()> {
                 req.expire_at_ms, req.start_at_ms
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Checks a metadata map (Enqueue, and the metadata filter of ListJobs).
+fn metadata_map(metadata: &BTreeMap<String, String>) -> Result<()> {
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(Error::invalid(
+            "metadata",
+            format!(
+                "at most {MAX_METADATA_ENTRIES} entries (got {})",
+                metadata.len()
+            ),
+        ));
+    }
+    for (k, v) in metadata {
+        name("metadata key", k, true)?;
+        check_chars(&format!("metadata[{k}]"), v, MAX_METADATA_VALUE_CHARS)?;
     }
     Ok(())
 }
@@ -388,6 +409,114 @@ pub fn wait_job(req: wire::WaitJobRequest) -> Result<WaitJobParams> {
         id: req.id,
         timeout_ms: req.timeout_ms,
     })
+}
+
+/// A validated ListJobs call.
+#[derive(Debug, Clone)]
+pub struct ListJobsParams {
+    pub filter: Filter,
+    pub page_size: u32,
+    /// Continue after this job (from `page_token`).
+    pub after: Option<Position>,
+}
+
+/// What a bulk call does to each job its filter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    Cancel,
+    Restart,
+    Delete,
+}
+
+/// A validated CancelJobs, RestartJobs or DeleteJobs call.
+#[derive(Debug, Clone)]
+pub struct BulkParams {
+    pub action: BulkAction,
+    pub filter: Filter,
+    /// 1..=MAX_BULK_LIMIT jobs changed at most.
+    pub limit: u32,
+}
+
+/// The filter fields of a ListJobsRequest (page fields aside).
+fn filter(req: wire::ListJobsRequest) -> Result<Filter> {
+    name("tenant", &req.tenant, false)?;
+    name("queue", &req.queue, false)?;
+    let mut statuses = Vec::with_capacity(req.statuses.len());
+    for (i, s) in req.statuses.iter().enumerate() {
+        let Some(state) = JobState::of_wire(*s) else {
+            return Err(Error::invalid(
+                format!("statuses[{i}]"),
+                format!("must be a job status 1..6 (got {s})"),
+            ));
+        };
+        statuses.push(state);
+    }
+    statuses.sort();
+    statuses.dedup();
+    metadata_map(&req.metadata)?;
+    for (field, v) in [
+        ("created_after_ms", req.created_after_ms),
+        ("created_before_ms", req.created_before_ms),
+    ] {
+        if v < 0 {
+            return Err(Error::invalid(field, "must not be negative"));
+        }
+    }
+    Ok(Filter {
+        tenant: req.tenant,
+        queue: (!req.queue.is_empty()).then_some(req.queue),
+        statuses,
+        metadata: req.metadata,
+        created_after_ms: req.created_after_ms,
+        created_before_ms: req.created_before_ms,
+    })
+}
+
+pub fn list_jobs(req: wire::ListJobsRequest) -> Result<ListJobsParams> {
+    let page_size = match req.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n @ 1..=MAX_PAGE_SIZE => n,
+        n => {
+            return Err(Error::invalid(
+                "page_size",
+                format!("must be at most {MAX_PAGE_SIZE} (got {n})"),
+            ))
+        }
+    };
+    let after = match req.page_token.as_str() {
+        "" => None,
+        token => Some(search::decode_token(token)?),
+    };
+    Ok(ListJobsParams {
+        filter: filter(req)?,
+        page_size,
+        after,
+    })
+}
+
+/// Validates a bulk call (filter fields named `filter.x`); its page fields are ignored.
+pub fn bulk_jobs(req: wire::BulkJobsRequest, action: BulkAction) -> Result<BulkParams> {
+    let limit = match req.limit {
+        0 => MAX_BULK_LIMIT,
+        n @ 1..=MAX_BULK_LIMIT => n,
+        n => {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be at most {MAX_BULK_LIMIT} (got {n})"),
+            ))
+        }
+    };
+    let filter = filter(req.filter.unwrap_or_default()).map_err(|e| e.in_field("filter."))?;
+    Ok(BulkParams {
+        action,
+        filter,
+        limit,
+    })
+}
+
+/// Validates a ListQueues call.
+pub fn list_queues(req: &wire::ListQueuesRequest) -> Result<()> {
+    name("tenant", &req.tenant, false)
 }
 
 /// Validates a concurrency key reference (Admin.GetConcurrencyKey).

@@ -6,13 +6,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import grpc
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest
 from silo._proto.silo.v1 import (
+    EnqueueBatchRequest,
     EnqueueRequest,
     GetJobRequest,
     HeartbeatTaskRequest,
@@ -20,7 +22,10 @@ from silo._proto.silo.v1 import (
     Job,
     JobStatus,
     LeaseTasksRequest,
+    ListJobsRequest,
+    ListQueuesRequest,
     ReportTaskOutcomeRequest,
+    ReportTaskOutcomesRequest,
     RetryPolicy,
     SiloStub,
     Task,
@@ -77,6 +82,57 @@ async def expect_status(
 async def enqueue(stub: SiloStub, **fields: Any) -> str:
     """Enqueue one job and return its id."""
     return (await stub.enqueue(EnqueueRequest(**fields))).id
+
+
+async def enqueue_many(stub: SiloStub, jobs: list[EnqueueRequest]) -> list[str]:
+    """Enqueue jobs in batches (each must succeed) and return their ids in order."""
+    ids: list[str] = []
+    for i in range(0, len(jobs), 250):
+        resp = await stub.enqueue_batch(EnqueueBatchRequest(jobs=jobs[i : i + 250]))
+        for r in resp.results:
+            assert r.code == 0, r
+            ids.append(r.id)
+    return ids
+
+
+async def finish(
+    stub: SiloStub, tasks: list[Task], *, worker: str = "w", result: bytes = b""
+) -> None:
+    """Report every task a success in one call (each report must succeed)."""
+    reports = [
+        ReportTaskOutcomeRequest(task_id=t.task_id, worker_id=worker, result=result) for t in tasks
+    ]
+    resp = await stub.report_task_outcomes(ReportTaskOutcomesRequest(reports=reports))
+    assert all(r.code == 0 for r in resp.results), resp
+
+
+async def list_all(stub: SiloStub, req: ListJobsRequest) -> tuple[list[Job], int]:
+    """Every job ListJobs finds for `req`, paging until the token is empty: (jobs, pages)."""
+    jobs: list[Job] = []
+    pages = 0
+    token = req.page_token
+    while True:
+        req.page_token = token
+        page = await stub.list_jobs(req)
+        pages += 1
+        jobs.extend(page.jobs)
+        token = page.next_page_token
+        if not token:
+            return jobs, pages
+
+
+#: ListQueues counts' keys, in JobStatus order.
+STATUS_NAMES = ("SCHEDULED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+
+
+async def queue_counts(stub: SiloStub, tenant: str) -> dict[str, dict[str, int]]:
+    """ListQueues as {queue: {status name: count}}, leaving out zero counts."""
+    resp = await stub.list_queues(ListQueuesRequest(tenant=tenant))
+    out: dict[str, dict[str, int]] = {}
+    for q in resp.queues:
+        assert sorted(q.counts) == sorted(STATUS_NAMES), q.counts
+        out[q.name] = {name: n for name, n in q.counts.items() if n}
+    return out
 
 
 async def lease(
@@ -139,6 +195,35 @@ async def report_cancelled(stub: SiloStub, task: Task, *, worker: str = "worker-
     await stub.report_task_outcome(
         ReportTaskOutcomeRequest(task_id=task.task_id, worker_id=worker, cancelled=TaskCancelled())
     )
+
+
+async def failed_job(stub: SiloStub, tenant: str, queue: str, **fields: Any) -> str:
+    """A FAILED job (enqueued into `queue`, which must hold no other due job, leased, failed
+    for good); returns its id."""
+    job_id, task = await enqueue_and_lease(stub, tenant, queue, **fields)
+    await report_failure(stub, task, code="fatal", non_retryable=True)
+    return job_id
+
+
+#: Bad job references and the field each one's INVALID_ARGUMENT names.
+BAD_JOB_REFS: list[tuple[dict[str, str], str]] = [
+    ({"id": ""}, "id"),
+    ({"id": "a\tb"}, "id"),
+    ({"id": "x" * 128}, "id"),
+    ({"id": "x", "tenant": "t" * 128}, "tenant"),
+]
+
+
+async def expect_job_ref_errors(
+    stub: SiloStub, call: Callable[[Any], Awaitable[Any]], request: type[Any], tenant: str
+) -> None:
+    """An RPC that names one job: NOT_FOUND for an unknown id (and for an existing id in
+    another tenant), INVALID_ARGUMENT naming the field for each of BAD_JOB_REFS."""
+    await expect_status(call(request(id="no-such-job", tenant=tenant)), Status.NOT_FOUND)
+    job_id = await enqueue(stub, tenant=tenant, queue=unique("queue"))
+    await expect_status(call(request(id=job_id, tenant=unique("tenant"))), Status.NOT_FOUND)
+    for fields, field in BAD_JOB_REFS:
+        await expect_status(call(request(**fields)), Status.INVALID_ARGUMENT, names=field)
 
 
 async def heartbeat(
@@ -223,3 +308,32 @@ async def wait_unparked(admin: AdminStub) -> None:
     await wait_for_gauge(
         admin_gauges(admin), "lease_waiters", lambda n: n == 0, what="a long-poll stayed parked"
     )
+
+
+R = TypeVar("R")
+
+
+class SyncWire:
+    """A synchronous gRPC client of one broker (grpcio transport, betterproto messages), for
+    Hypothesis state machines, which must not share pytest-asyncio's event loop."""
+
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.insecure_channel(address)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def call(self, path: str, request: Any, reply: type[R]) -> R:
+        fn = self._channel.unary_unary(
+            path,
+            request_serializer=bytes,
+            response_deserializer=reply.parse,  # type: ignore[attr-defined]
+        )
+        return fn(request, timeout=30.0, wait_for_ready=True)  # type: ignore[no-any-return]
+
+    def attempt(self, path: str, request: Any, reply: type[R]) -> tuple[grpc.StatusCode, R | None]:
+        """(status code, reply or None): for calls whose refusal the model predicts."""
+        try:
+            return grpc.StatusCode.OK, self.call(path, request, reply)
+        except grpc.RpcError as e:
+            return e.code(), None

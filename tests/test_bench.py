@@ -99,6 +99,7 @@ SMOKE_ARGS: dict[str, list[str]] = {
         "--ceiling-min-s",
         "0.2",
     ],
+    "ops": ["--steps", "200,3k", "--failed", "60", "--probes", "10", "--settle-s", "0"],
     "ceiling": [
         "--clients",
         "2",
@@ -225,6 +226,16 @@ def test_backlog() -> None:
     assert (first["queued"], second["queued"]) == (0, 2000)
     assert second["broker_rss_mb"] > 0  # /proc of the broker subprocess
     assert second["lease_p50_ms"] > 0
+
+
+def test_ops() -> None:
+    doc, out = run_bench("ops", "--fill-batch", "500")
+    small, big = doc["results"]
+    assert (small["stored"], big["stored"]) == (200, 3000)
+    for probe in ("list_failed", "list_metadata", "list_queue", "list_queues", "get_job"):
+        assert small[f"{probe}_p50_ms"] > 0
+        assert big[f"{probe}_p99_vs_first"] > 0
+    assert "[setup] 60 FAILED jobs" in out
 
 
 def test_tenants() -> None:

@@ -35,10 +35,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
+from helpers import SyncWire
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -91,7 +92,6 @@ DRAIN_WAIT_S = 30.0
 POLL_S = 0.02
 
 OK = grpc.StatusCode.OK
-R = TypeVar("R")
 
 
 def now_ms() -> int:
@@ -101,29 +101,8 @@ def now_ms() -> int:
 # ------------------------------------------------------------------------------ sync client
 
 
-class Wire:
-    """A synchronous gRPC client of one broker: grpcio transport, betterproto messages."""
-
-    def __init__(self, address: str) -> None:
-        self._channel = grpc.insecure_channel(address)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def call(self, path: str, request: Any, reply: type[R]) -> R:
-        fn = self._channel.unary_unary(
-            path,
-            request_serializer=bytes,
-            response_deserializer=reply.parse,  # type: ignore[attr-defined]
-        )
-        return fn(request, timeout=30.0, wait_for_ready=True)  # type: ignore[no-any-return]
-
-    def attempt(self, path: str, request: Any, reply: type[R]) -> tuple[grpc.StatusCode, R | None]:
-        """(status code, reply or None): for calls whose refusal the model predicts."""
-        try:
-            return OK, self.call(path, request, reply)
-        except grpc.RpcError as e:
-            return e.code(), None
+class Wire(SyncWire):
+    """SyncWire with the calls of this machine."""
 
     def enqueue(self, req: EnqueueRequest) -> str:
         return self.call("/silo.v1.Silo/Enqueue", req, EnqueueResponse).id

@@ -65,3 +65,32 @@ def test_the_core_gets_every_broker_setting_and_nothing_else() -> None:
 def test_a_bad_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["serve", "--lease-ms", "2"]) == cli.EXIT_USAGE
     assert "invalid --lease-ms '2'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("7d", 604_800_000),
+        ("12h", 43_200_000),
+        ("30m", 1_800_000),
+        ("45s", 45_000),
+        ("250ms", 250),
+        ("1500", 1500),
+        ("0", 0),
+        (" 2D ", 172_800_000),
+    ],
+)
+def test_retention_takes_a_duration(text: str, ms: int) -> None:
+    assert ServeConfig.from_sources({"retention": text}, {}).retention == ms
+
+
+@pytest.mark.parametrize("text", ["-1d", "7w", "d", "1.5h", "soon"])
+def test_a_bad_retention_names_its_flag(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^invalid --retention "):
+        ServeConfig.from_sources({"retention": text}, {})
+
+
+def test_retention_defaults_to_a_week_and_its_help_says_so() -> None:
+    assert ServeConfig().retention == 7 * 86_400_000
+    (retention,) = [s for s in SETTINGS if s.name == "retention"]
+    assert retention.help_text.endswith("(default 7d)")

@@ -164,7 +164,7 @@ def test_error_status_codes(grpcio_stub, pb: SimpleNamespace, ns) -> None:
 
     # RPCs of later issues answer UNIMPLEMENTED over the wire.
     with pytest.raises(grpc.RpcError) as info:
-        grpcio_stub.ListJobs(m.ListJobsRequest(tenant=ns.tenant), timeout=30)
+        grpcio_stub.GetCluster(m.GetClusterRequest(), timeout=30)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

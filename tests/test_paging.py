@@ -13,16 +13,13 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import MakeServer
 from grpclib.client import Channel
-from helpers import get_job, lease, now_ms
+from helpers import enqueue_many, finish, get_job, lease, now_ms
 from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest
 from silo._proto.silo.v1 import (
     CancelRequest,
     ConcurrencyLimit,
-    EnqueueBatchRequest,
     EnqueueRequest,
     JobStatus,
-    ReportTaskOutcomeRequest,
-    ReportTaskOutcomesRequest,
     SiloStub,
     Task,
 )
@@ -49,24 +46,6 @@ async def stats(admin: AdminStub) -> tuple[dict[str, int], int]:
     """The gauges and the index page size the broker runs with."""
     s = await admin.get_stats(GetStatsRequest())
     return dict(s.gauges), int(s.settings["index_page_size"])
-
-
-async def enqueue_many(stub: SiloStub, jobs: list[EnqueueRequest]) -> list[str]:
-    ids: list[str] = []
-    for i in range(0, len(jobs), 250):
-        resp = await stub.enqueue_batch(EnqueueBatchRequest(jobs=jobs[i : i + 250]))
-        for r in resp.results:
-            assert r.code == 0, r
-            ids.append(r.id)
-    return ids
-
-
-async def finish(stub: SiloStub, tasks: list[Task]) -> None:
-    reports = [
-        ReportTaskOutcomeRequest(task_id=t.task_id, worker_id="w", result=b"") for t in tasks
-    ]
-    resp = await stub.report_task_outcomes(ReportTaskOutcomesRequest(reports=reports))
-    assert all(r.code == 0 for r in resp.results), resp
 
 
 async def drain(

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from grpclib.const import Status
 from helpers import (
+    STATUS_NAMES,
     enqueue,
     expect_status,
     get_job,
@@ -17,7 +18,7 @@ from helpers import (
     wait_parked,
 )
 from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest
-from silo._proto.silo.v1 import JobStatus, QueueRef
+from silo._proto.silo.v1 import CancelRequest, JobStatus, ListQueuesRequest, QueueRef
 
 # Core behaviour: runs once per store kind (file and S3), see conftest.
 pytestmark = pytest.mark.all_stores
@@ -102,3 +103,20 @@ async def test_a_pause_survives_kill9(make_server) -> None:
 async def test_bad_queue_refs_name_the_field(shared_stub, ref, field) -> None:
     for call in (shared_stub.pause_queue, shared_stub.resume_queue):
         await expect_status(call(ref), Status.INVALID_ARGUMENT, names=field)
+
+
+async def test_pause_and_resume_answer_the_queues_counts(shared_stub, ns) -> None:
+    ref = QueueRef(tenant=ns.tenant, queue=ns.queue)
+    empty = await shared_stub.pause_queue(QueueRef(tenant=ns.tenant, queue=ns.queue + "-empty"))
+    assert empty.counts == dict.fromkeys(STATUS_NAMES, 0), "every status, 0 included"
+    await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
+    await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue, start_at_ms=now_ms() + 3_600_000)
+    gone = await enqueue(shared_stub, tenant=ns.tenant, queue=ns.queue)
+    await shared_stub.cancel(CancelRequest(id=gone, tenant=ns.tenant))
+    expected = dict.fromkeys(STATUS_NAMES, 0) | {"PENDING": 1, "SCHEDULED": 1, "CANCELLED": 1}
+    paused = await shared_stub.pause_queue(ref)
+    assert (paused.paused, paused.counts) == (True, expected)
+    resumed = await shared_stub.resume_queue(ref)
+    assert (resumed.paused, resumed.counts) == (False, expected)
+    listed = await shared_stub.list_queues(ListQueuesRequest(tenant=ns.tenant))
+    assert [q.counts for q in listed.queues if q.name == ns.queue] == [expected]

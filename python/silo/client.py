@@ -37,6 +37,8 @@ log = logging.getLogger("silo.client")
 _Refine = Sequence[type[errors.SiloError]]
 
 _JOB: Final[_Refine] = (errors.JobNotFound, errors.JobTerminal)
+#: RestartJob, ExpediteJob, DeleteJob: a job in a state the call does not apply to.
+_OPERATOR: Final[_Refine] = (errors.JobNotFound, errors.InvalidJobState)
 _TASK: Final[_Refine] = (errors.TaskNotFound, errors.OutcomeAlreadyRecorded, errors.LeaseNotHeld)
 
 #: The specific classes each RPC raises for a status of its family (the embedded broker raises
@@ -46,9 +48,9 @@ _REFINE: Final[Mapping[str, _Refine]] = {
     "Cancel": _JOB,
     "GetJob": _JOB,
     "WaitJob": _JOB,
-    "RestartJob": _JOB,
-    "ExpediteJob": _JOB,
-    "DeleteJob": _JOB,
+    "RestartJob": _OPERATOR,
+    "ExpediteJob": _OPERATOR,
+    "DeleteJob": _OPERATOR,
     "HeartbeatTask": _TASK,
     "ReportTaskOutcome": _TASK,
 }

@@ -82,6 +82,8 @@ class Kind:
     check: Callable[[Any], None]
     #: A switch is a flag without a value (`--fault-injection`); its variable takes 1/0.
     switch: bool = False
+    #: How the help shows a value (the default); None: as it is.
+    show: Callable[[Any], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class Setting:
         """The help line of the flag, with its default (a None default is described in `help`)."""
         if self.kind.switch or self.default is None:
             return self.help
-        return f"{self.help} (default {self.default})"
+        shown = self.kind.show(self.default) if self.kind.show else self.default
+        return f"{self.help} (default {shown})"
 
 
 def _setting(default: Any, help: str, kind: Kind, *, broker: bool = True) -> Any:
@@ -195,6 +198,30 @@ def _check_log_level(value: Any) -> None:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
 
 
+#: Duration units of `--retention` and their length in ms.
+_DURATION_UNITS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _duration_ms(text: str) -> int:
+    """`7d`, `12h`, `30m`, `45s`, `250ms` or plain milliseconds, as ms."""
+    word = text.strip().lower()
+    for unit in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if word.endswith(unit) and word[: -len(unit)].strip():
+            return _int(word[: -len(unit)]) * _DURATION_UNITS[unit]
+    try:
+        return _int(word)
+    except ValueError:
+        raise ValueError("expected a duration: N (ms), Ns, Nm, Nh or Nd") from None
+
+
+def _show_duration(ms: int) -> str:
+    """The largest unit that divides `ms` exactly: 604800000 -> 7d."""
+    for unit, size in sorted(_DURATION_UNITS.items(), key=lambda u: u[1], reverse=True):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return str(ms)
+
+
 _STORE: Final = Kind(str, _check_store)
 _LISTEN: Final = Kind(str, _check_listen)
 _LOG_LEVEL: Final = Kind(str.lower, _check_log_level)
@@ -204,6 +231,7 @@ _OPTIONAL_POSITIVE: Final = Kind(_int, _check_optional_positive)
 _NON_NEGATIVE: Final = Kind(_int, _check_non_negative)
 _PAYLOAD: Final = Kind(_int, _check_payload)
 _SWITCH: Final = Kind(_bool, _check_bool, switch=True)
+_DURATION: Final = Kind(_duration_ms, _check_non_negative, show=_show_duration)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,6 +274,12 @@ class ServeConfig:
         False,
         "let Admin.SetFaults inject object-store faults (tests only; SILO_FAULT_INJECTION=1)",
         _SWITCH,
+    )
+    retention: int = _setting(
+        7 * 86_400_000,
+        "how long a finished job is kept before it is deleted: N (ms), Ns, Nm, Nh or Nd; "
+        "0 keeps jobs forever",
+        _DURATION,
     )
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "OutcomeAlreadyRecorded",
     "FailedPrecondition",
     "JobTerminal",
+    "InvalidJobState",
     "LeaseNotHeld",
     "FaultInjectionDisabled",
     "Unimplemented",
@@ -70,6 +71,11 @@ class FailedPrecondition(SiloError, RuntimeError):
 
 class JobTerminal(FailedPrecondition):
     """The job already ended (SUCCEEDED, FAILED or CANCELLED)."""
+
+
+class InvalidJobState(FailedPrecondition):
+    """An operator call on a job in a state it does not apply to (restart a job that is not
+    FAILED or CANCELLED, expedite one that is not SCHEDULED, delete one that has not ended)."""
 
 
 class LeaseNotHeld(FailedPrecondition):

@@ -10,24 +10,32 @@ use crate::proto::records;
 
 impl Shard {
     pub(super) async fn cancel(&mut self, st: &mut Step, job_ref: &JobRef) -> Result<()> {
-        let mut job = self
+        let job = self
             .load_job(st, &job_ref.tenant, &job_ref.id)
             .await?
             .ok_or(Error::JobNotFound)?;
+        self.cancel_job(st, job).await
+    }
+
+    /// Cancels a job as loaded (Cancel, CancelJobs). JobTerminal if it already ended.
+    pub(super) async fn cancel_job(
+        &mut self,
+        st: &mut Step,
+        mut job: records::JobRecord,
+    ) -> Result<()> {
         let from = JobState::of_record(job.state)?;
         let to = lifecycle::transition(from, Event::Cancel)?;
         // A running attempt keeps its lease and slots until reported or expired.
-        if from == JobState::Queued {
+        if from.is_queued() {
             self.unqueue(st, &job).await?;
             job.wait_seq = 0;
             job.next_attempt_at_ms = 0;
         }
         job.state = to.to_record();
         job.updated_at_ms = st.now;
-        self.put_job(st, &job);
+        self.put_job(st, &mut job);
         if let Some(lease) = self.running.get_mut(&job.current_task_id) {
             lease.cancelled = true;
-            lease.job = job;
         }
         Ok(())
     }
@@ -54,6 +62,9 @@ impl Shard {
                 self.conc
                     .remove_waiter(&w.tenant, &w.job_id, w.due_ms, w.seq, w.priority);
             }
+            // A job queued due now in this step waits for the step's end to enter memory.
+            st.due_now
+                .retain(|d| (d.seq, &d.job_id) != (w.seq, &w.job_id));
             self.forget_key(st, &w, w.ready_key());
             self.counts.ready_removed();
         }

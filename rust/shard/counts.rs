@@ -44,6 +44,12 @@ impl BacklogCounts {
         self.dirty = true;
     }
 
+    /// A job due at once got a READY entry (no SCHEDULED one).
+    pub fn ready_added(&mut self) {
+        self.ready += 1;
+        self.dirty = true;
+    }
+
     /// A SCHEDULED entry came due and moved to READY.
     pub fn promoted(&mut self) {
         self.scheduled = self.scheduled.saturating_sub(1);

@@ -31,7 +31,7 @@ impl Shard {
             tenant: job.tenant,
             queue: job.queue,
             priority: job.priority,
-            state: JobState::Queued.to_record(),
+            state: JobState::Scheduled.to_record(),
             metadata: job.metadata,
             retry_policy: job.retry_policy,
             concurrency_limits: job.concurrency_limits,
@@ -44,6 +44,7 @@ impl Shard {
             unique_for_ms: job.unique_for_ms,
             lease_ms: job.lease_ms,
             expire_at_ms: job.expire_at_ms,
+            retention_ms: job.retention_ms,
             ..Default::default()
         };
         for limit in &rec.concurrency_limits {
@@ -59,11 +60,11 @@ impl Shard {
         if rec.expire_at_ms > 0 {
             self.add_expiry(st, &rec);
         }
-        self.add_scheduled(st, &mut rec, due, Some(job.payload.clone()));
         if !job.payload.is_empty() {
-            st.txn.put(keys::payload(&rec.tenant, &rec.id), job.payload);
+            st.txn
+                .put(keys::payload(&rec.tenant, &rec.id), job.payload.clone());
         }
-        self.put_job(st, &rec);
+        self.add_queued(st, &mut rec, due, Some(job.payload));
         Ok(Enqueued {
             id: rec.id,
             deduplicated: false,

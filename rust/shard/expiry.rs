@@ -92,7 +92,7 @@ impl Shard {
                 Some(job)
                     if job.seq == seq
                         && job.attempt_count == 0
-                        && JobState::of_record(job.state)? == JobState::Queued =>
+                        && JobState::of_record(job.state)?.is_queued() =>
                 {
                     self.expire(st, job).await?; // deletes the entry
                 }
@@ -123,7 +123,7 @@ impl Shard {
             data: Bytes::new(),
             non_retryable: true,
         });
-        self.put_job(st, &job);
+        self.put_job(st, &mut job);
         Ok(())
     }
 }

@@ -48,7 +48,7 @@ impl Shard {
             .conc
             .waiting_on(&rec.tenant, &rec.id)
             .map(|(gate, key)| (gate, key.to_string()));
-        let mut job = record::to_wire_job(rec, payload, attempts, st.now)?;
+        let mut job = record::to_wire_job(rec, payload, attempts)?;
         match waiting_on {
             Some((Gate::Slots, key)) => job.waiting_on_keys = vec![key],
             Some((Gate::Tokens, key)) => job.waiting_on_rate_limit = key,

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::bulk_jobs::{BulkProgress, BulkStep};
 use super::flow::FlowCommand;
 use super::worker_session::{SessionId, SessionOpen};
 use crate::error::{Error, Result};
 use crate::proto::{admin, wire};
-use crate::validate::{HeartbeatParams, LeaseParams, NewJob, ReportParams, WaitJobParams};
+use crate::validate::{
+    HeartbeatParams, LeaseParams, ListJobsParams, NewJob, ReportParams, WaitJobParams,
+};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -22,6 +25,12 @@ pub(super) enum Command {
     ReportTaskOutcomes(Vec<ReportParams>, Reply<Vec<Result<()>>>),
     GetJob(JobRef, bool, Reply<wire::Job>),
     WaitJob(WaitJobParams, Reply<wire::Job>),
+    ListJobs(ListJobsParams, Reply<wire::ListJobsResponse>),
+    ListQueues(String, Reply<wire::ListQueuesResponse>),
+    RestartJob(JobRef, Reply<wire::Job>),
+    ExpediteJob(JobRef, Reply<wire::Job>),
+    DeleteJob(JobRef, Reply<()>),
+    BulkJobs(BulkStep, Reply<BulkProgress>),
     GetStats(Reply<BTreeMap<String, i64>>),
     GetConcurrencyKey(String, String, Reply<admin::ConcurrencyKeyState>),
     /// Flow control: queues, schedules, rate-limit keys (flow.rs).
@@ -98,6 +107,36 @@ impl ShardHandle {
     /// The job once it is terminal, or as it is when the timeout passes.
     pub async fn wait_job(&self, params: WaitJobParams) -> Result<wire::Job> {
         self.call(|r| Command::WaitJob(params, r)).await
+    }
+
+    /// A page of jobs matching a filter, newest first.
+    pub async fn list_jobs(&self, params: ListJobsParams) -> Result<wire::ListJobsResponse> {
+        self.call(|r| Command::ListJobs(params, r)).await
+    }
+
+    /// A tenant's queues with their job counts per status.
+    pub async fn list_queues(&self, tenant: String) -> Result<wire::ListQueuesResponse> {
+        self.call(|r| Command::ListQueues(tenant, r)).await
+    }
+
+    /// A FAILED or CANCELLED job runs again with a fresh retry budget.
+    pub async fn restart_job(&self, job: JobRef) -> Result<wire::Job> {
+        self.call(|r| Command::RestartJob(job, r)).await
+    }
+
+    /// A SCHEDULED job becomes due now.
+    pub async fn expedite_job(&self, job: JobRef) -> Result<wire::Job> {
+        self.call(|r| Command::ExpediteJob(job, r)).await
+    }
+
+    /// Deletes a terminal job and everything that refers to it.
+    pub async fn delete_job(&self, job: JobRef) -> Result<()> {
+        self.call(|r| Command::DeleteJob(job, r)).await
+    }
+
+    /// One bounded command of a bulk call (the broker sends them until done).
+    pub async fn bulk_jobs(&self, step: BulkStep) -> Result<BulkProgress> {
+        self.call(|r| Command::BulkJobs(step, r)).await
     }
 
     /// Sizes of the in-memory state (ready, scheduled, running, lease_waiters, job_waiters,

@@ -26,12 +26,12 @@ impl Shard {
         if !p.cursor.is_empty() {
             lease.attempt.heartbeat_cursor = p.cursor.clone();
             lease.job.heartbeat_cursor = p.cursor;
-            let (job, attempt) = (lease.job.clone(), &lease.attempt);
+            let (mut job, attempt) = (lease.job.clone(), &lease.attempt);
             st.txn.put(
                 keys::attempt(&job.tenant, &job.id, attempt.attempt),
                 record::encode(attempt),
             );
-            self.put_job(st, &job);
+            self.put_job(st, &mut job);
         }
         let expires_at_ms = st.now + lease_ms;
         self.running.extend(&p.task_id, expires_at_ms);

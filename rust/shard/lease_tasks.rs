@@ -110,7 +110,7 @@ impl Shard {
         worker_id: &str,
     ) -> Result<wire::Task> {
         let value = value.ok_or_else(|| Error::Internal("ready entry is missing".into()))?;
-        let queued: records::QueuedJob = record::decode(&value)?;
+        let queued: records::QueuedJob = record::decode_bytes(value)?;
         let mut job = queued
             .job
             .ok_or_else(|| Error::Internal("ready entry without its job".into()))?;
@@ -171,10 +171,10 @@ impl Shard {
                 concurrency_keys: w.keys.clone(),
             }),
         );
-        self.put_job(st, &job);
+        self.put_job(st, &mut job);
         let task = wire::Task {
             task_id: task_id.clone(),
-            is_last_attempt: job.attempt_count >= retry::max_attempts(job.retry_policy.as_ref()),
+            is_last_attempt: retry::is_last_attempt(&job),
             job_id: job.id.clone(),
             tenant: job.tenant.clone(),
             queue: job.queue.clone(),

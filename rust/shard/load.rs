@@ -53,6 +53,8 @@ impl Shard {
             ready: ReadyIndex::default(),
             timers: Page::unread(),
             counts: BacklogCounts::default(),
+            counts_cache: Default::default(),
+            retention: Default::default(),
             running: RunningTasks::default(),
             conc: ConcurrencyTable::default(),
             parked: VecDeque::new(),
@@ -91,6 +93,8 @@ impl Shard {
         self.conc.set_now(now);
         self.expiries = Page::unread();
         self.schedules = Page::unread();
+        self.counts_cache = Default::default();
+        self.retention = Default::default();
         self.last_write = None;
         self.load_paused().await?;
         // Every RUNNING attempt gets a fresh lease (docs/api.md#leases). Holders first, so that admitting
@@ -134,6 +138,7 @@ impl Shard {
         self.refill_timers(&st).await?;
         self.refill_flow_timers(&st).await?;
         let groups = self.load_ready_groups(&st).await?;
+        self.load_retention().await?;
         tracing::info!(
             ready = self.counts.ready(),
             scheduled = self.counts.scheduled(),

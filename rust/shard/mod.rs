@@ -22,12 +22,20 @@
 //! Flow control (docs/architecture.md#flow-control) has its own files: flow.rs (its commands),
 //! rate_limit.rs and bucket.rs, unique.rs, expiry.rs, pause_queue.rs, schedules.rs (times in
 //! rust/cron.rs), and timer_page.rs (the head pages of the timer families).
+//! Search and operator calls (docs/architecture.md#indexes-and-counts): list_jobs.rs,
+//! list_queues.rs, restart_job.rs, expedite_job.rs, delete_job.rs, bulk_jobs.rs (CancelJobs,
+//! RestartJobs, DeleteJobs); index.rs is `put_job`, the one write of a job record (its index
+//! entries, counts, retention timer and waiters follow it; queue_counts.rs keeps the counts);
+//! retention.rs deletes terminal jobs on time.
 
 pub mod bucket;
+mod bulk_jobs;
 mod cancel;
 pub mod concurrency;
 mod counts;
+mod delete_job;
 mod enqueue;
+mod expedite_job;
 mod expiry;
 mod flow;
 mod get_job;
@@ -35,16 +43,22 @@ mod get_stats;
 mod handle;
 mod health;
 mod heartbeat_task;
+mod index;
 mod lease_tasks;
+mod list_jobs;
+mod list_queues;
 mod load;
 mod page;
 mod parked;
 mod pause_queue;
+mod queue_counts;
 mod queued;
 mod rate_limit;
 pub mod ready;
 mod recovery;
 mod report_task_outcome;
+mod restart_job;
+mod retention;
 pub mod running;
 mod schedules;
 mod step;
@@ -69,6 +83,7 @@ use crate::record;
 use crate::store::ShardStore;
 use crate::validate::Limits;
 
+pub use bulk_jobs::{BulkProgress, BulkStep};
 use concurrency::ConcurrencyTable;
 use counts::BacklogCounts;
 use expiry::Expiring;
@@ -79,7 +94,9 @@ use page::Page;
 /// Entries of each ready group and of the timers held in memory (the rest stays in the store).
 pub use page::PAGE_SIZE as INDEX_PAGE_SIZE;
 use parked::Waiter;
+use queue_counts::CountCache;
 use ready::{Queued, ReadyIndex};
+use retention::RetentionTimer;
 use running::RunningTasks;
 use step::Step;
 use txn::Txn;
@@ -91,6 +108,8 @@ use worker_session::Sessions;
 pub struct ShardConfig {
     pub lease_ms: i64,
     pub limits: Limits,
+    /// How long a terminal job is kept before retention deletes it; 0 keeps jobs forever.
+    pub retention_ms: i64,
 }
 
 /// The actor's state. Fields below `config` are caches rebuilt by `load`; only the actor
@@ -113,6 +132,10 @@ pub struct Shard {
     timers: Page<Queued>,
     /// Entries of SCHEDULED and READY (persisted in META by each step that changes them).
     counts: BacklogCounts,
+    /// Job counts per (tenant, queue) and per tenant, by status: a bounded write-through cache.
+    counts_cache: CountCache,
+    /// The earliest retention deletion due, and where the last deletions stopped.
+    retention: RetentionTimer,
     /// Live attempts by task id, with their lease expiry.
     running: RunningTasks,
     /// Concurrency slots: holders (live attempts), reservations (admitted jobs), waiters.
@@ -251,15 +274,6 @@ impl Shard {
             Some(v) => Ok(Some(record::decode(&v)?)),
             None => Ok(None),
         }
-    }
-
-    /// Writes a job record: the one place every change of a job goes through (enqueue,
-    /// lease, heartbeat cursor, attempt end, cancel, operator calls), so that what follows a
-    /// change of a job (its index entries, counts and waiters) is kept in one place.
-    fn put_job(&mut self, st: &mut Step, job: &records::JobRecord) {
-        st.txn
-            .put(keys::job(&job.tenant, &job.id), record::encode(job));
-        self.wake_waiters(st, job);
     }
 
     async fn load_attempt(

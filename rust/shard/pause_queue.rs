@@ -16,7 +16,8 @@ use crate::proto::{records, wire};
 use crate::record;
 
 impl Shard {
-    /// Pauses (`pause`) or resumes a queue of a tenant; answers the queue's state.
+    /// Pauses (`pause`) or resumes a queue of a tenant; answers the queue's state: its counts
+    /// per status (list_queues.rs) and `paused`.
     pub(super) async fn pause_queue(
         &mut self,
         st: &mut Step,
@@ -61,11 +62,7 @@ impl Shard {
             "queue {}",
             if pause { "paused" } else { "resumed" }
         );
-        Ok(wire::QueueStats {
-            name: q.queue,
-            counts: Default::default(),
-            paused: pause,
-        })
+        self.queue_stats(st, &q.tenant, &q.queue).await
     }
 
     /// Opening the shard: the paused queues, before the ready groups are read.

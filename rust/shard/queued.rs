@@ -12,6 +12,7 @@ use super::timer_page::{after, TimerFamily};
 use super::{job_keys, job_rate_keys, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::lifecycle::{self, Event, JobState};
 use crate::proto::records;
 use crate::record;
 
@@ -46,10 +47,13 @@ const SCHEDULED_TIMERS: TimerFamily<Queued> = TimerFamily {
 };
 
 impl Shard {
-    /// Makes a job wait (durably) until `due_ms`: allocates its waiting sequence, sets
-    /// `wait_seq` and `next_attempt_at_ms`, and writes its SCHEDULED entry, with the payload
-    /// when given (else a lease reads key P). The caller writes the job record as it is now.
-    pub(super) fn add_scheduled(
+    /// Queues a SCHEDULED job (enqueue, retry, restart, expedite) for an attempt at `due_ms`:
+    /// allocates its waiting sequence, sets `wait_seq` and `next_attempt_at_ms`, and writes the
+    /// job record (`put_job`) and its queue entry, with the payload when given (else a lease
+    /// reads key P). A job due later waits on a SCHEDULED entry and a timer. A job due now
+    /// comes due at once (PENDING, a READY entry): no SCHEDULED entry, no second write of the
+    /// job; memory admits it at the end of the step with the timers that came due.
+    pub(super) fn add_queued(
         &mut self,
         st: &mut Step,
         job: &mut records::JobRecord,
@@ -59,18 +63,33 @@ impl Shard {
         let seq = self.alloc_seq();
         job.wait_seq = seq;
         job.next_attempt_at_ms = due_ms;
+        if due_ms <= st.now {
+            match JobState::of_record(job.state)
+                .and_then(|from| lifecycle::transition(from, Event::ComeDue))
+            {
+                Ok(to) => job.state = to.to_record(),
+                Err(e) => tracing::error!(job = %job.id, "queueing a job in a bad state: {e}"),
+            }
+        }
+        self.put_job(st, job);
         let queued = records::QueuedJob {
             job: Some(job.clone()),
             payload_stored_apart: payload.is_none(),
             payload: payload.unwrap_or_default(),
         };
+        let w = queued_of(job, due_ms, seq);
+        if due_ms <= st.now {
+            st.txn.put(w.ready_key(), record::encode(&queued));
+            self.counts.ready_added();
+            st.due_now.push(w);
+            return;
+        }
         st.txn
             .put(keys::scheduled(due_ms, seq), record::encode(&queued));
         self.counts.scheduled_added();
         // A timer displaced from a full head is the store's alone until a refill.
         if let Placed::Memory(_) = self.timers.place((due_ms, seq)) {
-            self.timers
-                .insert((due_ms, seq), queued_of(job, due_ms, seq));
+            self.timers.insert((due_ms, seq), w);
         }
     }
 
@@ -97,9 +116,9 @@ impl Shard {
         Ok(due.into_iter().map(|(_, w)| w).collect())
     }
 
-    /// The timer (or the step's retry) has come: the job's entry moves from SCHEDULED to READY
-    /// and memory admits it if its group's head takes it.
-    pub(super) async fn promote(&mut self, st: &mut Step, due: Vec<Queued>) -> Result<()> {
+    /// Timers that came due: each job becomes PENDING (`put_job`) and its entry moves from
+    /// SCHEDULED to READY carrying the updated record. Returns the jobs moved.
+    pub(super) async fn promote(&mut self, st: &mut Step, due: Vec<Queued>) -> Result<Vec<Queued>> {
         let scheduled_keys: Vec<Vec<u8>> = due
             .iter()
             .map(|w| keys::scheduled(w.due_ms, w.seq))
@@ -111,13 +130,43 @@ impl Shard {
                 tracing::error!(job = %w.job_id, tenant = %w.tenant, "timer without its SCHEDULED entry: dropped");
                 continue;
             };
+            let mut queued: records::QueuedJob = match record::decode_bytes(value) {
+                Ok(q) => q,
+                Err(e) => {
+                    tracing::error!(job = %w.job_id, tenant = %w.tenant, "a SCHEDULED entry that does not decode: left alone ({e})");
+                    continue;
+                }
+            };
+            let Some(job) = queued.job.as_mut() else {
+                tracing::error!(job = %w.job_id, tenant = %w.tenant, "a SCHEDULED entry without its job: left alone");
+                continue;
+            };
+            let due = JobState::of_record(job.state)
+                .and_then(|from| lifecycle::transition(from, Event::ComeDue));
+            let to = match due {
+                Ok(to) => to,
+                Err(e) => {
+                    tracing::error!(job = %w.job_id, tenant = %w.tenant, "a SCHEDULED entry of a job that cannot come due: left alone ({e})");
+                    continue;
+                }
+            };
+            job.state = to.to_record();
+            job.updated_at_ms = st.now;
+            self.put_job(st, job);
             self.forget_key(st, &w, key);
-            st.txn.put(w.ready_key(), value);
+            st.txn.put(w.ready_key(), record::encode(&queued));
             self.counts.promoted();
             promoted.push(w);
         }
-        promoted.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.due_ms, w.seq));
-        for w in promoted {
+        Ok(promoted)
+    }
+
+    /// Jobs that became PENDING (timers that came due, jobs queued due now) enter memory, best
+    /// first (so free concurrency slots go to the highest priority): each goes to its group's
+    /// head if it takes it, and is admitted or waits on a concurrency key.
+    pub(super) async fn admit_due(&mut self, st: &Step, mut due: Vec<Queued>) -> Result<()> {
+        due.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.due_ms, w.seq));
+        for w in due {
             if let Placed::Memory(displaced) = self.ready.place(&w) {
                 if let Some(d) = displaced {
                     // Back to the store only: its reserved slots go to the next in line.

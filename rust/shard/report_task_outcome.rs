@@ -56,8 +56,7 @@ impl Shard {
             Outcome::Failure(failure) => {
                 attempt.state = records::AttemptState::Failed as i32;
                 attempt.failure = Some(failure.clone());
-                let retry = !failure.non_retryable
-                    && job.attempt_count < retry::max_attempts(job.retry_policy.as_ref());
+                let retry = !failure.non_retryable && !retry::is_last_attempt(&job);
                 job.last_failure = Some(failure);
                 Event::Failed { retry }
             }
@@ -66,10 +65,14 @@ impl Shard {
                 Event::WorkerCancelled
             }
         };
+        st.txn.put(
+            keys::attempt(&job.tenant, &job.id, attempt.attempt),
+            record::encode(&attempt),
+        );
         let from = JobState::of_record(job.state);
         match from.and_then(|from| lifecycle::transition(from, event).map(|to| (from, to))) {
             Ok((from, to)) if from == to => {} // cancelled while running: stays CANCELLED
-            Ok((_, JobState::Queued)) => self.schedule_retry(st, &mut job),
+            Ok((_, JobState::Scheduled)) => return self.schedule_retry(st, &mut job),
             Ok((_, to)) => {
                 job.state = to.to_record();
                 job.updated_at_ms = st.now;
@@ -80,22 +83,19 @@ impl Shard {
             }
             Err(e) => tracing::error!(job = %job.id, "attempt ended on a job in a bad state: {e}"),
         }
-        st.txn.put(
-            keys::attempt(&job.tenant, &job.id, attempt.attempt),
-            record::encode(&attempt),
-        );
-        self.put_job(st, &job);
+        self.put_job(st, &mut job);
     }
 
-    /// The job waits for its next attempt per its retry policy.
+    /// The job waits for its next attempt per its retry policy (writing the job record).
     fn schedule_retry(&mut self, st: &mut Step, job: &mut records::JobRecord) {
         let policy = job.retry_policy.clone().unwrap_or_default();
-        let delay = retry::backoff_ms(&policy, job.attempt_count, rand::random::<f64>());
+        let n = retry::attempts_used(job);
+        let delay = retry::backoff_ms(&policy, n, rand::random::<f64>());
         let due = st.now.saturating_add(delay);
-        job.state = JobState::Queued.to_record();
+        job.state = JobState::Scheduled.to_record();
         job.updated_at_ms = st.now;
         // The payload stays in key P only: a lease of the retry reads it there.
-        self.add_scheduled(st, job, due, None);
+        self.add_queued(st, job, due, None);
     }
 
     /// A lease ran out: the attempt fails with `lease_expired` and the job moves on.

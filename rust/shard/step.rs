@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::handle::{shutting_down, Command, Reply};
 use super::health::record_failure;
 use super::parked::Waiter;
+use super::queue_counts::CountDeltas;
+use super::ready::Queued;
 use super::txn::Txn;
 use super::Shard;
 use crate::error::{Error, Result};
@@ -37,6 +39,11 @@ pub(super) struct Step {
     pub(super) replies: Vec<Deferred>,
     /// WaitJob callers woken by a job that became terminal, with the job as written then.
     pub(super) woken: Vec<(records::JobRecord, Vec<Reply<wire::Job>>)>,
+    /// How the step moved jobs between statuses, per count (written at commit).
+    pub(super) counts: CountDeltas,
+    /// Jobs the step queued due now (READY entries written), for memory to admit at the end
+    /// of the step with the timers that came due.
+    pub(super) due_now: Vec<Queued>,
 }
 
 impl Step {
@@ -47,6 +54,8 @@ impl Step {
             txn: Txn::default(),
             replies: Vec::new(),
             woken: Vec::new(),
+            counts: CountDeltas::default(),
+            due_now: Vec::new(),
         }
     }
 }
@@ -120,6 +129,7 @@ impl Shard {
                 })
                 .min(),
             self.waiters.next_deadline(),
+            self.retention.next_due(),
             self.health.failure().map(|_| self.recover_after_ms),
             self.flow_deadline(),
         ]
@@ -142,6 +152,12 @@ impl Shard {
             Command::ReportTaskOutcomes(_, r) => drop(r.send(Err(err))),
             Command::GetJob(_, _, r) => drop(r.send(Err(err))),
             Command::WaitJob(_, r) => drop(r.send(Err(err))),
+            Command::ListJobs(_, r) => drop(r.send(Err(err))),
+            Command::ListQueues(_, r) => drop(r.send(Err(err))),
+            Command::RestartJob(_, r) => drop(r.send(Err(err))),
+            Command::ExpediteJob(_, r) => drop(r.send(Err(err))),
+            Command::DeleteJob(_, r) => drop(r.send(Err(err))),
+            Command::BulkJobs(_, r) => drop(r.send(Err(err))),
             Command::GetStats(r) => drop(r.send(Err(err))),
             Command::GetConcurrencyKey(_, _, r) => drop(r.send(Err(err))),
             Command::Flow(cmd) => cmd.refuse(err),
@@ -180,6 +196,7 @@ impl Shard {
         self.conc.set_now(st.now);
         self.fire_timers(&mut st).await;
         self.expire_job_waiters(&mut st).await;
+        self.fire_retention(&mut st).await;
         for cmd in cmds {
             self.apply(&mut st, cmd).await;
         }
@@ -220,6 +237,30 @@ impl Shard {
                 st.replies.push(defer(reply, r));
             }
             Command::WaitJob(params, reply) => self.wait_job(st, params, reply).await,
+            Command::ListJobs(params, reply) => {
+                let r = self.list_jobs(st, params).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::ListQueues(tenant, reply) => {
+                let r = self.list_queues(st, &tenant).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::RestartJob(job, reply) => {
+                let r = self.restart_job(st, &job).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::ExpediteJob(job, reply) => {
+                let r = self.expedite_job(st, &job).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::DeleteJob(job, reply) => {
+                let r = self.delete_job(st, &job).await;
+                st.replies.push(defer(reply, r));
+            }
+            Command::BulkJobs(step, reply) => {
+                let r = self.bulk_jobs(st, step).await;
+                st.replies.push(defer(reply, r));
+            }
             Command::GetStats(reply) => st.replies.push(defer(reply, Ok(self.get_stats()))),
             Command::GetConcurrencyKey(tenant, key, reply) => {
                 let state = self.get_concurrency_key(&tenant, &key);
@@ -235,6 +276,16 @@ impl Shard {
 
     /// Writes the step and answers its callers once durable, without blocking the next step.
     async fn commit(&mut self, mut st: Step) {
+        if let Err(e) = self.flush_counts(&mut st).await {
+            // The step's changes without their counts would leave the counts wrong for good:
+            // write nothing, and rebuild from the store before serving again.
+            tracing::error!("reading job counts failed: {e}");
+            self.health.fail(e.to_string());
+            for reply in st.replies {
+                reply(Err(Error::StoreUnavailable(e.to_string())));
+            }
+            return;
+        }
         if self.seq_dirty {
             st.txn.put(
                 keys::meta(keys::META_NEXT_SEQ),

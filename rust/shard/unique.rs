@@ -53,4 +53,23 @@ impl Shard {
             record::encode(&holder),
         );
     }
+
+    /// A deleted job gives its unique key back: the UNIQUE entry goes if it still names this
+    /// job (a later job may have taken the key since this one ended), so deleted jobs leave no
+    /// entry behind.
+    pub(super) async fn release_unique(
+        &self,
+        st: &mut Step,
+        job: &records::JobRecord,
+    ) -> Result<()> {
+        let key = keys::unique(&job.tenant, &job.unique_key);
+        let Some(v) = st.txn.get(&self.db, &key).await? else {
+            return Ok(());
+        };
+        let holder: records::UniqueRecord = record::decode(&v)?;
+        if holder.job_id == job.id && holder.seq == job.seq {
+            st.txn.delete(key);
+        }
+        Ok(())
+    }
 }

@@ -1,5 +1,6 @@
 //! Opening a store: parses the store URL into an object store and opens a shard's SlateDB.
 
+mod filter;
 pub mod instrumented;
 
 use std::path::PathBuf;
@@ -268,6 +269,7 @@ impl ShardStore {
         Db::builder(self.path.clone(), self.object_store.clone())
             .with_settings(self.slatedb_settings())
             .with_db_cache(Arc::new(cache), 0)
+            .with_filter_policies(vec![filter::policy()])
             .build()
             .await
             .map_err(|e| {

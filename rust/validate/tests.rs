@@ -525,3 +525,101 @@ fn queue_and_schedule_refs() {
         "name"
     );
 }
+
+#[test]
+fn retention_is_minus_one_zero_or_positive() {
+    let with = |retention_ms: i64| wire::EnqueueRequest {
+        retention_ms,
+        ..Default::default()
+    };
+    for ok in [-1, 0, 1, i64::MAX] {
+        assert_eq!(enqueue(with(ok), &LIMITS).unwrap().retention_ms, ok);
+    }
+    for bad in [-2, i64::MIN] {
+        assert_eq!(
+            field_of(enqueue(with(bad), &LIMITS).unwrap_err()),
+            "retention_ms"
+        );
+    }
+}
+
+#[test]
+fn list_jobs_page_size_token_and_filter_bounds() {
+    let list = |f: fn(&mut wire::ListJobsRequest)| {
+        let mut req = wire::ListJobsRequest::default();
+        f(&mut req);
+        list_jobs(req)
+    };
+    let defaults = list(|_| {}).unwrap();
+    assert_eq!(
+        (defaults.page_size, defaults.after),
+        (DEFAULT_PAGE_SIZE, None)
+    );
+    assert_eq!(defaults.filter.queue, None, "an empty queue is every queue");
+    assert_eq!(
+        list(|r| r.page_size = MAX_PAGE_SIZE).unwrap().page_size,
+        1000
+    );
+    assert_eq!(
+        field_of(list(|r| r.page_size = MAX_PAGE_SIZE + 1).unwrap_err()),
+        "page_size"
+    );
+    assert_eq!(
+        field_of(list(|r| r.page_token = "garbage".into()).unwrap_err()),
+        "page_token"
+    );
+    let token = search::encode_token((5, 6));
+    let mut req = wire::ListJobsRequest {
+        page_token: token,
+        ..Default::default()
+    };
+    assert_eq!(list_jobs(req.clone()).unwrap().after, Some((5, 6)));
+    req.statuses = vec![5, 1, 5];
+    let states = list_jobs(req).unwrap().filter.statuses;
+    assert_eq!(
+        states,
+        [JobState::Scheduled, JobState::Failed],
+        "sorted, once each"
+    );
+    assert_eq!(
+        field_of(list(|r| r.statuses = vec![1, 0]).unwrap_err()),
+        "statuses[1]"
+    );
+    assert_eq!(
+        field_of(list(|r| r.created_before_ms = -1).unwrap_err()),
+        "created_before_ms"
+    );
+    let many: BTreeMap<String, String> = (0..=MAX_METADATA_ENTRIES)
+        .map(|i| (format!("k{i}"), "v".into()))
+        .collect();
+    let mut req = wire::ListJobsRequest {
+        metadata: many,
+        ..Default::default()
+    };
+    assert_eq!(field_of(list_jobs(req.clone()).unwrap_err()), "metadata");
+    req.metadata = BTreeMap::from([("k".into(), "v".repeat(1025))]);
+    assert_eq!(field_of(list_jobs(req).unwrap_err()), "metadata[k]");
+}
+
+#[test]
+fn bulk_limit_defaults_to_the_maximum_and_filter_fields_are_named() {
+    let bulk = |limit: u32, filter: Option<wire::ListJobsRequest>| {
+        bulk_jobs(wire::BulkJobsRequest { filter, limit }, BulkAction::Cancel)
+    };
+    assert_eq!(bulk(0, None).unwrap().limit, MAX_BULK_LIMIT);
+    assert_eq!(bulk(MAX_BULK_LIMIT, None).unwrap().limit, MAX_BULK_LIMIT);
+    assert_eq!(
+        field_of(bulk(MAX_BULK_LIMIT + 1, None).unwrap_err()),
+        "limit"
+    );
+    let bad = wire::ListJobsRequest {
+        statuses: vec![9],
+        page_size: 5000, // page fields are ignored
+        page_token: "x".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        field_of(bulk(1, Some(bad)).unwrap_err()),
+        "filter.statuses[0]"
+    );
+}

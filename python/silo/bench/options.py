@@ -566,6 +566,41 @@ def _session(p: argparse.ArgumentParser) -> None:
     _wait_ms_flag(p, default=10_000)
 
 
+def _ops(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--steps",
+        type=parse_sizes,
+        default=[10_000, 1_000_000],
+        metavar="N,N",
+        help="jobs stored at which to probe (default 10k,1M)",
+    )
+    p.add_argument(
+        "--failed",
+        type=_positive,
+        default=100,
+        metavar="N",
+        help="FAILED jobs tagged customer=c42, made first (default 100)",
+    )
+    p.add_argument(
+        "--probes",
+        type=_positive,
+        default=200,
+        metavar="N",
+        help="sequential probe calls per step and kind (default 200)",
+    )
+    _fill_batch_flag(p)
+    p.add_argument(
+        "--fill-clients", type=_positive, default=4, metavar="N", help="fill clients (4)"
+    )
+    p.add_argument(
+        "--settle-s",
+        type=_seconds,
+        default=2.0,
+        metavar="S",
+        help="idle seconds after each fill before probing (default 2)",
+    )
+
+
 @dataclass(frozen=True)
 class ScenarioSpec:
     """One scenario: its name, one-line help, a description, and its own flags."""
@@ -735,5 +770,16 @@ SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
         "empty broker, then with many jobs waiting for rate-limit tokens. schedules: many "
         "schedules ticking every second; tick lateness and the broker's CPU.",
         _flow,
+    ),
+    ScenarioSpec(
+        "ops",
+        "operator reads as the store grows: ListJobs by status, metadata and queue, "
+        "ListQueues, GetJob",
+        "Makes --failed FAILED jobs tagged customer=c42, fills one queue to each --steps "
+        "size and probes ListJobs(status=FAILED, page 50), ListJobs(metadata customer=c42, "
+        "page 50), ListJobs(queue, newest page of 50), ListQueues and GetJob (sequential, "
+        "--probes each); the last row is each probe's latency at the largest step as a ratio "
+        "to the smallest.",
+        _ops,
     ),
 )

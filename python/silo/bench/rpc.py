@@ -73,6 +73,8 @@ class SiloClient:
         self.worker_session_raw = stream(
             _SILO + "WorkerSession", request_serializer=None, response_deserializer=None
         )
+        self.list_jobs = call("ListJobs", pb.ListJobsResponse)
+        self.list_queues = call("ListQueues", pb.ListQueuesResponse)
         self.get_stats = u(
             _ADMIN + "GetStats",
             request_serializer=_ser,

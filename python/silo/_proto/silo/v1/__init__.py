@@ -650,30 +650,52 @@ default_message_pool.register_message("silo.v1", "LeaseTasksResponse", LeaseTask
 @dataclass(eq=False, repr=False)
 class ListJobsRequest(betterproto2.Message):
     """
-    Filters are ANDed. Newest first (by creation time). A page's cost is bounded: when the
-    filters match few of the jobs scanned, a page may hold fewer than page_size jobs (even none)
-    and still carry a next_page_token; keep paging until the token is empty.
+    Filters are ANDed. Newest first (by creation time, then enqueue order). A page's cost is
+    bounded: it scans at most 10 index entries per job asked (1,000..10,000), so when the filters
+    match few of the jobs scanned, a page may hold fewer than page_size jobs (even none) and
+    still carry a next_page_token; keep paging until the token is empty (docs/api.md#listjobs).
     """
 
     tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     queue: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "" = every queue
+    """
 
     statuses: "list[JobStatus]" = betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True)
+    """
+    empty = every status
+    """
 
     metadata: "dict[str, str]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
+    """
+    every pair must match
+    """
 
     created_after_ms: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    created at or after (0 = unbounded)
+    """
 
     created_before_ms: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    created before (0 = unbounded)
+    """
 
     page_size: "int" = betterproto2.field(7, betterproto2.TYPE_UINT32)
+    """
+    0 = 100; at most 1000
+    """
 
     page_token: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    next_page_token of the previous page
+    """
 
 
 default_message_pool.register_message("silo.v1", "ListJobsRequest", ListJobsRequest)
