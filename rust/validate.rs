@@ -13,6 +13,7 @@ use crate::search::{self, Filter, Position};
 mod flow;
 pub use flow::{
     list_schedules, page_token, put_schedule, queue_ref, schedule_ref, tick_job_id,
+    TICK_ID_PREFIX,
     MAX_SCHEDULE_NAME_CHARS,
 };
 
@@ -51,7 +52,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: String,
-    /// The server made the id (a UUIDv7): it cannot collide, so no existence check is needed.
+    /// The server made the id (a UUIDv7, or a schedule tick's id under the reserved `sched:`
+    /// prefix, which only moves forward): it cannot collide, so no existence check is needed.
     pub id_generated: bool,
     pub tenant: String,
     pub queue: String,
@@ -165,8 +167,28 @@ pub fn new_job_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Validates one EnqueueRequest (field names relative to the request).
+/// Validates one EnqueueRequest of a client (field names relative to the request). Ids under
+/// `sched:` are reserved for schedule ticks (docs/api.md#schedules).
 pub fn enqueue(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
+    if req.id.starts_with(TICK_ID_PREFIX) {
+        return Err(Error::invalid(
+            "id",
+            format!("ids starting with {TICK_ID_PREFIX:?} are reserved for schedule ticks"),
+        ));
+    }
+    job(req, limits)
+}
+
+/// Validates the job a schedule's tick enqueues from its template: its id is the tick's, which
+/// no client can take and no later tick repeats, so the actor skips the existence read.
+pub fn tick_job(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
+    let mut job = job(req, limits)?;
+    job.id_generated = true;
+    Ok(job)
+}
+
+/// The checks every job passes, whoever enqueues it.
+fn job(req: wire::EnqueueRequest, limits: &Limits) -> Result<NewJob> {
     name("id", &req.id, false)?;
     name("tenant", &req.tenant, false)?;
     name("queue", &req.queue, false)?;

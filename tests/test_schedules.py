@@ -12,6 +12,7 @@ from grpclib.const import Status
 from helpers import expect_status, get_job, lease, lease_one, report_result
 from silo._proto.silo.v1 import (
     CatchUp,
+    EnqueueBatchRequest,
     EnqueueRequest,
     ListSchedulesRequest,
     Overlap,
@@ -225,3 +226,13 @@ async def test_bad_list_requests_name_the_field(shared_stub) -> None:
     await expect_status(
         shared_stub.get_schedule(ScheduleRef(name="")), Status.INVALID_ARGUMENT, names="name"
     )
+
+
+async def test_tick_ids_are_reserved(shared_stub, ns) -> None:
+    """A client cannot take a tick's id, so a tick can never find its id taken and be lost."""
+    req = EnqueueRequest(id="sched:nightly:1000", tenant=ns.tenant, queue=ns.queue)
+    await expect_status(shared_stub.enqueue(req), Status.INVALID_ARGUMENT, names="id")
+    batch = await shared_stub.enqueue_batch(EnqueueBatchRequest(jobs=[req]))
+    assert batch.results[0].code == Status.INVALID_ARGUMENT.value
+    assert "id" in batch.results[0].message
+    await expect_status(get_job(shared_stub, req.id, ns.tenant), Status.NOT_FOUND)

@@ -6,8 +6,10 @@
 //! ten thousand schedules cost a page, not a scan per tick). A tick enqueues its job, with id
 //! `sched:<name>:<tick ms>`, in the same step, so in the same durable write, as the one that
 //! moves the schedule's due entry to its next run: a restart or a failover never skips or
-//! doubles a tick. Should the job already exist (a replay, or an earlier schedule of the same
-//! name), the tick is done.
+//! doubles a tick. The `sched:` prefix is reserved (a client's Enqueue may not use it) and a
+//! name's ticks only move forward (a put or re-put starts after now), so a tick's id is new and
+//! the tick skips the existence read every other explicit id costs (a point read that misses
+//! the memtables: the larger part of a tick's cost at 10,000 ticks per second).
 //!
 //! When more than one tick is due at once (the broker was down, or stalled past a period),
 //! the catch-up policy decides what runs: ONE runs the latest due tick; NONE runs it only if
@@ -280,7 +282,7 @@ impl Shard {
         let mut req = wire::EnqueueRequest::from(s.job.clone().unwrap_or_default());
         req.id = validate::tick_job_id(&s.name, t);
         req.tenant = s.tenant.clone();
-        let job = match validate::enqueue(req, &self.config.limits) {
+        let job = match validate::tick_job(req, &self.config.limits) {
             Ok(job) => job,
             Err(e) => {
                 tracing::error!(schedule = %s.name, tick = t, "a tick's job is invalid: {e}");
@@ -289,9 +291,6 @@ impl Shard {
         };
         match self.enqueue(st, job).await {
             Ok(enqueued) => s.last_job_id = enqueued.id,
-            Err(Error::JobAlreadyExists) => {
-                tracing::debug!(schedule = %s.name, tick = t, "the tick's job exists: done");
-            }
             Err(e @ Error::StoreUnavailable(_)) => return Err(e),
             Err(e) => tracing::error!(schedule = %s.name, tick = t, "a tick failed: {e}"),
         }

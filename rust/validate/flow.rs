@@ -14,9 +14,12 @@ pub const MAX_PAGE_SIZE: u32 = 1_000;
 /// ListSchedules page tokens: this prefix, then the last name's UTF-8 bytes in hex.
 const PAGE_TOKEN_PREFIX: &str = "s1.";
 
+/// The prefix of schedule ticks' job ids, reserved: a client's Enqueue may not use it.
+pub const TICK_ID_PREFIX: &str = "sched:";
+
 /// The id of the job a schedule enqueues for the tick at `tick_ms`.
 pub fn tick_job_id(schedule: &str, tick_ms: i64) -> String {
-    format!("sched:{schedule}:{tick_ms}")
+    format!("{TICK_ID_PREFIX}{schedule}:{tick_ms}")
 }
 
 /// PauseQueue, ResumeQueue: `queue` "" is "default".
@@ -129,7 +132,7 @@ fn template(
         tenant: tenant.to_string(),
         ..job.clone()
     };
-    enqueue(tick, limits).map_err(|e| e.in_field("job."))?;
+    super::tick_job(tick, limits).map_err(|e| e.in_field("job."))?;
     Ok(records::JobTemplateRecord::from(job))
 }
 
