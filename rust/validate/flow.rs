@@ -1,7 +1,7 @@
 //! Validation of flow control's calls (docs/api.md#flow-control): queue and schedule
 //! references, PutSchedule's schedule and ListSchedules' paging.
 
-use super::{enqueue, name, queue_name, Limits};
+use super::{name, queue_name, Limits};
 use crate::cron;
 use crate::error::{Error, Result};
 use crate::proto::{records, wire};
