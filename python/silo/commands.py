@@ -178,11 +178,12 @@ async def _worker(args: argparse.Namespace) -> int:
             queues=args.queues.split(",") if args.queues else None,
             worker_id=args.worker_id,
         )
-        print(
-            f"worker {worker.worker_id}: {len(tasks)} task(s) on queues {', '.join(worker.queues)}",
-            flush=True,
+        ready_line = (
+            f"worker {worker.worker_id}: {len(tasks)} task(s) on queues {', '.join(worker.queues)}"
         )
-        await worker.run()
+        # Printed once SIGTERM/SIGINT are handled: a signal sent as soon as the line shows must
+        # stop the worker gracefully, not kill it with the default action.
+        await worker.run(on_ready=lambda: print(ready_line, flush=True))
     return EXIT_OK
 
 

@@ -33,7 +33,7 @@ import secrets
 import signal
 import socket
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from silo import errors
@@ -181,10 +181,14 @@ class Worker:
         """How many tasks are running now."""
         return len(self._running)
 
-    async def run(self, *, handle_signals: bool = True) -> None:
+    async def run(
+        self, *, handle_signals: bool = True, on_ready: Callable[[], None] | None = None
+    ) -> None:
         """Lease and run tasks until `stop()` (or SIGTERM/SIGINT when `handle_signals` and
-        this is the main thread), then finish as the module doc says."""
-        await self._serve(until_idle=False, handle_signals=handle_signals)
+        this is the main thread), then finish as the module doc says. `on_ready` is called
+        once the signal handlers are installed, before the first lease: from then on a
+        SIGTERM stops the worker gracefully (`silo worker` prints its ready line there)."""
+        await self._serve(until_idle=False, handle_signals=handle_signals, on_ready=on_ready)
 
     async def run_until_idle(self) -> int:
         """Run tasks until none is due and none is running (jobs scheduled for later stay);
@@ -195,10 +199,18 @@ class Worker:
 
     # ------------------------------------------------------------------ the loops
 
-    async def _serve(self, *, until_idle: bool, handle_signals: bool) -> None:
+    async def _serve(
+        self,
+        *,
+        until_idle: bool,
+        handle_signals: bool,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop.clear()
         signals = self._install_signals() if handle_signals else []
+        if on_ready is not None:
+            on_ready()
         reporter = asyncio.create_task(self._report_loop(), name="silo-worker-reports")
         try:
             opener = getattr(self.api, "open_session", None)
