@@ -119,6 +119,8 @@ class TaskContext:
     should check `cancelled` and return.
     """
 
+    __slots__ = ("_cancelled", "_loop", "_on_cancel", "api", "cursor", "task", "worker_id")
+
     def __init__(
         self,
         api: Api,
@@ -174,8 +176,13 @@ class TaskContext:
         """Record that the job was cancelled and tell the worker (once)."""
         if not self._cancelled:
             self._cancelled = True
-            if self._on_cancel is not None:
-                self._on_cancel()
+            self._cancel_requested()
+
+    def _cancel_requested(self) -> None:
+        """What happens when the job is found cancelled: `on_cancel`. The worker's own
+        subclass cancels the handler instead."""
+        if self._on_cancel is not None:
+            self._on_cancel()
 
     async def heartbeat(self, cursor: bytes | None = None) -> HeartbeatResult:
         """Extend the lease now; with `cursor`, store it durably as this job's checkpoint
