@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 use pyo3::prelude::*;
-use pyo3::BoundObject;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
+use pyo3::BoundObject;
 
 use crate::error::Error;
 use crate::proto::{admin, wire};
