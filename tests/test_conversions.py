@@ -1,8 +1,9 @@
-"""The native conversions of replies into `silo.types` values (rust/py/convert/reply.rs): for
-every unary reply, a message with every field set (nested ones too) decodes into a value whose
-every dataclass field is set and equal to the wire's. The decoder builds instances without
-running `__init__` (so no default fills a field it forgets): this is what catches a field added
-to a type or to the wire and not to the decoder."""
+"""The native conversions (rust/py/convert/): for every unary reply, a message with every field
+set (nested ones too) decodes into a value whose every dataclass field is set and equal to the
+wire's. The decoder builds instances without running `__init__` (so no default fills a field it
+forgets): this is what catches a field added to a type or to the wire and not to the decoder.
+And the client side of the streams: requests framed many at a time, answers decoded from chunks
+cut anywhere."""
 
 from __future__ import annotations
 
@@ -133,3 +134,80 @@ def test_decoded_values_behave_as_dataclasses() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         task.task_id = "x"  # type: ignore[misc]
     assert dataclasses.replace(task, attempt=9).attempt == 9
+
+
+def _framed(*messages: betterproto2.Message) -> bytes:
+    return b"".join(b"\x00" + len(bytes(m)).to_bytes(4, "big") + bytes(m) for m in messages)
+
+
+def test_stream_answers_decode_in_chunks_cut_anywhere() -> None:
+    """decode_frames takes whole messages from the front of a chunk and leaves a cut one for the
+    next chunk, wherever the chunk ends."""
+    task = filled(wire.Task)
+    data = _framed(
+        wire.ServerMessage(task=task),
+        wire.ServerMessage(
+            heartbeat=wire.HeartbeatResult(
+                task_id="t", code=9, cancelled=True, lease_expires_at_ms=5, message="m"
+            )
+        ),
+        wire.ServerMessage(outcome=wire.OutcomeResult(task_id="t", code=6, message="again")),
+    )
+    for cut in range(len(data) + 1):
+        answers, used = _native.decode_frames("WorkerSession", data[:cut])
+        more, rest = _native.decode_frames("WorkerSession", data[used:])
+        assert used + rest == len(data)
+        decoded = answers + more
+        assert len(decoded) == 3
+        assert_same(decoded[0], task, "task")
+        assert decoded[1] == (9, "m", True, 5)
+        assert decoded[2] == silo.ReportResult(code=6, message="again")
+    [result], used = _native.decode_frames(
+        "EnqueueStream",
+        _framed(wire.EnqueueResult(id="j", code=6, message="exists", deduplicated=True)),
+    )
+    assert result == silo.EnqueueResult(id="j", code=6, message="exists", deduplicated=True)
+
+
+def test_stream_requests_encode_many_at_once() -> None:
+    reports = [
+        silo.Report(task_id="a", worker_id="w", result=b"r"),
+        silo.Report(task_id="b", worker_id="w", failure=silo.TaskFailure(code="E", data=b"tb")),
+        silo.Report(task_id="c", worker_id="w", cancelled=True),
+    ]
+    data = _native.encode_frames("outcome", reports)
+    messages = [wire.WorkerMessage.parse(m) for m in _split(data)]
+    outcomes = [m.outcome for m in messages]
+    assert [o.task_id for o in outcomes if o is not None] == ["a", "b", "c"]
+    assert outcomes[0] is not None and outcomes[0].result == b"r"
+    assert outcomes[1] is not None and outcomes[1].failure is not None
+    assert outcomes[1].failure.code == "E" and outcomes[1].failure.data == b"tb"
+    assert outcomes[2] is not None and outcomes[2].cancelled is not None
+    [heartbeat] = _split(_native.encode_frames("heartbeat", [{"task_id": "t", "cursor": b"c"}]))
+    assert wire.WorkerMessage.parse(heartbeat).heartbeat == wire.HeartbeatTaskRequest(
+        task_id="t", cursor=b"c"
+    )
+    [enqueue] = _split(_native.encode_frames("enqueue", [silo.NewJob(queue="q", priority=7)]))
+    assert wire.EnqueueRequest.parse(enqueue) == wire.EnqueueRequest(queue="q", priority=7)
+
+
+def _split(data: bytes) -> list[bytes]:
+    """The messages of framed stream data."""
+    out = []
+    while data:
+        assert data[0] == 0  # not compressed
+        size = int.from_bytes(data[1:5], "big")
+        out.append(data[5 : 5 + size])
+        data = data[5 + size :]
+    return out
+
+
+def test_stream_requests_name_a_bad_field() -> None:
+    with pytest.raises(silo.InvalidArgument, match=r"^priority: expected an int, got str"):
+        _native.encode_frames("enqueue", [{"queue": "q", "priority": "high"}])
+    with pytest.raises(silo.InvalidArgument, match="outcome"):
+        _native.encode_frames("outcome", [silo.Report(task_id="a", worker_id="w")])
+    with pytest.raises(ValueError, match="no stream request kind"):
+        _native.encode_frames("nope", [])
+    with pytest.raises(ValueError, match="no stream answers"):
+        _native.decode_frames("Enqueue", b"")

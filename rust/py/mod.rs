@@ -139,5 +139,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rpcs, m)?)?;
     m.add_function(wrap_pyfunction!(convert::encode_request, m)?)?;
     m.add_function(wrap_pyfunction!(convert::decode_reply_of, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::encode_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::decode_frames, m)?)?;
     Ok(())
 }

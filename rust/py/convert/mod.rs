@@ -10,6 +10,7 @@
 
 mod reply;
 mod request;
+mod stream;
 
 use pyo3::prelude::*;
 use std::cell::RefCell;
@@ -25,6 +26,7 @@ use super::errors::to_py;
 
 pub(crate) use reply::decode_reply;
 pub(crate) use request::encode;
+pub(crate) use stream::{decode_frames, encode_frames};
 
 /// The `silo.errors.InvalidArgument` of a bad argument.
 fn invalid(py: Python<'_>, error: Error) -> PyErr {

@@ -18,7 +18,7 @@ use super::super::errors::to_py;
 use super::interned;
 
 /// The classes of `silo.types` the replies are made of, looked up once.
-struct Types {
+pub(super) struct Types {
     enqueued: Py<PyType>,
     enqueue_result: Py<PyType>,
     task: Py<PyType>,
@@ -47,7 +47,7 @@ struct Types {
 
 static TYPES: PyOnceLock<Types> = PyOnceLock::new();
 
-fn types(py: Python<'_>) -> PyResult<&Types> {
+pub(super) fn types(py: Python<'_>) -> PyResult<&Types> {
     TYPES.get_or_try_init(py, || {
         let module = py.import("silo.types")?;
         let class = |name: &str| -> PyResult<Py<PyType>> {
@@ -251,7 +251,11 @@ fn optional<'py, T>(
     }
 }
 
-fn task<'py>(py: Python<'py>, t: &Types, task: &wire::Task) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn task<'py>(
+    py: Python<'py>,
+    t: &Types,
+    task: &wire::Task,
+) -> PyResult<Bound<'py, PyAny>> {
     Kw::new(py)
         .set("task_id", task.task_id.as_str())?
         .set("job_id", task.job_id.as_str())?
@@ -266,6 +270,49 @@ fn task<'py>(py: Python<'py>, t: &Types, task: &wire::Task) -> PyResult<Bound<'p
         .set("heartbeat_cursor", bytes(py, &task.heartbeat_cursor))?
         .set("is_last_attempt", task.is_last_attempt)?
         .build(&t.task)
+}
+
+pub(super) fn enqueue_result<'py>(
+    py: Python<'py>,
+    t: &Types,
+    e: &wire::EnqueueResult,
+) -> PyResult<Bound<'py, PyAny>> {
+    Kw::new(py)
+        .set("id", e.id.as_str())?
+        .set("code", e.code)?
+        .set("message", e.message.as_str())?
+        .set("deduplicated", e.deduplicated)?
+        .build(&t.enqueue_result)
+}
+
+/// A WorkerSession's answer as the client takes it (python/silo/streams.py): a pushed task as
+/// its `silo.Task`, an outcome's answer as its `silo.ReportResult`, a heartbeat's as the tuple
+/// `(code, message, cancelled, lease_expires_at_ms)`.
+pub(super) fn server_message<'py>(
+    py: Python<'py>,
+    t: &Types,
+    m: &wire::ServerMessage,
+) -> PyResult<Bound<'py, PyAny>> {
+    use wire::server_message::Kind;
+    match &m.kind {
+        Some(Kind::Task(task_)) => task(py, t, task_),
+        Some(Kind::Outcome(o)) => Kw::new(py)
+            .set("code", o.code)?
+            .set("message", o.message.as_str())?
+            .build(&t.report_result),
+        Some(Kind::Heartbeat(h)) => Ok((
+            h.code,
+            h.message.as_str(),
+            h.cancelled,
+            h.lease_expires_at_ms,
+        )
+            .into_pyobject(py)?
+            .into_any()),
+        None => Err(to_py(
+            py,
+            Error::Internal("a session message without a kind".into()),
+        )),
+    }
 }
 
 fn attempt<'py>(py: Python<'py>, t: &Types, a: &wire::Attempt) -> PyResult<Bound<'py, PyAny>> {
@@ -385,7 +432,7 @@ fn queue_stats<'py>(
         .build(&t.queue_stats)
 }
 
-fn decode<M: Message + Default>(py: Python<'_>, data: &[u8]) -> PyResult<M> {
+pub(super) fn decode<M: Message + Default>(py: Python<'_>, data: &[u8]) -> PyResult<M> {
     M::decode(data).map_err(|e| {
         to_py(
             py,
@@ -409,14 +456,7 @@ pub(crate) fn decode_reply<'py>(
         }
         Rpc::EnqueueBatch => {
             let r: wire::EnqueueBatchResponse = decode(py, data)?;
-            list(py, &r.results, |e| {
-                Kw::new(py)
-                    .set("id", e.id.as_str())?
-                    .set("code", e.code)?
-                    .set("message", e.message.as_str())?
-                    .set("deduplicated", e.deduplicated)?
-                    .build(&t.enqueue_result)
-            })
+            list(py, &r.results, |e| enqueue_result(py, t, e))
         }
         Rpc::Cancel | Rpc::ReportTaskOutcome | Rpc::DeleteJob | Rpc::DeleteSchedule => none(),
         Rpc::LeaseTasks => {

@@ -339,7 +339,7 @@ fn task_failure(f: &Fields<'_, '_>) -> PyResult<wire::TaskFailure> {
 
 /// One outcome: `silo.types.Report` or the keyword arguments of `Api.report_task_outcome`.
 /// Exactly one of `result` (bytes; `b""` is a success), `failure`, `cancelled=True`.
-fn report(f: &Fields<'_, '_>) -> PyResult<wire::ReportTaskOutcomeRequest> {
+pub(super) fn report(f: &Fields<'_, '_>) -> PyResult<wire::ReportTaskOutcomeRequest> {
     use wire::report_task_outcome_request::Outcome;
     let result = f.opt_bytes("result")?;
     let failure = f.message("failure", task_failure)?;
