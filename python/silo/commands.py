@@ -1,4 +1,5 @@
-"""The `silo worker`, `silo enqueue` and `silo jobs` commands (python/silo/cli.py parses them).
+"""The `silo worker`, `silo enqueue` and `silo jobs` commands, and the entry of `silo schedules`
+(python/silo/commands_schedules.py); python/silo/cli.py parses them.
 
 Each reaches a broker with `--connect HOST:PORT` (a `silo serve`; the default is
 127.0.0.1:7070) or `--store URL` (the broker opened in this process: with `silo worker`, the
@@ -32,7 +33,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 
 
-def _add_broker_arguments(p: argparse.ArgumentParser) -> None:
+def add_broker_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--connect", metavar="HOST:PORT", help=f"a running broker (default {DEFAULT_LISTEN})"
@@ -43,8 +44,27 @@ def _add_broker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lease-ms", type=int, default=None, help="with --store: the lease duration")
 
 
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """The fields of a job to enqueue (`silo enqueue`, the template of `silo schedules put`);
+    `job_of` reads them."""
+    p.add_argument("--queue", default="")
+    p.add_argument("--tenant", default="")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--payload", default="", help="the payload as text")
+    p.add_argument(
+        "--task",
+        help="a task name (module.function): the payload is then --args/--kwargs, and the "
+        "task's defaults (queue, retry, ...) apply when its module imports here",
+    )
+    p.add_argument("--args", default="[]", help="the task's positional args (JSON list)")
+    p.add_argument("--kwargs", default="{}", help="the task's keyword args (JSON object)")
+    p.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+
+
 def add_commands(commands: Any) -> None:
-    """Add `worker`, `enqueue` and `jobs` to the `silo` command's subparsers."""
+    """Add `worker`, `enqueue`, `jobs` and `schedules` to the `silo` command's subparsers."""
     worker = commands.add_parser(
         "worker",
         help="run tasks",
@@ -53,7 +73,7 @@ def add_commands(commands: Any) -> None:
         "seconds to finish.",
     )
     worker.add_argument("target", metavar="MODULE[:ATTR]")
-    _add_broker_arguments(worker)
+    add_broker_arguments(worker)
     worker.add_argument("--concurrency", type=int, default=10, help="tasks at once (default 10)")
     worker.add_argument(
         "--grace", type=float, default=30.0, help="seconds to finish at shutdown (default 30)"
@@ -67,28 +87,15 @@ def add_commands(commands: Any) -> None:
         description="Enqueue a job (or --count copies); prints each id (with --count, a "
         "progress bar and the count).",
     )
-    _add_broker_arguments(enqueue)
-    enqueue.add_argument("--queue", default="")
-    enqueue.add_argument("--tenant", default="")
+    add_broker_arguments(enqueue)
     enqueue.add_argument("--id", default="")
-    enqueue.add_argument("--priority", type=int, default=0)
-    enqueue.add_argument("--payload", default="", help="the payload as text")
-    enqueue.add_argument(
-        "--task",
-        help="a task name (module.function): the payload is then --args/--kwargs, and the "
-        "task's defaults (queue, retry, ...) apply when its module imports here",
-    )
-    enqueue.add_argument("--args", default="[]", help="the task's positional args (JSON list)")
-    enqueue.add_argument("--kwargs", default="{}", help="the task's keyword args (JSON object)")
-    enqueue.add_argument(
-        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
-    )
+    add_job_arguments(enqueue)
     enqueue.add_argument("--count", type=int, default=1, help="enqueue this many copies")
 
     jobs = commands.add_parser("jobs", help="look at and act on jobs")
     actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="jobs matching filters, newest first")
-    _add_broker_arguments(listing)
+    add_broker_arguments(listing)
     listing.add_argument("--tenant", default="")
     listing.add_argument("--queue", default="")
     listing.add_argument("--status", default="", help="comma-separated, e.g. FAILED,CANCELLED")
@@ -103,20 +110,25 @@ def add_commands(commands: Any) -> None:
         action = actions.add_parser(name, help=text)
         action.add_argument("id")
         action.add_argument("--tenant", default="")
-        _add_broker_arguments(action)
+        add_broker_arguments(action)
         action.add_argument("--json", action="store_true")
         if name == "wait":
             action.add_argument("--timeout", type=float, default=300.0, help="seconds")
 
+    from silo.commands_schedules import add_schedules_command
+
+    add_schedules_command(commands)
+
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run `worker`, `enqueue` or `jobs` as parsed; the exit code."""
+    """Run `worker`, `enqueue`, `jobs` or `schedules` as parsed; the exit code."""
     import uvloop
 
     command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = {
         "worker": _worker,
         "enqueue": _enqueue,
         "jobs": _jobs,
+        "schedules": _schedules,
     }[args.command]
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -126,8 +138,14 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+async def _schedules(args: argparse.Namespace) -> int:
+    from silo.commands_schedules import run_schedules
+
+    return await run_schedules(args)
+
+
 @asynccontextmanager
-async def _api(args: argparse.Namespace) -> AsyncIterator[Api]:
+async def api_of(args: argparse.Namespace) -> AsyncIterator[Api]:
     import silo
 
     api: silo.Broker | silo.Client
@@ -169,7 +187,7 @@ async def _worker(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tasks = load_tasks(args.target)
-    async with _api(args) as api:
+    async with api_of(args) as api:
         worker = Worker(
             api,
             tasks=tasks,
@@ -190,7 +208,8 @@ async def _worker(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- enqueue
 
 
-async def _enqueue(args: argparse.Namespace) -> int:
+def job_of(args: argparse.Namespace, *, id: str = "") -> NewJob:
+    """The job `add_job_arguments`' flags describe."""
     metadata = dict(_pair(m) for m in args.metadata)
     job = NewJob(payload=args.payload.encode())
     if args.task:
@@ -202,15 +221,19 @@ async def _enqueue(args: argparse.Namespace) -> int:
             payload = {"args": task_args, "kwargs": task_kwargs}
             job = NewJob(payload=json.dumps(payload).encode())
         metadata = {**job.metadata, TASK_METADATA_KEY: args.task, **metadata}
-    job = dataclasses.replace(
+    return dataclasses.replace(
         job,
-        id=args.id or job.id,
+        id=id or job.id,
         tenant=args.tenant or job.tenant,
         queue=args.queue or job.queue,
         priority=args.priority or job.priority,
         metadata=metadata,
     )
-    async with _api(args) as api:
+
+
+async def _enqueue(args: argparse.Namespace) -> int:
+    job = job_of(args, id=args.id)
+    async with api_of(args) as api:
         if args.count == 1:
             print(await api.enqueue(**_fields(job)))
             return EXIT_OK
@@ -258,7 +281,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    async with _api(args) as api:
+    async with api_of(args) as api:
         if args.action == "list":
             statuses = [JobStatus[s.strip().upper()] for s in args.status.split(",") if s.strip()]
             found: list[Job] = []
