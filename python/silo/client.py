@@ -53,6 +53,8 @@ _REFINE: Final[Mapping[str, _Refine]] = {
     "DeleteJob": _OPERATOR,
     "HeartbeatTask": _TASK,
     "ReportTaskOutcome": _TASK,
+    "GetSchedule": (errors.ScheduleNotFound,),
+    "DeleteSchedule": (errors.ScheduleNotFound,),
 }
 
 #: Seconds added to a call's own wait (LeaseTasks' wait_ms, WaitJob's timeout_ms) for its
