@@ -3,10 +3,12 @@ side with gRPC and with Dramatiq on Redis, in one run (BENCHMARKS.md, "The Pytho
 
 Phases (each in this process, one event loop, uvloop):
 - enqueue: single `enqueue` from --clients coroutines, embedded (`silo.open` on a fresh
-  directory store) and over gRPC (`silo.connect` to the bench's broker); then `enqueue_many`
-  of 1,000, both ways. Reported: jobs/s and the event-loop thread's CPU µs per job.
+  directory store), over gRPC (`silo.connect` to the bench's broker: one EnqueueStream) and
+  over unary gRPC Enqueue (`streams=False`); then `enqueue_many` of 1,000, embedded and over
+  gRPC. Reported: jobs/s and the event-loop thread's CPU µs per job.
 - work: --jobs no-op `async def` tasks enqueued first, then one `silo.Worker`
-  (--concurrency) works them until all are done: over gRPC against the bench's broker, and
+  (--concurrency) works them until all are done: over gRPC against the bench's broker (on a
+  WorkerSession, then with `streams=False` on batched LeaseTasks/ReportTaskOutcomes), and
   embedded (broker and worker in this process, as `silo worker --store`). Reported: jobs/s,
   this process's CPU µs per job (and the broker's, over gRPC).
 - dramatiq (unless --no-dramatiq): the same --jobs no-op jobs with Dramatiq on a local
@@ -55,6 +57,7 @@ def run(bench: Bench) -> None:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_enqueue_phases(bench, work_dir))
             runner.run(_work_phase(bench, work_dir, embedded=False))
+            runner.run(_work_phase(bench, work_dir, embedded=False, streams=False))
             runner.run(_work_phase(bench, work_dir, embedded=True))
         if not args.no_dramatiq:
             _dramatiq_phase(bench, work_dir)
@@ -69,8 +72,10 @@ def run(bench: Bench) -> None:
             bench.report.notes.append(f"{a} / {b}: {value:.2f}x")
 
     ratio("enqueue embedded", "enqueue grpc")
+    ratio("enqueue embedded", "enqueue grpc unary")
     ratio("enqueue_many embedded", "enqueue_many grpc")
     ratio("work grpc", "work dramatiq")
+    ratio("work grpc unary", "work dramatiq")
     ratio("work embedded", "work dramatiq")
 
 
@@ -99,8 +104,9 @@ async def _enqueue_phases(bench: Bench, work_dir: Path) -> None:
     args = bench.args
     broker = await silo.open(str(work_dir / "enqueue-store"))
     client = await silo.connect(bench.target.address)
+    unary = await silo.connect(bench.target.address, streams=False)
     try:
-        for name, api in (("embedded", broker), ("grpc", client)):
+        for name, api in (("embedded", broker), ("grpc", client), ("grpc unary", unary)):
             queue = f"{bench.queue}-enqueue-{name}"
             per_client = max(1, args.enqueue_jobs // args.clients)
 
@@ -126,19 +132,22 @@ async def _enqueue_phases(bench: Bench, work_dir: Path) -> None:
                 await api.enqueue_many(jobs)
             _row(bench, f"enqueue_many {name}", calls * 1000, time.perf_counter() - start, cpu)
     finally:
+        await unary.close()
         await client.close()
         await broker.close()
 
 
-async def _work_phase(bench: Bench, work_dir: Path, *, embedded: bool) -> None:
+async def _work_phase(
+    bench: Bench, work_dir: Path, *, embedded: bool, streams: bool = True
+) -> None:
     args = bench.args
     noop = __import__(NOOP_MODULE).noop
     api: Any
     if embedded:
         api = await silo.open(str(work_dir / "work-store"))
     else:
-        api = await silo.connect(bench.target.address)
-    name = "embedded" if embedded else "grpc"
+        api = await silo.connect(bench.target.address, streams=streams)
+    name = "embedded" if embedded else "grpc" if streams else "grpc unary"
     try:
         for start in range(0, args.jobs, 1000):
             n = min(1000, args.jobs - start)
