@@ -100,6 +100,21 @@ def _row(
     bench.say(f"[{phase}] {row}")
 
 
+class _BrokerCpu:
+    """The CPU the bench's `silo serve` spends from now on, per job (for remote phases only:
+    an embedded broker's CPU is in this process's)."""
+
+    def __init__(self, bench: Bench, *, remote: bool) -> None:
+        self._bench = bench
+        self._start = bench.target.cpu_seconds() if remote else None
+
+    def per_job(self, jobs: int) -> dict[str, Any]:
+        after = self._bench.target.cpu_seconds() if self._start is not None else None
+        if self._start is None or after is None:
+            return {}
+        return {"broker_cpu_us_per_job": round((after - self._start) / jobs * 1e6, 2)}
+
+
 async def _enqueue_phases(bench: Bench, work_dir: Path) -> None:
     args = bench.args
     broker = await silo.open(str(work_dir / "enqueue-store"))
@@ -115,22 +130,22 @@ async def _enqueue_phases(bench: Bench, work_dir: Path) -> None:
                     await api.enqueue(queue=queue, payload=b"x" * 16)
 
             await asyncio.gather(*(producer() for _ in range(min(args.clients, 8))))  # warm-up
+            broker_cpu = _BrokerCpu(bench, remote=api is not broker)
             cpu, start = _cpu(), time.perf_counter()
             await asyncio.gather(*(producer() for _ in range(args.clients)))
-            _row(
-                bench,
-                f"enqueue {name}",
-                per_client * args.clients,
-                time.perf_counter() - start,
-                cpu,
-            )
+            jobs = per_client * args.clients
+            wall = time.perf_counter() - start
+            _row(bench, f"enqueue {name}", jobs, wall, cpu, **broker_cpu.per_job(jobs))
         for name, api in (("embedded", broker), ("grpc", client)):
             jobs = [silo.NewJob(queue=f"{bench.queue}-many-{name}", payload=b"x" * 16)] * 1000
             calls = max(1, args.enqueue_jobs // 1000)
+            broker_cpu = _BrokerCpu(bench, remote=api is not broker)
             cpu, start = _cpu(), time.perf_counter()
             for _ in range(calls):
                 await api.enqueue_many(jobs)
-            _row(bench, f"enqueue_many {name}", calls * 1000, time.perf_counter() - start, cpu)
+            wall = time.perf_counter() - start
+            extra = broker_cpu.per_job(calls * 1000)
+            _row(bench, f"enqueue_many {name}", calls * 1000, wall, cpu, **extra)
     finally:
         await unary.close()
         await client.close()
@@ -153,7 +168,7 @@ async def _work_phase(
             n = min(1000, args.jobs - start)
             await api.enqueue_many([noop.new_job()] * n)
         worker = silo.Worker(api, tasks=[noop], concurrency=args.concurrency, poll_ms=200)
-        broker_cpu = None if embedded else bench.target.cpu_seconds()
+        broker_cpu = _BrokerCpu(bench, remote=not embedded)
         cpu, started = _cpu(), time.perf_counter()
         running = asyncio.create_task(worker.run(handle_signals=False))
         while worker.completed < args.jobs:  # noqa: ASYNC110 (a progress check)
@@ -161,11 +176,7 @@ async def _work_phase(
         wall = time.perf_counter() - started
         worker.stop()
         await running
-        extra: dict[str, Any] = {}
-        if broker_cpu is not None:
-            after = bench.target.cpu_seconds()
-            if after is not None:
-                extra["broker_cpu_us_per_job"] = round((after - broker_cpu) / args.jobs * 1e6, 2)
+        extra = broker_cpu.per_job(args.jobs)
         gauges = (await api.get_stats())["gauges"]
         extra["left_ready_running"] = (gauges.get("ready", 0), gauges.get("running", 0))
         _row(bench, f"work {name}", args.jobs, wall, cpu, **extra)
