@@ -17,7 +17,7 @@ import enum
 import importlib
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -330,57 +330,84 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def _text(data: bytes, limit: int = 60) -> str:
+def text_of(data: bytes, limit: int = 60) -> str:
+    """Bytes for a table cell: as JSON text, cut at `limit` characters."""
     text = json.dumps(to_json(data)) if data else ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _print_jobs(jobs: list[Job], *, as_json: bool) -> None:
+def print_rows(
+    values: Sequence[Any],
+    columns: Sequence[str],
+    row: Callable[[Any], Sequence[str]],
+    *,
+    as_json: bool,
+) -> None:
+    """`values` as a JSON list, or as a table of `columns` with `row(value)` for each."""
     if as_json:
-        print(json.dumps([to_json(j) for j in jobs], indent=2))
+        print(json.dumps([to_json(v) for v in values], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "tenant", "queue", "status", "attempts", "created", "task")
-    for job in jobs:
+    table = Table(*columns)
+    for value in values:
+        table.add_row(*row(value))
+    Console().print(table)
+
+
+def _print_jobs(jobs: list[Job], *, as_json: bool) -> None:
+    def row(job: Job) -> Sequence[str]:
         created = job.created_at.isoformat(timespec="seconds") if job.created_at else ""
-        table.add_row(
+        task = job.metadata.get(TASK_METADATA_KEY, "")
+        return (
             job.id,
             job.tenant,
             job.queue,
             job.status.name,
             str(job.attempt_count),
             created,
-            job.metadata.get(TASK_METADATA_KEY, ""),
+            task,
         )
-    Console().print(table)
+
+    columns = ("id", "tenant", "queue", "status", "attempts", "created", "task")
+    print_rows(jobs, columns, row, as_json=as_json)
 
 
-def _print_job(job: Job, *, as_json: bool) -> None:
+def print_fields(value: Any, fields: Sequence[tuple[str, str]], *, as_json: bool) -> None:
+    """`value` as JSON, or `fields` (name, text) as a two-column table."""
     if as_json:
-        print(json.dumps(to_json(job), indent=2))
+        print(json.dumps(to_json(value), indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    summary = Table("field", "value", show_header=False)
-    for name in ("id", "tenant", "queue", "priority", "status", "attempt_count"):
-        value = getattr(job, name)
-        summary.add_row(name, value.name if isinstance(value, enum.Enum) else str(value))
-    summary.add_row("payload", _text(job.payload))
-    summary.add_row("metadata", json.dumps(dict(job.metadata)))
+    table = Table("field", "value", show_header=False)
+    for name, text in fields:
+        table.add_row(name, text)
+    Console().print(table)
+
+
+def _print_job(job: Job, *, as_json: bool) -> None:
+    fields = [
+        (name, value.name if isinstance(value, enum.Enum) else str(value))
+        for name in ("id", "tenant", "queue", "priority", "status", "attempt_count")
+        for value in (getattr(job, name),)
+    ]
+    fields += [("payload", text_of(job.payload)), ("metadata", json.dumps(dict(job.metadata)))]
     if job.result:
-        summary.add_row("result", _text(job.result))
+        fields.append(("result", text_of(job.result)))
     if job.last_failure is not None:
-        summary.add_row("last failure", f"{job.last_failure.code}: {job.last_failure.message}")
-    console.print(summary)
-    if job.attempts:
+        fields.append(("last failure", f"{job.last_failure.code}: {job.last_failure.message}"))
+    print_fields(job, fields, as_json=as_json)
+    if job.attempts and not as_json:
+        from rich.console import Console
+        from rich.table import Table
+
         attempts = Table("attempt", "worker", "status", "result / failure")
         for a in job.attempts:
             outcome = (
-                _text(a.result) if a.failure is None else f"{a.failure.code}: {a.failure.message}"
+                text_of(a.result) if a.failure is None else f"{a.failure.code}: {a.failure.message}"
             )
             attempts.add_row(str(a.attempt), a.worker_id, a.status.name, outcome)
-        console.print(attempts)
+        Console().print(attempts)

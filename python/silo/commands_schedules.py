@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from silo.commands import (
@@ -19,7 +20,9 @@ from silo.commands import (
     add_job_arguments,
     api_of,
     job_of,
-    to_json,
+    print_fields,
+    print_rows,
+    text_of,
 )
 from silo.tasks import TASK_METADATA_KEY
 from silo.types import CatchUp, Overlap, Schedule
@@ -129,36 +132,16 @@ def _next_run(schedule: Schedule) -> str:
 
 
 def _print_schedules(schedules: list[Schedule], *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([to_json(s) for s in schedules], indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    def row(s: Schedule) -> Sequence[str]:
+        task = s.job.metadata.get(TASK_METADATA_KEY, "")
+        return (s.name, s.tenant, _when(s), _next_run(s), s.job.queue, task, s.last_job_id)
 
-    table = Table("name", "tenant", "when", "next run", "queue", "task", "last job")
-    for s in schedules:
-        table.add_row(
-            s.name,
-            s.tenant,
-            _when(s),
-            _next_run(s),
-            s.job.queue,
-            s.job.metadata.get(TASK_METADATA_KEY, ""),
-            s.last_job_id,
-        )
-    Console().print(table)
+    columns = ("name", "tenant", "when", "next run", "queue", "task", "last job")
+    print_rows(schedules, columns, row, as_json=as_json)
 
 
-def _print_schedule(schedule: Schedule, *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(to_json(schedule), indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    s = schedule
-    table = Table("field", "value", show_header=False)
-    rows = (
+def _print_schedule(s: Schedule, *, as_json: bool) -> None:
+    fields = (
         ("name", s.name),
         ("tenant", s.tenant),
         ("when", _when(s)),
@@ -169,8 +152,6 @@ def _print_schedule(schedule: Schedule, *, as_json: bool) -> None:
         ("queue", s.job.queue),
         ("priority", str(s.job.priority)),
         ("metadata", json.dumps(dict(s.job.metadata))),
-        ("payload", json.dumps(to_json(s.job.payload)) if s.job.payload else ""),
+        ("payload", text_of(s.job.payload)),
     )
-    for name, value in rows:
-        table.add_row(name, value)
-    Console().print(table)
+    print_fields(s, fields, as_json=as_json)
