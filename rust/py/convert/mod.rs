@@ -39,8 +39,7 @@ fn invalid(py: Python<'_>, error: Error) -> PyErr {
 /// conversion itself in a 1,000-job `enqueue_many`.
 pub(super) fn interned<'py>(py: Python<'py>, field: &'static str) -> Bound<'py, PyString> {
     thread_local! {
-        static NAMES: RefCell<HashMap<(usize, usize), Py<PyString>, BuildHasherDefault<AddressHasher>>> =
-            RefCell::new(HashMap::default());
+        static NAMES: RefCell<InternedNames> = RefCell::new(HashMap::default());
     }
     NAMES.with(|names| {
         names
@@ -51,6 +50,9 @@ pub(super) fn interned<'py>(py: Python<'py>, field: &'static str) -> Bound<'py, 
             .clone()
     })
 }
+
+/// The interned names of one thread, by the (address, length) of their `&'static str`.
+type InternedNames = HashMap<(usize, usize), Py<PyString>, BuildHasherDefault<AddressHasher>>;
 
 /// Hashes the (address, length) keys of `interned`: addresses of distinct names differ in their
 /// low bits already, so mixing them once is enough.
