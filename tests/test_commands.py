@@ -211,3 +211,39 @@ async def test_jobs_commands(make_server: MakeServer, tasks_dir: Path) -> None:
     many = silo_cmd(tasks_dir, "enqueue", *connect, "--queue", "bulk", "--count", "2500")
     assert many.returncode == 0, many.stderr
     assert "enqueued 2500 job(s), 0 refused" in many.stdout
+
+
+async def test_jobs_list_and_restart(make_server: MakeServer, tasks_dir: Path) -> None:
+    server = await make_server()
+    connect = ("--connect", server.address)
+    async with await silo.connect(server.address) as api:
+        for i in range(3):
+            await api.enqueue(id=f"r{i}", queue="ops", metadata={"silo.task": "cli_tasks.slow"})
+        [task] = await api.lease_tasks(worker_id="w", queues=["ops"])
+        assert task.job_id == "r0"
+        failure = silo.TaskFailure(code="boom", message="no", non_retryable=True)
+        await api.report_task_outcome(task_id=task.task_id, worker_id="w", failure=failure)
+
+    failed = silo_cmd(tasks_dir, "jobs", "list", *connect, "--queue", "ops", "--status", "failed")
+    assert failed.returncode == 0, failed.stderr
+    listed = silo_cmd(
+        tasks_dir, "jobs", "list", *connect, "--queue", "ops", "--status", "FAILED", "--json"
+    )
+    assert [(j["id"], j["status"]) for j in json.loads(listed.stdout)] == [("r0", "FAILED")]
+    # rich draws for 80 columns when its output is not a terminal: room for every column.
+    table = silo_cmd(tasks_dir, "jobs", "list", *connect, "--queue", "ops", env={"COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    for text in ("r0", "r1", "r2", "FAILED", "PENDING", "cli_tasks.slow"):
+        assert text in table.stdout
+    limited = silo_cmd(tasks_dir, "jobs", "list", *connect, "--limit", "2", "--json")
+    assert len(json.loads(limited.stdout)) == 2
+    bad = silo_cmd(tasks_dir, "jobs", "list", *connect, "--status", "lost")
+    assert bad.returncode == 1 and bad.stderr.startswith("silo jobs: error: --status: no status")
+
+    restarted = silo_cmd(tasks_dir, "jobs", "restart", "r0", *connect, "--json")
+    assert restarted.returncode == 0, restarted.stderr
+    job = json.loads(restarted.stdout)
+    assert (job["status"], job["attempt_count"]) == ("PENDING", 1)
+    again = silo_cmd(tasks_dir, "jobs", "restart", "r0", *connect)
+    assert again.returncode == 1
+    assert again.stderr.startswith("silo jobs: error: ") and again.stderr.count("\n") == 1

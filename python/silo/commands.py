@@ -283,7 +283,7 @@ def _pair(text: str) -> tuple[str, str]:
 async def _jobs(args: argparse.Namespace) -> int:
     async with api_of(args) as api:
         if args.action == "list":
-            statuses = [JobStatus[s.strip().upper()] for s in args.status.split(",") if s.strip()]
+            statuses = [_status(s) for s in args.status.split(",") if s.strip()]
             found: list[Job] = []
             async for job in api.list_jobs(
                 tenant=args.tenant,
@@ -309,6 +309,14 @@ async def _jobs(args: argparse.Namespace) -> int:
             )
         _print_job(job, as_json=args.json)
         return EXIT_OK if args.action != "wait" or job.terminal else EXIT_FAILURE
+
+
+def _status(name: str) -> JobStatus:
+    try:
+        return JobStatus[name.strip().upper()]
+    except KeyError:
+        names = ", ".join(s.name for s in JobStatus if s is not JobStatus.UNSPECIFIED)
+        raise ValueError(f"--status: no status {name.strip()!r} (one of {names})") from None
 
 
 def to_json(value: Any) -> Any:
