@@ -83,6 +83,17 @@ SMOKE_ARGS: dict[str, list[str]] = {
         "1.5",
     ],
     "stream-enqueue": ["--clients", "2", "--window", "8", "--duration", "1", "--warmup", "0.2"],
+    "python-api": [
+        "--jobs",
+        "300",
+        "--enqueue-jobs",
+        "200",
+        "--clients",
+        "4",
+        "--concurrency",
+        "20",
+        "--no-dramatiq",
+    ],
     "session": [
         "--jobs",
         "300",
@@ -121,8 +132,10 @@ SMOKE_ARGS: dict[str, list[str]] = {
 }
 
 
-def run_bench(scenario: str, *extra: str) -> tuple[dict[str, Any], str]:
-    """Run `python -m silo.bench SCENARIO ... --json -`; the parsed JSON and the human output."""
+def run_bench(scenario: str, *extra: str, loadgen: bool = True) -> tuple[dict[str, Any], str]:
+    """Run `python -m silo.bench SCENARIO ... --json -`; the parsed JSON and the human output.
+    `loadgen=False` for a scenario that drives the broker from its own process (no load
+    generator processes to measure)."""
     cmd = [
         sys.executable,
         "-m",
@@ -146,7 +159,7 @@ def run_bench(scenario: str, *extra: str) -> tuple[dict[str, Any], str]:
     assert doc["results"], "no result rows"
     for row in doc["results"]:
         assert row.get("errors", 0) == 0, row
-        assert "loadgen_cores" in row, row
+        assert not loadgen or "loadgen_cores" in row, row
     return doc, proc.stderr
 
 
@@ -265,6 +278,27 @@ def test_flow() -> None:
     assert rate["rate_ratio_p50"] > 0
     assert empty["lease_p50_ms"] > 0 and waiting["gauge_key_waiters"] == 2000 - 20
     assert schedules["ticks"] > 0 and schedules["samples"] > 0
+
+
+def test_python_api() -> None:
+    doc, _ = run_bench("python-api", loadgen=False)
+    rows = {row["phase"]: row for row in doc["results"]}
+    assert set(rows) == {
+        "enqueue embedded",
+        "enqueue grpc",
+        "enqueue grpc unary",
+        "enqueue_many embedded",
+        "enqueue_many grpc",
+        "work grpc",
+        "work grpc unary",
+        "work embedded",
+    }
+    assert rows["enqueue embedded"]["jobs"] == 200 and rows["enqueue_many grpc"]["jobs"] == 1000
+    for phase in ("work grpc", "work grpc unary", "work embedded"):
+        assert rows[phase]["jobs"] == 300 and rows[phase]["jobs_per_s"] > 0
+    assert rows["work embedded"]["left_ready_running"] == [0, 0]
+    assert not any("dramatiq" in note for note in doc["notes"])  # --no-dramatiq: no ratio to it
+    assert any("enqueue embedded / enqueue grpc unary" in note for note in doc["notes"])
 
 
 def test_ceiling_reports_ratios() -> None:

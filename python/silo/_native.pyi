@@ -8,6 +8,7 @@ outcome are queued in the `Completions` the broker was opened with, and the loop
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any, final
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "rpcs",
     "encode_request",
     "decode_reply",
+    "encode_frames",
+    "decode_frames",
 ]
 
 __version__: str
@@ -40,6 +43,20 @@ def encode_request(rpc: str, args: object) -> bytes:
 def decode_reply(rpc: str, data: bytes) -> Any:
     """The silo.types value of the unary RPC `rpc`'s encoded reply (python/silo/api.py gives
     each method's type). InternalError when the bytes do not decode."""
+
+def encode_frames(kind: str, items: Iterable[object]) -> bytes:
+    """Stream requests of one kind, each encoded and framed as on a gRPC stream, in one bytes:
+    "enqueue" (EnqueueStream requests from NewJob values or enqueue keyword dicts), "outcome"
+    (WorkerSession outcomes from Report values), "heartbeat" (WorkerSession heartbeats from
+    objects or dicts with task_id and cursor). InvalidArgument naming a field of the wrong type;
+    ValueError for an unknown kind."""
+
+def decode_frames(rpc: str, data: bytes) -> tuple[list[Any], int]:
+    """The answers in a chunk of framed stream messages of `rpc`, and how many bytes of `data`
+    they took (a message cut at the end is left for the next chunk). "WorkerSession": a pushed
+    task as silo.Task, an outcome's answer as silo.ReportResult, a heartbeat's as
+    (code, message, cancelled, lease_expires_at_ms); "EnqueueStream": silo.EnqueueResult.
+    InternalError when a message does not decode."""
 
 @final
 class Completions:

@@ -1,6 +1,6 @@
-"""The `silo` command: `silo serve` runs the broker; `silo worker`, `silo enqueue` and
-`silo jobs` run tasks and look at jobs (python/silo/commands.py); `silo bench SCENARIO`
-measures a broker.
+"""The `silo` command: `silo serve` runs the broker; `silo worker`, `silo enqueue`, `silo jobs`
+and `silo schedules` run tasks and look at jobs and schedules (python/silo/commands.py);
+`silo bench SCENARIO` measures a broker.
 
 Exit codes: 0 after a clean shutdown, 1 when the broker cannot start (store, address, native
 module), 2 for bad usage or a bad setting. Errors are one line on stderr, never a traceback.
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from silo import bench
 
         return bench.run(args)
-    if args.command in ("worker", "enqueue", "jobs"):
+    if args.command in ("worker", "enqueue", "jobs", "schedules"):
         from silo.commands import run_command
 
         code = run_command(args)

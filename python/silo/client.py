@@ -53,6 +53,8 @@ _REFINE: Final[Mapping[str, _Refine]] = {
     "DeleteJob": _OPERATOR,
     "HeartbeatTask": _TASK,
     "ReportTaskOutcome": _TASK,
+    "GetSchedule": (errors.ScheduleNotFound,),
+    "DeleteSchedule": (errors.ScheduleNotFound,),
 }
 
 #: Seconds added to a call's own wait (LeaseTasks' wait_ms, WaitJob's timeout_ms) for its
@@ -104,20 +106,20 @@ class Client(ApiMethods):
         self._channel.close()
 
     async def _invoke(self, rpc: str, fields: object) -> Any:
-        request = _native.encode_request(rpc, fields)
         if rpc == "Enqueue" and self.streams:
             try:
-                return await self._enqueue_streamed(request)
+                return await self._enqueue_streamed(fields)
             except StreamRefused:
                 log.info("the broker does not serve EnqueueStream: unary Enqueue from now on")
                 self.streams = False
+        request = _native.encode_request(rpc, fields)
         reply = await self.call(rpc, request, wait_s=_wait_of(rpc, fields))
         return _native.decode_reply(rpc, reply)
 
-    async def _enqueue_streamed(self, request: bytes) -> Enqueued:
+    async def _enqueue_streamed(self, fields: object) -> Enqueued:
         if self._enqueues is None:
             self._enqueues = EnqueueStreamClient(self._channel, self._metadata, self._timeout)
-        result = await self._enqueues.enqueue(request)
+        result = await self._enqueues.enqueue(fields)
         if result.code:
             raise error_of(result.code, result.message, _REFINE["Enqueue"])
         return Enqueued(result.id, result.deduplicated)

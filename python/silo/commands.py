@@ -1,4 +1,5 @@
-"""The `silo worker`, `silo enqueue` and `silo jobs` commands (python/silo/cli.py parses them).
+"""The `silo worker`, `silo enqueue` and `silo jobs` commands, and the entry of `silo schedules`
+(python/silo/commands_schedules.py); python/silo/cli.py parses them.
 
 Each reaches a broker with `--connect HOST:PORT` (a `silo serve`; the default is
 127.0.0.1:7070) or `--store URL` (the broker opened in this process: with `silo worker`, the
@@ -16,7 +17,7 @@ import enum
 import importlib
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,7 +33,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 
 
-def _add_broker_arguments(p: argparse.ArgumentParser) -> None:
+def add_broker_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--connect", metavar="HOST:PORT", help=f"a running broker (default {DEFAULT_LISTEN})"
@@ -43,8 +44,27 @@ def _add_broker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lease-ms", type=int, default=None, help="with --store: the lease duration")
 
 
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """The fields of a job to enqueue (`silo enqueue`, the template of `silo schedules put`);
+    `job_of` reads them."""
+    p.add_argument("--queue", default="")
+    p.add_argument("--tenant", default="")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--payload", default="", help="the payload as text")
+    p.add_argument(
+        "--task",
+        help="a task name (module.function): the payload is then --args/--kwargs, and the "
+        "task's defaults (queue, retry, ...) apply when its module imports here",
+    )
+    p.add_argument("--args", default="[]", help="the task's positional args (JSON list)")
+    p.add_argument("--kwargs", default="{}", help="the task's keyword args (JSON object)")
+    p.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+
+
 def add_commands(commands: Any) -> None:
-    """Add `worker`, `enqueue` and `jobs` to the `silo` command's subparsers."""
+    """Add `worker`, `enqueue`, `jobs` and `schedules` to the `silo` command's subparsers."""
     worker = commands.add_parser(
         "worker",
         help="run tasks",
@@ -53,7 +73,7 @@ def add_commands(commands: Any) -> None:
         "seconds to finish.",
     )
     worker.add_argument("target", metavar="MODULE[:ATTR]")
-    _add_broker_arguments(worker)
+    add_broker_arguments(worker)
     worker.add_argument("--concurrency", type=int, default=10, help="tasks at once (default 10)")
     worker.add_argument(
         "--grace", type=float, default=30.0, help="seconds to finish at shutdown (default 30)"
@@ -67,28 +87,15 @@ def add_commands(commands: Any) -> None:
         description="Enqueue a job (or --count copies); prints each id (with --count, a "
         "progress bar and the count).",
     )
-    _add_broker_arguments(enqueue)
-    enqueue.add_argument("--queue", default="")
-    enqueue.add_argument("--tenant", default="")
+    add_broker_arguments(enqueue)
     enqueue.add_argument("--id", default="")
-    enqueue.add_argument("--priority", type=int, default=0)
-    enqueue.add_argument("--payload", default="", help="the payload as text")
-    enqueue.add_argument(
-        "--task",
-        help="a task name (module.function): the payload is then --args/--kwargs, and the "
-        "task's defaults (queue, retry, ...) apply when its module imports here",
-    )
-    enqueue.add_argument("--args", default="[]", help="the task's positional args (JSON list)")
-    enqueue.add_argument("--kwargs", default="{}", help="the task's keyword args (JSON object)")
-    enqueue.add_argument(
-        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
-    )
+    add_job_arguments(enqueue)
     enqueue.add_argument("--count", type=int, default=1, help="enqueue this many copies")
 
     jobs = commands.add_parser("jobs", help="look at and act on jobs")
     actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="jobs matching filters, newest first")
-    _add_broker_arguments(listing)
+    add_broker_arguments(listing)
     listing.add_argument("--tenant", default="")
     listing.add_argument("--queue", default="")
     listing.add_argument("--status", default="", help="comma-separated, e.g. FAILED,CANCELLED")
@@ -103,20 +110,25 @@ def add_commands(commands: Any) -> None:
         action = actions.add_parser(name, help=text)
         action.add_argument("id")
         action.add_argument("--tenant", default="")
-        _add_broker_arguments(action)
+        add_broker_arguments(action)
         action.add_argument("--json", action="store_true")
         if name == "wait":
             action.add_argument("--timeout", type=float, default=300.0, help="seconds")
 
+    from silo.commands_schedules import add_schedules_command
+
+    add_schedules_command(commands)
+
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run `worker`, `enqueue` or `jobs` as parsed; the exit code."""
+    """Run `worker`, `enqueue`, `jobs` or `schedules` as parsed; the exit code."""
     import uvloop
 
     command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = {
         "worker": _worker,
         "enqueue": _enqueue,
         "jobs": _jobs,
+        "schedules": _schedules,
     }[args.command]
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -126,8 +138,14 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+async def _schedules(args: argparse.Namespace) -> int:
+    from silo.commands_schedules import run_schedules
+
+    return await run_schedules(args)
+
+
 @asynccontextmanager
-async def _api(args: argparse.Namespace) -> AsyncIterator[Api]:
+async def api_of(args: argparse.Namespace) -> AsyncIterator[Api]:
     import silo
 
     api: silo.Broker | silo.Client
@@ -169,7 +187,7 @@ async def _worker(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tasks = load_tasks(args.target)
-    async with _api(args) as api:
+    async with api_of(args) as api:
         worker = Worker(
             api,
             tasks=tasks,
@@ -178,18 +196,20 @@ async def _worker(args: argparse.Namespace) -> int:
             queues=args.queues.split(",") if args.queues else None,
             worker_id=args.worker_id,
         )
-        print(
-            f"worker {worker.worker_id}: {len(tasks)} task(s) on queues {', '.join(worker.queues)}",
-            flush=True,
+        ready_line = (
+            f"worker {worker.worker_id}: {len(tasks)} task(s) on queues {', '.join(worker.queues)}"
         )
-        await worker.run()
+        # Printed once SIGTERM/SIGINT are handled: a signal sent as soon as the line shows must
+        # stop the worker gracefully, not kill it with the default action.
+        await worker.run(on_ready=lambda: print(ready_line, flush=True))
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- enqueue
 
 
-async def _enqueue(args: argparse.Namespace) -> int:
+def job_of(args: argparse.Namespace, *, id: str = "") -> NewJob:
+    """The job `add_job_arguments`' flags describe."""
     metadata = dict(_pair(m) for m in args.metadata)
     job = NewJob(payload=args.payload.encode())
     if args.task:
@@ -201,15 +221,19 @@ async def _enqueue(args: argparse.Namespace) -> int:
             payload = {"args": task_args, "kwargs": task_kwargs}
             job = NewJob(payload=json.dumps(payload).encode())
         metadata = {**job.metadata, TASK_METADATA_KEY: args.task, **metadata}
-    job = dataclasses.replace(
+    return dataclasses.replace(
         job,
-        id=args.id or job.id,
+        id=id or job.id,
         tenant=args.tenant or job.tenant,
         queue=args.queue or job.queue,
         priority=args.priority or job.priority,
         metadata=metadata,
     )
-    async with _api(args) as api:
+
+
+async def _enqueue(args: argparse.Namespace) -> int:
+    job = job_of(args, id=args.id)
+    async with api_of(args) as api:
         if args.count == 1:
             print(await api.enqueue(**_fields(job)))
             return EXIT_OK
@@ -257,9 +281,9 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 async def _jobs(args: argparse.Namespace) -> int:
-    async with _api(args) as api:
+    async with api_of(args) as api:
         if args.action == "list":
-            statuses = [JobStatus[s.strip().upper()] for s in args.status.split(",") if s.strip()]
+            statuses = [_status(s) for s in args.status.split(",") if s.strip()]
             found: list[Job] = []
             async for job in api.list_jobs(
                 tenant=args.tenant,
@@ -287,6 +311,14 @@ async def _jobs(args: argparse.Namespace) -> int:
         return EXIT_OK if args.action != "wait" or job.terminal else EXIT_FAILURE
 
 
+def _status(name: str) -> JobStatus:
+    try:
+        return JobStatus[name.strip().upper()]
+    except KeyError:
+        names = ", ".join(s.name for s in JobStatus if s is not JobStatus.UNSPECIFIED)
+        raise ValueError(f"--status: no status {name.strip()!r} (one of {names})") from None
+
+
 def to_json(value: Any) -> Any:
     """A silo.types value as JSON-ready data: enums by name, bytes as UTF-8 text (or
     `{"base64": ...}` when they are not text), datetimes left out (the `_ms` fields say it)."""
@@ -306,57 +338,84 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def _text(data: bytes, limit: int = 60) -> str:
+def text_of(data: bytes, limit: int = 60) -> str:
+    """Bytes for a table cell: as JSON text, cut at `limit` characters."""
     text = json.dumps(to_json(data)) if data else ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _print_jobs(jobs: list[Job], *, as_json: bool) -> None:
+def print_rows(
+    values: Sequence[Any],
+    columns: Sequence[str],
+    row: Callable[[Any], Sequence[str]],
+    *,
+    as_json: bool,
+) -> None:
+    """`values` as a JSON list, or as a table of `columns` with `row(value)` for each."""
     if as_json:
-        print(json.dumps([to_json(j) for j in jobs], indent=2))
+        print(json.dumps([to_json(v) for v in values], indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "tenant", "queue", "status", "attempts", "created", "task")
-    for job in jobs:
+    table = Table(*columns)
+    for value in values:
+        table.add_row(*row(value))
+    Console().print(table)
+
+
+def _print_jobs(jobs: list[Job], *, as_json: bool) -> None:
+    def row(job: Job) -> Sequence[str]:
         created = job.created_at.isoformat(timespec="seconds") if job.created_at else ""
-        table.add_row(
+        task = job.metadata.get(TASK_METADATA_KEY, "")
+        return (
             job.id,
             job.tenant,
             job.queue,
             job.status.name,
             str(job.attempt_count),
             created,
-            job.metadata.get(TASK_METADATA_KEY, ""),
+            task,
         )
-    Console().print(table)
+
+    columns = ("id", "tenant", "queue", "status", "attempts", "created", "task")
+    print_rows(jobs, columns, row, as_json=as_json)
 
 
-def _print_job(job: Job, *, as_json: bool) -> None:
+def print_fields(value: Any, fields: Sequence[tuple[str, str]], *, as_json: bool) -> None:
+    """`value` as JSON, or `fields` (name, text) as a two-column table."""
     if as_json:
-        print(json.dumps(to_json(job), indent=2))
+        print(json.dumps(to_json(value), indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    summary = Table("field", "value", show_header=False)
-    for name in ("id", "tenant", "queue", "priority", "status", "attempt_count"):
-        value = getattr(job, name)
-        summary.add_row(name, value.name if isinstance(value, enum.Enum) else str(value))
-    summary.add_row("payload", _text(job.payload))
-    summary.add_row("metadata", json.dumps(dict(job.metadata)))
+    table = Table("field", "value", show_header=False)
+    for name, text in fields:
+        table.add_row(name, text)
+    Console().print(table)
+
+
+def _print_job(job: Job, *, as_json: bool) -> None:
+    fields = [
+        (name, value.name if isinstance(value, enum.Enum) else str(value))
+        for name in ("id", "tenant", "queue", "priority", "status", "attempt_count")
+        for value in (getattr(job, name),)
+    ]
+    fields += [("payload", text_of(job.payload)), ("metadata", json.dumps(dict(job.metadata)))]
     if job.result:
-        summary.add_row("result", _text(job.result))
+        fields.append(("result", text_of(job.result)))
     if job.last_failure is not None:
-        summary.add_row("last failure", f"{job.last_failure.code}: {job.last_failure.message}")
-    console.print(summary)
-    if job.attempts:
+        fields.append(("last failure", f"{job.last_failure.code}: {job.last_failure.message}"))
+    print_fields(job, fields, as_json=as_json)
+    if job.attempts and not as_json:
+        from rich.console import Console
+        from rich.table import Table
+
         attempts = Table("attempt", "worker", "status", "result / failure")
         for a in job.attempts:
             outcome = (
-                _text(a.result) if a.failure is None else f"{a.failure.code}: {a.failure.message}"
+                text_of(a.result) if a.failure is None else f"{a.failure.code}: {a.failure.message}"
             )
             attempts.add_row(str(a.attempt), a.worker_id, a.status.name, outcome)
-        console.print(attempts)
+        Console().print(attempts)

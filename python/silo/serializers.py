@@ -12,8 +12,9 @@ serialized return value.
 from __future__ import annotations
 
 import json
+import json.scanner
 import pickle
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 __all__ = ["JSON", "PICKLE", "JsonSerializer", "PickleSerializer", "Serializer"]
 
@@ -34,10 +35,31 @@ class JsonSerializer:
     None. A tuple comes back as a list."""
 
     def dumps(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        if value is None:  # what most tasks return: no encoder needed
+            return b"null"
+        return _ENCODER.encode(value).encode()
 
     def loads(self, data: bytes) -> Any:
-        return json.loads(data)
+        # Decoding the text first and scanning it with the decoder's C scanner skips the work
+        # `json.loads(bytes)` does per call in Python (guessing the encoding, matching leading
+        # and trailing blanks): about 6 of its 7.5 µs for a small payload.
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:  # UTF-16 or -32 JSON: json.loads tells them apart
+            return json.loads(data)
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:  # blanks first, or not JSON: json.loads says which
+            return json.loads(text)
+        if end != len(text):  # blanks or more after the value
+            return json.loads(text)
+        return value
+
+
+#: One encoder for every call (json.dumps with options builds an encoder per call), and the
+#: scanner of a default decoder (the C one when the interpreter has it), as json.loads uses.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SCAN: Final = json.scanner.make_scanner(cast(Any, json.JSONDecoder()))
 
 
 class PickleSerializer:

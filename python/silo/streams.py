@@ -2,15 +2,18 @@
 EnqueueStream, and `silo.Worker` takes its tasks, and sends its heartbeats and outcomes, on a
 WorkerSession when its Api is a `silo.Client`.
 
-Messages are encoded and decoded by the native module (`encode_request`, `decode_reply`) like the
-unary calls' are; the stream messages that only wrap a unary call's message (a WorkerMessage's
-heartbeat or outcome, a ServerMessage's task, an EnqueueResult as an EnqueueBatch entry) are
-framed here as the protobuf field that holds it (a tag and a length), which costs nothing. The
-two small answers that have no unary twin (HeartbeatResult, OutcomeResult) are parsed with the
-generated betterproto classes.
+What a message costs here is kept to a few µs, because a stream only pays off if its messages
+are cheap: the native module encodes and frames requests many at a time (`encode_frames`: a
+batch of outcomes is one `bytes`), the requests of callers of one event-loop iteration go out in
+one HTTP/2 send, and the reader takes every byte received so far at once and decodes the whole
+chunk of answers and pushed tasks in one native call (`decode_frames`). One grpclib
+`send_message` and one parse per message cost a worker several times more per task on a
+session than the batched unary calls did (BENCHMARKS.md, "The Python API"). grpclib has no
+public call for either bulk path; this uses its 0.4.9 internals (pinned in pyproject.toml), as
+the server's stream path does (python/silo/server/streams.py).
 
 Both streams answer heartbeats, outcomes and enqueues in the order of the requests, so each
-keeps a FIFO of the futures waiting for answers.
+keeps a FIFO of the futures waiting for answers (one future per batch of requests).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from h2.exceptions import StreamClosedError
 
 from silo import _native, errors
-from silo._proto.silo.v1 import ServerMessage
 from silo.server.codec import RawMessage
 from silo.status import error_for_status
 from silo.types import EnqueueResult, HeartbeatResult, Report, ReportResult, Task
@@ -39,6 +41,9 @@ log = logging.getLogger("silo.streams")
 
 ENQUEUE_STREAM: Final = "/silo.v1.Silo/EnqueueStream"
 WORKER_SESSION: Final = "/silo.v1.Silo/WorkerSession"
+
+#: What breaks a send on a stream (the connection or the stream went away).
+_SEND_ERRORS: Final = (OSError, StreamTerminatedError, ProtocolError, StreamClosedError)
 
 
 class StreamRefused(errors.Unavailable):
@@ -62,6 +67,11 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
+def _frame(message: bytes) -> bytes:
+    """`message` as it goes on a gRPC stream: a 0 byte (not compressed), its length, itself."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
 def error_of(
     code: int, message: str, refine: Sequence[type[errors.SiloError]] = ()
 ) -> errors.SiloError:
@@ -75,89 +85,154 @@ def error_of(
     return error_for_status(status, message, refine=refine) or errors.InternalError(message)
 
 
+async def _recv_chunk(stream: Stream[bytes, bytes]) -> bytes:
+    """Every byte of the response stream received and not read yet, waiting for some if there is
+    none; b"" once the stream has ended. What grpclib's Buffer.read does for an exact size,
+    done for all it holds (grpclib 0.4.9's `Stream._stream.buffer`), so that a chunk of many
+    messages is read, acknowledged for flow control and decoded at once."""
+    buffer: Any = stream._stream.buffer
+    with stream._wrapper:  # its reset or loss raises here, as in recv_message
+        chunks: list[Any] = [chunk.data for chunk in buffer._acked]
+        buffer._acked.clear()
+        buffer._acked_size = 0
+        unacked = buffer._unacked
+        while True:
+            if chunks and unacked.empty():
+                break
+            if buffer._eof and unacked.empty():
+                break
+            data, _size, ack_size = await unacked.get() if not chunks else unacked.get_nowait()
+            if ack_size:
+                chunks.append(data)
+                buffer._ack_callback(ack_size)
+            # A DATA frame without data (or the end marker) has nothing to read.
+    return b"".join(chunks)
+
+
+class _Waiter:
+    """A future waiting for the answers to `count` requests sent together."""
+
+    __slots__ = ("answers", "count", "future")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
+        self.future = future
+        self.count = count
+        self.answers: list[Any] = []
+
+
 class _OrderedStream:
-    """One stream call whose answers come in the order of its requests: each request's future
-    waits in a FIFO until the reader resolves it with its raw answer. A stream that ends or
-    breaks fails the futures still waiting with Unavailable (their requests were not
-    acknowledged) and is opened anew by the next request."""
+    """One stream call whose answers come in the order of its requests: each batch of requests
+    has a future in a FIFO until the reader resolves it with the batch's answers. A stream that
+    ends or breaks fails the futures still waiting with Unavailable (their requests were not
+    acknowledged) and is opened anew by the next request (unless `reopen` is False)."""
 
     def __init__(
         self,
         channel: Channel,
         path: str,
+        rpc: str,
         metadata: Mapping[str, str] | None,
-        on_message: Callable[[bytes], bool] | None = None,
+        on_task: Callable[[Task], None] | None = None,
         *,
         reopen: bool = True,
     ) -> None:
         self._channel = channel
-        #: Whether a request after the end opens the stream anew (not for a session, whose first
-        #: message must be its open).
         self._reopen = reopen
         self._opened = False
         self._path = path
+        self._rpc = rpc
         self._metadata = metadata
-        #: Messages that are not answers (a session's tasks): handled here, not queued. It
-        #: returns True for a message it took.
-        self._on_message = on_message
+        #: Tasks pushed on a session (not answers): handed to this instead of the FIFO.
+        self._on_task = on_task
         self._stream: Stream[bytes, bytes] | None = None
         self._context: Any = None
         self._reader: asyncio.Task[None] | None = None
-        self._waiting: collections.deque[asyncio.Future[bytes]] = collections.deque()
-        self._send_lock = asyncio.Lock()
+        self._waiting: collections.deque[_Waiter] = collections.deque()
+        self._open_lock = asyncio.Lock()
+        #: Framed requests not sent yet, and the waiters among them, in order (one send each
+        #: loop iteration: see `send`).
+        self._outbox: list[bytes] = []
+        self._outbox_waiters: list[_Waiter] = []
+        self._sending = False
 
     @property
     def open(self) -> bool:
         return self._stream is not None
 
     async def _ensure_open(self) -> Stream[bytes, bytes]:
-        if self._stream is None:
-            if self._opened and not self._reopen:
-                raise errors.Unavailable("the stream has ended")
-            self._opened = True
-            context = self._channel.request(
-                self._path,
-                Cardinality.STREAM_STREAM,
-                RawMessage,
-                RawMessage,
-                metadata=self._metadata,
-            )
+        stream = self._stream
+        if stream is None:
+            async with self._open_lock:  # one opening for callers that come meanwhile
+                stream = self._stream or await self._open()
+        return stream
+
+    async def _open(self) -> Stream[bytes, bytes]:
+        if self._opened and not self._reopen:
+            raise errors.Unavailable("the stream has ended")
+        self._opened = True
+        context = self._channel.request(
+            self._path,
+            Cardinality.STREAM_STREAM,
+            RawMessage,
+            RawMessage,
+            metadata=self._metadata,
+        )
+        try:
             # The codec passes bytes through (server/codec.py): RawMessage means bytes.
             stream = cast("Stream[bytes, bytes]", await context.__aenter__())
-            try:
-                await stream.send_request()
-            except BaseException:
-                await context.__aexit__(None, None, None)
-                raise
-            self._context, self._stream = context, stream
-            self._reader = asyncio.ensure_future(self._read(stream, context))
-        return self._stream
+            await stream.send_request()
+        except BaseException as exc:
+            await context.__aexit__(None, None, None)
+            if isinstance(exc, _SEND_ERRORS):
+                raise errors.Unavailable(f"cannot open the stream: {exc!r}") from exc
+            raise
+        self._context, self._stream = context, stream
+        self._reader = asyncio.ensure_future(self._read(stream, context))
+        return stream
 
-    async def send(self, message: bytes, *, answered: bool = True) -> asyncio.Future[bytes] | None:
-        """Send one message; its answer's future when `answered` (in request order)."""
-        async with self._send_lock:  # one message at a time: frames must not interleave
+    async def send(self, frames: bytes, answers: int = 0) -> asyncio.Future[list[Any]] | None:
+        """Send framed requests (`answers` of them answered): the future of their answers, in
+        order. Requests sent in one loop iteration, by any caller, go out in one HTTP/2 send.
+        Raises Unavailable when the stream cannot be opened or the send fails (nothing sent is
+        then acknowledged: the stream is dropped, so no later answer is taken for them)."""
+        stream = await self._ensure_open()
+        future: asyncio.Future[list[Any]] | None = None
+        if answers:
+            future = asyncio.get_running_loop().create_future()
+            waiter = _Waiter(future, answers)
+            self._waiting.append(waiter)
+            self._outbox_waiters.append(waiter)
+        self._outbox.append(frames)
+        if not self._sending:
+            self._sending = True
             try:
-                future: asyncio.Future[bytes] | None = None
-                stream = await self._ensure_open()
-                if answered:
-                    future = asyncio.get_running_loop().create_future()
-                    self._waiting.append(future)
-                await stream.send_message(message)
-            except (OSError, StreamTerminatedError, ProtocolError, StreamClosedError) as exc:
-                if future is not None:
-                    # Not sent: it must not take the place of a later request's answer.
-                    with contextlib.suppress(ValueError):
-                        self._waiting.remove(future)
-                    future.cancel()
-                raise errors.Unavailable(f"cannot send on the stream: {exc!r}") from exc
+                await self._flush(stream)
+            finally:
+                self._sending = False
         return future
+
+    async def _flush(self, stream: Stream[bytes, bytes]) -> None:
+        while self._outbox:
+            await asyncio.sleep(0)  # the other requests of this loop iteration join the send
+            data = b"".join(self._outbox)
+            waiters = self._outbox_waiters
+            self._outbox, self._outbox_waiters = [], []
+            try:
+                with stream._wrapper:
+                    await stream._stream.send_data(data)
+            except _SEND_ERRORS as exc:
+                failure = errors.Unavailable(f"cannot send on the stream: {exc!r}")
+                for waiter in waiters:
+                    if not waiter.future.done():
+                        waiter.future.set_exception(failure)
+                await self.close()
+                raise failure from exc
 
     async def end(self) -> None:
         """Close our side: the broker answers what it read, then ends the stream."""
-        async with self._send_lock:
-            if self._stream is not None:
-                with contextlib.suppress(Exception):
-                    await self._stream.end()
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                await self._stream.end()
 
     async def wait_ended(self) -> None:
         """Wait until the reader has seen the end of the stream."""
@@ -172,18 +247,33 @@ class _OrderedStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
+    def _take(self, answer: Any) -> None:
+        if self._on_task is not None and isinstance(answer, Task):
+            self._on_task(answer)
+            return
+        if not self._waiting:
+            log.warning("%s: an answer nobody waits for (dropped)", self._path)
+            return
+        waiter = self._waiting[0]
+        waiter.answers.append(answer)
+        if len(waiter.answers) == waiter.count:
+            self._waiting.popleft()
+            if not waiter.future.done():
+                waiter.future.set_result(waiter.answers)
+
     async def _read(self, stream: Stream[bytes, bytes], context: Any) -> None:
         failure: BaseException = errors.Unavailable(
             "the stream ended before answering: not acknowledged"
         )
         try:
-            while (message := await stream.recv_message()) is not None:
-                if self._on_message is not None and self._on_message(message):
-                    continue
-                if self._waiting:
-                    future = self._waiting.popleft()
-                    if not future.done():
-                        future.set_result(message)
+            await stream.recv_initial_metadata()
+            rest = b""
+            while chunk := await _recv_chunk(stream):
+                data = rest + chunk if rest else chunk
+                answers, used = _native.decode_frames(self._rpc, data)
+                rest = data[used:]
+                for answer in answers:
+                    self._take(answer)
             with contextlib.suppress(Exception):
                 await stream.end()
             await stream.recv_trailing_metadata()
@@ -202,16 +292,17 @@ class _OrderedStream:
                 self._stream = None
                 self._reader = None
             waiting, self._waiting = self._waiting, collections.deque()
-            for future in waiting:
-                if not future.done():
-                    future.set_exception(failure)
+            for waiter in waiting:
+                if not waiter.future.done():
+                    waiter.future.set_exception(failure)
             with contextlib.suppress(Exception):
                 await context.__aexit__(None, None, None)
 
 
-async def _answer(future: asyncio.Future[bytes], timeout: float | None) -> bytes:
-    """A request's answer, waiting at most `timeout` seconds (the request stays in line: its
-    answer, when it comes, is dropped)."""
+async def _answers(future: asyncio.Future[list[Any]] | None, timeout: float | None) -> list[Any]:
+    """The answers of a batch of requests, waiting at most `timeout` seconds (the requests stay
+    in line: their answers, when they come, are dropped)."""
+    assert future is not None, "answered requests have a future"
     try:
         return await asyncio.wait_for(asyncio.shield(future), timeout)
     except TimeoutError:
@@ -222,24 +313,22 @@ async def _answer(future: asyncio.Future[bytes], timeout: float | None) -> bytes
 
 class EnqueueStreamClient:
     """`silo.Client.enqueue` over one EnqueueStream: each enqueue is one message on the stream
-    and is answered, in order, once durable; many may be in flight (one per concurrent caller).
-    Raises as the unary Enqueue would (JobAlreadyExists, InvalidArgument...), Unavailable when
-    the stream broke before the answer (not acknowledged), StreamRefused when the broker does not
-    serve EnqueueStream."""
+    and is answered, in order, once durable; many may be in flight (one per concurrent caller),
+    and those of one loop iteration go out together. Raises as the unary Enqueue would
+    (JobAlreadyExists, InvalidArgument...), Unavailable when the stream broke before the answer
+    (not acknowledged), StreamRefused when the broker does not serve EnqueueStream."""
 
     def __init__(
         self, channel: Channel, metadata: Mapping[str, str] | None, timeout: float | None
     ) -> None:
-        self._stream = _OrderedStream(channel, ENQUEUE_STREAM, metadata)
+        self._stream = _OrderedStream(channel, ENQUEUE_STREAM, "EnqueueStream", metadata)
         self._timeout = timeout
 
-    async def enqueue(self, request: bytes) -> EnqueueResult:
-        """Enqueue one encoded EnqueueRequest: its result (code 0 or the error's)."""
-        future = await self._stream.send(request)
-        assert future is not None
-        answer = await _answer(future, self._timeout)
-        # An EnqueueResult is the entry of an EnqueueBatchResponse (field 1).
-        [result] = _native.decode_reply("EnqueueBatch", _field(1, answer))
+    async def enqueue(self, fields: object) -> EnqueueResult:
+        """Enqueue one job (`Api.enqueue`'s keyword arguments or a NewJob): its result (code 0
+        or the error's). Raises InvalidArgument for a field of the wrong type before sending."""
+        frames = _native.encode_frames("enqueue", (fields,))
+        [result] = await _answers(await self._stream.send(frames, 1), self._timeout)
         assert isinstance(result, EnqueueResult)
         return result
 
@@ -249,10 +338,10 @@ class EnqueueStreamClient:
 
 class SessionClient:
     """A worker's WorkerSession: `on_task(task)` is called for every task pushed; `credits(n)`
-    grants more; `heartbeat` and `report` are answered as HeartbeatTask and ReportTaskOutcome
-    would be (raising their errors). `end()` closes the worker's side: the broker delivers the
-    tasks it already took for the session, answers what it read, and ends the session;
-    `ended()` waits for that."""
+    grants more; `heartbeat` and `report_many` are answered as HeartbeatTask and
+    ReportTaskOutcome would be. `end()` closes the worker's side: the broker delivers the tasks
+    it already took for the session, answers what it read, and ends the session; `ended()`
+    waits for that."""
 
     def __init__(
         self,
@@ -266,10 +355,9 @@ class SessionClient:
     ) -> None:
         self.worker_id = worker_id
         self._queues = list(queues)
-        self._on_task = on_task
         self._timeout = timeout
         self._stream = _OrderedStream(
-            channel, WORKER_SESSION, metadata, self._message, reopen=False
+            channel, WORKER_SESSION, "WorkerSession", metadata, on_task, reopen=False
         )
 
     @property
@@ -285,38 +373,30 @@ class SessionClient:
             opening += _field(2, queue.encode())
         if credits:
             opening += _varint(3 << 3) + _varint(credits)
-        await self._stream.send(_field(1, opening), answered=False)
+        await self._stream.send(_frame(_field(1, opening)))
 
     async def credits(self, n: int) -> None:
         """Grant `n` more tasks."""
-        await self._stream.send(_varint(2 << 3) + _varint(n), answered=False)
+        await self._stream.send(_frame(_varint(2 << 3) + _varint(n)))
 
     async def heartbeat(self, *, task_id: str, cursor: bytes = b"") -> HeartbeatResult:
-        request = _native.encode_request("HeartbeatTask", {"task_id": task_id, "cursor": cursor})
-        future = await self._stream.send(_field(3, request))
-        assert future is not None
-        answer = ServerMessage.parse(await _answer(future, self._timeout)).heartbeat
-        assert answer is not None, "a heartbeat is answered by a HeartbeatResult"
-        if answer.code:
-            raise error_of(answer.code, answer.message, (errors.TaskNotFound, errors.LeaseNotHeld))
-        return HeartbeatResult(
-            cancelled=answer.cancelled, lease_expires_at_ms=answer.lease_expires_at_ms
-        )
+        """Extend a task's lease (storing `cursor` when non-empty). Raises TaskNotFound,
+        LeaseNotHeld as HeartbeatTask would."""
+        frames = _native.encode_frames("heartbeat", ({"task_id": task_id, "cursor": cursor},))
+        [answer] = await _answers(await self._stream.send(frames, 1), self._timeout)
+        code, message, cancelled, lease_expires_at_ms = answer
+        if code:
+            raise error_of(code, message, (errors.TaskNotFound, errors.LeaseNotHeld))
+        return HeartbeatResult(cancelled=cancelled, lease_expires_at_ms=lease_expires_at_ms)
 
     async def report_many(self, reports: Sequence[Report]) -> list[ReportResult]:
-        """Send each report as one outcome message; one result per report, in order."""
-        futures = []
-        for report in reports:
-            request = _native.encode_request("ReportTaskOutcome", report)
-            future = await self._stream.send(_field(4, request))
-            assert future is not None
-            futures.append(future)
-        results = []
-        for future in futures:
-            answer = ServerMessage.parse(await _answer(future, self._timeout)).outcome
-            assert answer is not None, "an outcome is answered by an OutcomeResult"
-            results.append(ReportResult(code=answer.code, message=answer.message))
-        return results
+        """Send the reports as outcome messages, all at once; one result per report, in
+        order."""
+        if not reports:
+            return []
+        frames = _native.encode_frames("outcome", reports)
+        results = await _answers(await self._stream.send(frames, len(reports)), self._timeout)
+        return cast("list[ReportResult]", results)
 
     async def end(self) -> None:
         await self._stream.end()
@@ -326,12 +406,3 @@ class SessionClient:
 
     async def close(self) -> None:
         await self._stream.close()
-
-    def _message(self, raw: bytes) -> bool:
-        # A ServerMessage holding a task (field 1) is, byte for byte, a LeaseTasksResponse with
-        # one task.
-        if not raw or raw[0] != 0x0A:
-            return False
-        for task in _native.decode_reply("LeaseTasks", raw):
-            self._on_task(task)
-        return True

@@ -119,6 +119,8 @@ class TaskContext:
     should check `cancelled` and return.
     """
 
+    __slots__ = ("_cancelled", "_loop", "_on_cancel", "api", "cursor", "task", "worker_id")
+
     def __init__(
         self,
         api: Api,
@@ -174,8 +176,13 @@ class TaskContext:
         """Record that the job was cancelled and tell the worker (once)."""
         if not self._cancelled:
             self._cancelled = True
-            if self._on_cancel is not None:
-                self._on_cancel()
+            self._cancel_requested()
+
+    def _cancel_requested(self) -> None:
+        """What happens when the job is found cancelled: `on_cancel`. The worker's own
+        subclass cancels the handler instead."""
+        if self._on_cancel is not None:
+            self._on_cancel()
 
     async def heartbeat(self, cursor: bytes | None = None) -> HeartbeatResult:
         """Extend the lease now; with `cursor`, store it durably as this job's checkpoint
@@ -273,6 +280,8 @@ class TaskDef(Generic[P, R]):
         retry: RetryPolicy | None = None,
         concurrency_limits: Sequence[ConcurrencyLimit] = (),
         rate_limits: Sequence[RateLimit] = (),
+        unique_key: str | Callable[..., str] = "",
+        unique_for_ms: int = 0,
         lease_ms: int = 0,
         retention_ms: int = 0,
         metadata: Mapping[str, str] | None = None,
@@ -286,6 +295,9 @@ class TaskDef(Generic[P, R]):
         self.retry = retry
         self.concurrency_limits = tuple(concurrency_limits)
         self.rate_limits = tuple(rate_limits)
+        #: A key, or a function of the task's arguments giving one ("" = no key).
+        self.unique_key = unique_key
+        self.unique_for_ms = unique_for_ms
         self.lease_ms = lease_ms
         self.retention_ms = retention_ms
         self.metadata = {**(metadata or {}), TASK_METADATA_KEY: self.name}
@@ -307,6 +319,10 @@ class TaskDef(Generic[P, R]):
         if unknown:
             raise errors.InvalidArgument(f"_{unknown[0]}: not a job option of {self.name}")
         payload = self.serializer.dumps({"args": list(args), "kwargs": kwargs})
+        unique_key = options.get("unique_key")
+        if unique_key is None:
+            key = self.unique_key
+            unique_key = key(*args, **kwargs) if callable(key) else key
         start_at_ms = _ms_option(options, "start_at")
         if "delay" in options:
             if start_at_ms:
@@ -323,8 +339,8 @@ class TaskDef(Generic[P, R]):
             payload=payload,
             metadata={**self.metadata, **options.get("metadata", {})},
             rate_limits=tuple(options.get("rate_limits", self.rate_limits)),
-            unique_key=options.get("unique_key", ""),
-            unique_for_ms=options.get("unique_for_ms", 0),
+            unique_key=unique_key,
+            unique_for_ms=options.get("unique_for_ms", self.unique_for_ms),
             retention_ms=options.get("retention_ms", self.retention_ms),
             lease_ms=options.get("lease_ms", self.lease_ms),
             expire_at_ms=_ms_option(options, "expire_at"),
@@ -443,6 +459,8 @@ def task(
     retry: RetryPolicy | None = None,
     concurrency_limits: Sequence[ConcurrencyLimit] = (),
     rate_limits: Sequence[RateLimit] = (),
+    unique_key: str | Callable[..., str] = "",
+    unique_for_ms: int = 0,
     lease_ms: int = 0,
     retention_ms: int = 0,
     metadata: Mapping[str, str] | None = None,
@@ -450,8 +468,10 @@ def task(
 ) -> _Decorator: ...
 def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Register a function as a task: `@silo.task` or `@silo.task(queue=..., retry=...,
-    priority=..., tenant=..., concurrency_limits=..., rate_limits=..., lease_ms=...,
-    retention_ms=..., metadata=..., name=..., serializer=...)` (the job defaults)."""
+    priority=..., tenant=..., concurrency_limits=..., rate_limits=..., unique_key=...,
+    unique_for_ms=..., lease_ms=..., retention_ms=..., metadata=..., name=..., serializer=...)`
+    (the job defaults). `unique_key` is a key or a function of the task's arguments that
+    returns one (e.g. `lambda user_id: f"sync:{user_id}"`)."""
     if fn is not None:
         return TaskDef(fn, **options)
 

@@ -3,10 +3,16 @@
 
 One event loop does everything: a lease loop asks for as many tasks as there are free slots
 (one LeaseTasks call, long-polling while none is due), each task runs in its own asyncio task
-(a plain `def` in the worker's thread pool), one timer per running task heartbeats it every
-`heartbeat_interval_ms`, and a reporter sends the outcomes that finished meanwhile in one
-ReportTaskOutcomes call. A `cancelled` heartbeat answer cancels the handler and reports
-`cancelled`; a lost lease (LeaseNotHeld, TaskNotFound) cancels it and reports nothing.
+(a plain `def` in the worker's thread pool), and a reporter sends the outcomes that finished
+meanwhile in one ReportTaskOutcomes call. A `cancelled` heartbeat answer cancels the handler and
+reports `cancelled`; a lost lease (LeaseNotHeld, TaskNotFound) cancels it and reports nothing.
+
+What a task costs is kept small, because a no-op task's whole cycle should cost the worker a
+few tens of µs (BENCHMARKS.md, "The Python API"): one object per task (`_Running`, which is
+also the handler's TaskContext), one asyncio task (started eagerly on Python 3.12+, so a handler
+that finishes without waiting is never scheduled), and no timer per task: one timer per worker
+heartbeats the tasks whose heartbeat is due, so a task that ends before its first heartbeat
+costs no timer at all.
 
 Over a `silo.Client` that serves streams, the worker runs on one WorkerSession instead
 (python/silo/streams.py, docs/api.md#workersession): the broker pushes tasks while the worker
@@ -28,12 +34,14 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import math
 import os
 import secrets
 import signal
 import socket
+import sys
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from silo import errors
@@ -84,27 +92,41 @@ class _UnknownTask(Exception):
     """A job whose task (or queue handler) this worker does not have."""
 
 
-class _Running:
-    """One task this worker runs: its context, what runs it (a task definition or a raw
-    handler, None when unknown), the asyncio task running it, its heartbeat timer, and why it
-    is being stopped (if it is)."""
+if sys.version_info >= (3, 12):
+    #: Starts a handler's asyncio task eagerly: its first step runs at once (as the current
+    #: task), and a handler that finishes without waiting is never scheduled.
+    _new_task = functools.partial(asyncio.Task, eager_start=True)
+else:
+    _new_task = asyncio.Task
 
-    __slots__ = ("abandoned", "ctx", "definition", "handler", "job", "lost", "task", "timer")
+
+class _Running(TaskContext):
+    """One task this worker runs. It is also the context its handler gets (one object per
+    task): what runs it (a task definition or a raw handler, neither when unknown), the asyncio
+    task running it, when its next heartbeat is due, and why it is being stopped (if it is)."""
+
+    __slots__ = ("_abandoned", "_beat_at", "_definition", "_handler", "_job", "_lost", "_worker")
 
     def __init__(
         self,
+        worker: Worker,
         task: Task,
         definition: TaskDef[Any, Any] | None,
         handler: RawHandler | None,
+        beat_at: float,
     ) -> None:
-        self.task = task
-        self.definition = definition
-        self.handler = handler
-        self.ctx: TaskContext
-        self.job: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.lost = False  # the lease is gone: report nothing
-        self.abandoned = False  # the grace period ended: report a retryable failure
+        TaskContext.__init__(self, worker.api, task, worker_id=worker.worker_id, loop=worker._loop)
+        self._worker = worker
+        self._definition = definition
+        self._handler = handler
+        self._job: asyncio.Future[None] | None = None
+        #: Loop time its next heartbeat is due (infinity while one is in flight).
+        self._beat_at = beat_at
+        self._lost = False  # the lease is gone: report nothing
+        self._abandoned = False  # the grace period ended: report a retryable failure
+
+    def _cancel_requested(self) -> None:
+        self._worker._cancel(self)
 
 
 class Worker:
@@ -152,10 +174,16 @@ class Worker:
         self.poll_ms = poll_ms
         self._threads = threads or concurrency
         self._running: dict[str, _Running] = {}
+        self._raw_async = {q: asyncio.iscoroutinefunction(h) for q, h in self.handlers.items()}
         self._beats: set[asyncio.Future[None]] = set()
+        #: The one heartbeat timer (None when no heartbeat is due) and the loop time it fires.
+        self._beat_timer: asyncio.TimerHandle | None = None
+        self._beat_timer_at = math.inf
         self._reports: list[Report] = []
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._idle = asyncio.Event()  # set while no task runs
+        self._idle.set()
         self._report_ready = asyncio.Event()
         self._reports_sent = asyncio.Event()
         self._reports_sent.set()
@@ -181,10 +209,14 @@ class Worker:
         """How many tasks are running now."""
         return len(self._running)
 
-    async def run(self, *, handle_signals: bool = True) -> None:
+    async def run(
+        self, *, handle_signals: bool = True, on_ready: Callable[[], None] | None = None
+    ) -> None:
         """Lease and run tasks until `stop()` (or SIGTERM/SIGINT when `handle_signals` and
-        this is the main thread), then finish as the module doc says."""
-        await self._serve(until_idle=False, handle_signals=handle_signals)
+        this is the main thread), then finish as the module doc says. `on_ready` is called
+        once the signal handlers are installed, before the first lease: from then on a
+        SIGTERM stops the worker gracefully (`silo worker` prints its ready line there)."""
+        await self._serve(until_idle=False, handle_signals=handle_signals, on_ready=on_ready)
 
     async def run_until_idle(self) -> int:
         """Run tasks until none is due and none is running (jobs scheduled for later stay);
@@ -195,10 +227,18 @@ class Worker:
 
     # ------------------------------------------------------------------ the loops
 
-    async def _serve(self, *, until_idle: bool, handle_signals: bool) -> None:
+    async def _serve(
+        self,
+        *,
+        until_idle: bool,
+        handle_signals: bool,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop.clear()
         signals = self._install_signals() if handle_signals else []
+        if on_ready is not None:
+            on_ready()
         reporter = asyncio.create_task(self._report_loop(), name="silo-worker-reports")
         try:
             opener = getattr(self.api, "open_session", None)
@@ -209,6 +249,9 @@ class Worker:
             await self._finish_running()
             await self._flush_reports()
         finally:
+            if self._beat_timer is not None:
+                self._beat_timer.cancel()
+                self._beat_timer, self._beat_timer_at = None, math.inf
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter
@@ -262,8 +305,9 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), RETRY_PAUSE_S)
                 continue
+            now = self._loop.time() if self._loop is not None else 0.0
             for t in tasks:
-                self._start(t)
+                self._start(t, now)
             if until_idle and not tasks:
                 if not self._running:
                     return
@@ -330,50 +374,61 @@ class Worker:
     def _session_task(self, task: Task) -> None:
         """A task pushed by the session (it used one credit)."""
         self._credit = max(0, self._credit - 1)
-        self._start(task)
+        assert self._loop is not None
+        self._start(task, self._loop.time())
 
-    def _start(self, task: Task) -> None:
+    def _start(self, task: Task, now: float) -> None:
+        """Start running `task`, leased at loop time `now`."""
+        assert self._loop is not None
         name = task.metadata.get(TASK_METADATA_KEY)
         definition = self.tasks.get(name) if name is not None else None
         handler = None if definition is not None else self.handlers.get(task.queue)
-        running = _Running(task, definition, handler)
-        running.ctx = TaskContext(
-            self.api,
-            task,
-            worker_id=self.worker_id,
-            on_cancel=functools.partial(self._cancel, running),
-            loop=self._loop,
-        )
+        beat_at = now + max(task.heartbeat_interval_ms, 1) / 1000
+        running = _Running(self, task, definition, handler, beat_at)
         self._running[task.task_id] = running
-        running.job = asyncio.create_task(self._execute(running))
-        self._schedule_heartbeat(running)
+        self._idle.clear()
+        running._job = _new_task(self._execute(running), loop=self._loop)
+        if beat_at < self._beat_timer_at and task.task_id in self._running:
+            self._arm_heartbeats(beat_at)
 
     async def _finish_running(self) -> None:
-        jobs = [r.job for r in self._running.values() if r.job is not None]
-        if not jobs:
+        if not self._running:
             return
-        _, pending = await asyncio.wait(jobs, timeout=self.grace)
-        if not pending:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.grace)
             return
         log.warning(
             "%d task(s) still running after the %.0f s grace period: reporting them as %s",
-            len(pending),
+            len(self._running),
             self.grace,
             SHUTDOWN_CODE,
         )
         for running in list(self._running.values()):
-            running.abandoned = True
-            if running.job is not None:
-                running.job.cancel()
-        await asyncio.wait(pending)
+            running._abandoned = True
+            if running._job is not None:
+                running._job.cancel()
+        await self._idle.wait()
 
     # ------------------------------------------------------------------ running one task
 
     async def _execute(self, running: _Running) -> None:
-        task, ctx = running.task, running.ctx
+        """Run the task's handler and queue its report (one coroutine per task: the handler
+        is awaited here, without a coroutine in between)."""
+        task = running.task
+        definition = running._definition
         report: Report | None
         try:
-            result = await self._call_handler(running)
+            if definition is not None:
+                args, kwargs = definition.decode_arguments(task.payload)
+                if definition.takes_context:
+                    args.insert(0, running)
+                if definition.is_async:
+                    value = await definition.fn(*args, **kwargs)
+                else:
+                    value = await self._in_thread(functools.partial(definition.fn, *args, **kwargs))
+                result = definition.serializer.dumps(value)
+            else:
+                result = await self._call_raw_handler(running)
         except asyncio.CancelledError:
             report = self._stopped_report(running)
         except _UnknownTask as exc:
@@ -382,15 +437,16 @@ class Worker:
         except Exception as exc:
             report = Report(task_id=task.task_id, worker_id=self.worker_id, failure=failure_of(exc))
         else:
-            if ctx.cancelled:
+            if running._lost:
+                report = None
+            elif running.cancelled:
                 report = Report(task_id=task.task_id, worker_id=self.worker_id, cancelled=True)
             else:
                 report = Report(task_id=task.task_id, worker_id=self.worker_id, result=result)
-        finally:
-            if running.timer is not None:
-                running.timer.cancel()
-            del self._running[task.task_id]
-            self._slot_freed.set()
+        del self._running[task.task_id]
+        if not self._running:
+            self._idle.set()
+        self._slot_freed.set()
         if report is not None:
             self._reports.append(report)
             self._reports_sent.clear()
@@ -400,82 +456,85 @@ class Worker:
         """The report of a handler that was cancelled: the job's cancel acknowledged, a
         retryable failure after the grace period, nothing when the lease was lost."""
         task_id = running.task.task_id
-        if running.lost:
+        if running._lost:
             return None
-        if running.ctx.cancelled:
+        if running.cancelled:
             return Report(task_id=task_id, worker_id=self.worker_id, cancelled=True)
         message = f"the worker stopped and the task did not finish within {self.grace:g} s"
-        if not running.abandoned:  # cancelled from outside (the worker's own task was cancelled)
+        if not running._abandoned:  # cancelled from outside (the worker's own task was cancelled)
             message = "the worker was cancelled before the task finished"
         failure = TaskFailure(code=SHUTDOWN_CODE, message=message)
         return Report(task_id=task_id, worker_id=self.worker_id, failure=failure)
 
-    async def _call_handler(self, running: _Running) -> bytes:
-        task, ctx, definition, handler = (
-            running.task,
-            running.ctx,
-            running.definition,
-            running.handler,
-        )
-        if definition is not None:
-            args, kwargs = definition.decode_arguments(task.payload)
-            if definition.takes_context:
-                args.insert(0, ctx)
-            if definition.is_async:
-                value = await definition.fn(*args, **kwargs)
-            else:
-                value = await self._in_thread(definition.fn, *args, **kwargs)
-            return definition.serializer.dumps(value)
-        if handler is not None:
-            if asyncio.iscoroutinefunction(handler):
-                out = await handler(ctx, task.payload)
-            else:
-                out = await self._in_thread(handler, ctx, task.payload)
-            if not isinstance(out, bytes | bytearray):
-                raise TypeError(
-                    f"the raw handler of queue {task.queue!r} returned "
-                    f"{type(out).__name__}, not bytes"
-                )
-            return bytes(out)
-        name = task.metadata.get(TASK_METADATA_KEY)
-        raise _UnknownTask(
-            f"no task named {name!r} in this worker"
-            if name
-            else f"no task name and no handler for queue {task.queue!r}"
-        )
+    async def _call_raw_handler(self, running: _Running) -> bytes:
+        """Run the raw handler of the task's queue: payload bytes in, result bytes out."""
+        task, handler = running.task, running._handler
+        if handler is None:
+            name = task.metadata.get(TASK_METADATA_KEY)
+            raise _UnknownTask(
+                f"no task named {name!r} in this worker"
+                if name
+                else f"no task name and no handler for queue {task.queue!r}"
+            )
+        if self._raw_async.get(task.queue):
+            out = await handler(running, task.payload)  # type: ignore[misc]
+        else:
+            out = await self._in_thread(functools.partial(handler, running, task.payload))
+        if not isinstance(out, bytes | bytearray):
+            raise TypeError(
+                f"the raw handler of queue {task.queue!r} returned {type(out).__name__}, not bytes"
+            )
+        return bytes(out)
 
-    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _in_thread(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
+        """`call()` in the worker's thread pool."""
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self._threads, thread_name_prefix="silo-task"
             )
         assert self._loop is not None
-        return await self._loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        return self._loop.run_in_executor(self._pool, call)
 
     def _cancel(self, running: _Running) -> None:
         """The job was cancelled: cancel an async handler (a thread cannot be interrupted; a
         plain `def` handler sees `ctx.cancelled`)."""
-        if running.job is None or running.job.done():
+        if running._job is None or running._job.done():
             return
-        if running.definition is not None:
-            is_async = running.definition.is_async
+        if running._definition is not None:
+            is_async = running._definition.is_async
         else:
-            is_async = asyncio.iscoroutinefunction(running.handler)
+            is_async = self._raw_async.get(running.task.queue, False)
         if is_async:
-            running.job.cancel()
+            running._job.cancel()
 
     # ------------------------------------------------------------------ heartbeats
 
-    def _schedule_heartbeat(self, running: _Running) -> None:
+    def _arm_heartbeats(self, when: float) -> None:
+        """Make the heartbeat timer fire at loop time `when`."""
         assert self._loop is not None
-        interval_s = max(running.task.heartbeat_interval_ms, 1) / 1000
-        running.timer = self._loop.call_later(interval_s, self._heartbeat_due, running)
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+        self._beat_timer = self._loop.call_at(when, self._heartbeats_due)
+        self._beat_timer_at = when
 
-    def _heartbeat_due(self, running: _Running) -> None:
-        if running.task.task_id in self._running:
-            beat = asyncio.ensure_future(self._heartbeat(running))
-            self._beats.add(beat)
-            beat.add_done_callback(self._beats.discard)
+    def _heartbeats_due(self) -> None:
+        """Heartbeat every running task whose heartbeat is due; arm the timer for the next.
+        Runs about once per heartbeat interval (not once per task), and looks only at the
+        tasks running now."""
+        assert self._loop is not None
+        self._beat_timer, self._beat_timer_at = None, math.inf
+        now = self._loop.time()
+        next_at = math.inf
+        for running in self._running.values():
+            if running._beat_at <= now:
+                running._beat_at = math.inf  # until its answer
+                beat = self._loop.create_task(self._heartbeat(running))
+                self._beats.add(beat)
+                beat.add_done_callback(self._beats.discard)
+            elif running._beat_at < next_at:
+                next_at = running._beat_at
+        if next_at < math.inf:
+            self._arm_heartbeats(next_at)
 
     async def _heartbeat(self, running: _Running) -> None:
         task = running.task
@@ -485,17 +544,20 @@ class Worker:
             log.warning(
                 "task %s of job %s lost its lease (%s): stopping it", task.task_id, task.job_id, exc
             )
-            running.lost = True
-            if running.job is not None:
-                running.job.cancel()
+            running._lost = True
+            if running._job is not None:
+                running._job.cancel()
             return
         except errors.SiloError as exc:
             log.warning("heartbeat of task %s failed (%s); trying again", task.task_id, exc)
         else:
             if result.cancelled:
-                running.ctx.mark_cancelled()
+                running.mark_cancelled()
         if task.task_id in self._running:
-            self._schedule_heartbeat(running)
+            assert self._loop is not None
+            running._beat_at = self._loop.time() + max(task.heartbeat_interval_ms, 1) / 1000
+            if running._beat_at < self._beat_timer_at:
+                self._arm_heartbeats(running._beat_at)
 
     async def _send_heartbeat(self, task_id: str) -> HeartbeatResult:
         """On the session while it is open, else the unary call."""

@@ -129,7 +129,7 @@ fn init_logging() {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    crate::allocator::return_freed_memory_at_once();
+    crate::allocator::return_freed_memory_soon();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PyBroker>()?;
     m.add_class::<PyCompletions>()?;
@@ -139,5 +139,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rpcs, m)?)?;
     m.add_function(wrap_pyfunction!(convert::encode_request, m)?)?;
     m.add_function(wrap_pyfunction!(convert::decode_reply_of, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::encode_frames, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::decode_frames, m)?)?;
     Ok(())
 }

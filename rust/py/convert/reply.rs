@@ -8,6 +8,7 @@ use prost::Message;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
+use pyo3::BoundObject;
 
 use crate::error::Error;
 use crate::proto::{admin, wire};
@@ -17,7 +18,7 @@ use super::super::errors::to_py;
 use super::interned;
 
 /// The classes of `silo.types` the replies are made of, looked up once.
-struct Types {
+pub(super) struct Types {
     enqueued: Py<PyType>,
     enqueue_result: Py<PyType>,
     task: Py<PyType>,
@@ -46,7 +47,7 @@ struct Types {
 
 static TYPES: PyOnceLock<Types> = PyOnceLock::new();
 
-fn types(py: Python<'_>) -> PyResult<&Types> {
+pub(super) fn types(py: Python<'_>) -> PyResult<&Types> {
     TYPES.get_or_try_init(py, || {
         let module = py.import("silo.types")?;
         let class = |name: &str| -> PyResult<Py<PyType>> {
@@ -88,23 +89,60 @@ fn types(py: Python<'_>) -> PyResult<&Types> {
     })
 }
 
-/// Keyword arguments of one value, in the order its class declares them.
-struct Kw<'py>(Bound<'py, PyDict>);
+/// The fields of one value, given in the order its class declares them, then made into an
+/// instance of its class.
+///
+/// Every field is given (tests/test_conversions.py checks each type), so the instance is made
+/// without running the dataclass's `__init__`: a new object of the class with each slot set by
+/// `object.__setattr__`, which is what the `__init__` of a frozen dataclass does itself, minus
+/// a Python frame and a keyword dict per value (a leased Task cost about 4 µs that way).
+struct Kw<'py> {
+    py: Python<'py>,
+    fields: Vec<(&'static str, Bound<'py, PyAny>)>,
+}
 
 impl<'py> Kw<'py> {
     fn new(py: Python<'py>) -> Self {
-        Kw(PyDict::new(py))
+        Kw {
+            py,
+            fields: Vec::with_capacity(32),
+        }
     }
 
-    fn set(self, name: &'static str, value: impl IntoPyObject<'py>) -> PyResult<Self> {
-        let py = self.0.py();
-        self.0.set_item(interned(py, name), value)?;
+    fn set(mut self, name: &'static str, value: impl IntoPyObject<'py>) -> PyResult<Self> {
+        let value = value.into_pyobject(self.py).map_err(Into::into)?;
+        self.fields.push((name, value.into_any().into_bound()));
         Ok(self)
     }
 
     fn build(self, class: &Py<PyType>) -> PyResult<Bound<'py, PyAny>> {
-        let py = self.0.py();
-        class.bind(py).call((), Some(&self.0))
+        let py = self.py;
+        let class = class.bind(py);
+        // SAFETY: `class` is a live type object (a dataclass of silo.types); PyType_GenericNew
+        // only allocates an instance of it (no __init__), returning a new reference or NULL
+        // with an exception set, which `from_owned_ptr_or_err` turns into a PyErr.
+        let object = unsafe {
+            let raw = pyo3::ffi::PyType_GenericNew(
+                class.as_type_ptr(),
+                PyTuple::empty(py).as_ptr(),
+                std::ptr::null_mut(),
+            );
+            Bound::from_owned_ptr_or_err(py, raw)?
+        };
+        for (name, value) in self.fields {
+            let name = interned(py, name);
+            // SAFETY: all three pointers are live objects borrowed for the call;
+            // PyObject_GenericSetAttr sets the slot named `name` (the base object's
+            // __setattr__, bypassing the frozen dataclass's) and returns -1 with an exception
+            // set on failure.
+            let status = unsafe {
+                pyo3::ffi::PyObject_GenericSetAttr(object.as_ptr(), name.as_ptr(), value.as_ptr())
+            };
+            if status != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(object)
     }
 }
 
@@ -213,7 +251,11 @@ fn optional<'py, T>(
     }
 }
 
-fn task<'py>(py: Python<'py>, t: &Types, task: &wire::Task) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn task<'py>(
+    py: Python<'py>,
+    t: &Types,
+    task: &wire::Task,
+) -> PyResult<Bound<'py, PyAny>> {
     Kw::new(py)
         .set("task_id", task.task_id.as_str())?
         .set("job_id", task.job_id.as_str())?
@@ -228,6 +270,49 @@ fn task<'py>(py: Python<'py>, t: &Types, task: &wire::Task) -> PyResult<Bound<'p
         .set("heartbeat_cursor", bytes(py, &task.heartbeat_cursor))?
         .set("is_last_attempt", task.is_last_attempt)?
         .build(&t.task)
+}
+
+pub(super) fn enqueue_result<'py>(
+    py: Python<'py>,
+    t: &Types,
+    e: &wire::EnqueueResult,
+) -> PyResult<Bound<'py, PyAny>> {
+    Kw::new(py)
+        .set("id", e.id.as_str())?
+        .set("code", e.code)?
+        .set("message", e.message.as_str())?
+        .set("deduplicated", e.deduplicated)?
+        .build(&t.enqueue_result)
+}
+
+/// A WorkerSession's answer as the client takes it (python/silo/streams.py): a pushed task as
+/// its `silo.Task`, an outcome's answer as its `silo.ReportResult`, a heartbeat's as the tuple
+/// `(code, message, cancelled, lease_expires_at_ms)`.
+pub(super) fn server_message<'py>(
+    py: Python<'py>,
+    t: &Types,
+    m: &wire::ServerMessage,
+) -> PyResult<Bound<'py, PyAny>> {
+    use wire::server_message::Kind;
+    match &m.kind {
+        Some(Kind::Task(task_)) => task(py, t, task_),
+        Some(Kind::Outcome(o)) => Kw::new(py)
+            .set("code", o.code)?
+            .set("message", o.message.as_str())?
+            .build(&t.report_result),
+        Some(Kind::Heartbeat(h)) => Ok((
+            h.code,
+            h.message.as_str(),
+            h.cancelled,
+            h.lease_expires_at_ms,
+        )
+            .into_pyobject(py)?
+            .into_any()),
+        None => Err(to_py(
+            py,
+            Error::Internal("a session message without a kind".into()),
+        )),
+    }
 }
 
 fn attempt<'py>(py: Python<'py>, t: &Types, a: &wire::Attempt) -> PyResult<Bound<'py, PyAny>> {
@@ -347,7 +432,7 @@ fn queue_stats<'py>(
         .build(&t.queue_stats)
 }
 
-fn decode<M: Message + Default>(py: Python<'_>, data: &[u8]) -> PyResult<M> {
+pub(super) fn decode<M: Message + Default>(py: Python<'_>, data: &[u8]) -> PyResult<M> {
     M::decode(data).map_err(|e| {
         to_py(
             py,
@@ -371,14 +456,7 @@ pub(crate) fn decode_reply<'py>(
         }
         Rpc::EnqueueBatch => {
             let r: wire::EnqueueBatchResponse = decode(py, data)?;
-            list(py, &r.results, |e| {
-                Kw::new(py)
-                    .set("id", e.id.as_str())?
-                    .set("code", e.code)?
-                    .set("message", e.message.as_str())?
-                    .set("deduplicated", e.deduplicated)?
-                    .build(&t.enqueue_result)
-            })
+            list(py, &r.results, |e| enqueue_result(py, t, e))
         }
         Rpc::Cancel | Rpc::ReportTaskOutcome | Rpc::DeleteJob | Rpc::DeleteSchedule => none(),
         Rpc::LeaseTasks => {

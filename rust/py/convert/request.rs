@@ -21,19 +21,46 @@ use super::{interned, invalid};
 
 /// The fields of one message as Python holds them: the items of a dict (keyword arguments) or
 /// the attributes of an object (a `silo.types` dataclass). A missing key or attribute, or a
-/// `None`, reads as the field's default. `path` prefixes field names in errors.
-pub(super) struct Fields<'py> {
+/// `None`, reads as the field's default.
+///
+/// `at` says where the message sits in the arguments (`jobs[3].retry_policy.`), to prefix
+/// field names in errors. It is a chain of borrows, turned into text only when an error is
+/// raised: building the path of every job of a batch cost an allocation or two per job.
+pub(super) struct Fields<'a, 'py> {
     source: Bound<'py, PyAny>,
-    path: String,
+    at: Option<(&'a Fields<'a, 'py>, Place)>,
 }
 
-impl<'py> Fields<'py> {
-    pub(super) fn new(source: Bound<'py, PyAny>, path: String) -> Self {
-        Fields { source, path }
+/// Where a nested message sits in its parent: a field, or an element of a repeated field.
+#[derive(Clone, Copy)]
+enum Place {
+    Field(&'static str),
+    Item(&'static str, usize),
+}
+
+impl<'a, 'py> Fields<'a, 'py> {
+    pub(super) fn top(source: Bound<'py, PyAny>) -> Self {
+        Fields { source, at: None }
+    }
+
+    fn nested(&'a self, source: Bound<'py, PyAny>, place: Place) -> Self {
+        Fields {
+            source,
+            at: Some((self, place)),
+        }
+    }
+
+    /// The path of this message's fields: "" at the top, else e.g. `jobs[3].retry_policy.`.
+    fn prefix(&self) -> String {
+        match self.at {
+            None => String::new(),
+            Some((parent, Place::Field(field))) => format!("{}{field}.", parent.prefix()),
+            Some((parent, Place::Item(field, i))) => format!("{}{field}[{i}].", parent.prefix()),
+        }
     }
 
     fn name(&self, field: &str) -> String {
-        format!("{}{field}", self.path)
+        format!("{}{field}", self.prefix())
     }
 
     fn bad(&self, field: &str, reason: impl std::fmt::Display) -> PyErr {
@@ -82,16 +109,10 @@ impl<'py> Fields<'py> {
     }
 
     fn int_of(&self, field: &str, v: &Bound<'py, PyAny>) -> PyResult<i64> {
-        if v.is_instance_of::<pyo3::types::PyBool>() {
-            return Err(self.expected(field, "an int", v));
-        }
-        match v.extract::<i64>() {
-            Ok(n) => Ok(n),
-            Err(_) if v.is_instance_of::<pyo3::types::PyInt>() => {
-                Err(self.bad(field, "out of range"))
-            }
-            Err(_) => Err(self.expected(field, "an int", v)),
-        }
+        int_value(v).map_err(|e| match e {
+            IntError::NotInt => self.expected(field, "an int", v),
+            IntError::OutOfRange => self.bad(field, "out of range"),
+        })
     }
 
     pub(super) fn uint32(&self, field: &'static str) -> PyResult<u32> {
@@ -140,11 +161,11 @@ impl<'py> Fields<'py> {
     }
 
     /// A sequence (list, tuple, ...; not a str or bytes) of items, each read by `item` with its
-    /// index in the path.
+    /// index (`item_name` names it in an error).
     pub(super) fn list<T>(
         &self,
         field: &'static str,
-        mut item: impl FnMut(Bound<'py, PyAny>, String) -> PyResult<T>,
+        mut item: impl FnMut(Bound<'py, PyAny>, usize) -> PyResult<T>,
     ) -> PyResult<Vec<T>> {
         let Some(v) = self.get(field)? else {
             return Ok(Vec::new());
@@ -155,25 +176,33 @@ impl<'py> Fields<'py> {
         let iter = v
             .try_iter()
             .map_err(|_| self.expected(field, "a sequence", &v))?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(v.len().unwrap_or(0));
         for (i, element) in iter.enumerate() {
-            out.push(item(element?, format!("{}[{i}]", self.name(field)))?);
+            out.push(item(element?, i)?);
         }
         Ok(out)
     }
 
+    /// The name of element `i` of the repeated field `field`, for an error.
+    fn item_name(&self, field: &str, i: usize) -> String {
+        format!("{}{field}[{i}]", self.prefix())
+    }
+
     pub(super) fn strings(&self, field: &'static str) -> PyResult<Vec<String>> {
-        self.list(field, |v, name| match v.cast::<PyString>() {
+        self.list(field, |v, i| match v.cast::<PyString>() {
             Ok(s) => Ok(s.to_str()?.to_owned()),
             Err(_) => Err(invalid(
                 v.py(),
-                Error::invalid(name, "expected a str".to_string()),
+                Error::invalid(self.item_name(field, i), "expected a str".to_string()),
             )),
         })
     }
 
     pub(super) fn int64s(&self, field: &'static str) -> PyResult<Vec<i64>> {
-        self.list(field, |v, name| Fields::new(v.clone(), name).int_of("", &v))
+        self.list(field, |v, i| match int_value(&v) {
+            Ok(n) => Ok(n),
+            Err(_) => self.int_of(&format!("{field}[{i}]"), &v),
+        })
     }
 
     /// A mapping of str to str (a dict, or anything with `items()`).
@@ -181,15 +210,8 @@ impl<'py> Fields<'py> {
         let Some(v) = self.get(field)? else {
             return Ok(BTreeMap::new());
         };
-        let items = match v.cast::<PyDict>() {
-            Ok(dict) => dict.items().into_any(),
-            Err(_) => v
-                .call_method0("items")
-                .map_err(|_| self.expected(field, "a mapping", &v))?,
-        };
         let mut out = BTreeMap::new();
-        for pair in items.try_iter()? {
-            let (key, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = pair?.extract()?;
+        let mut put = |key: Bound<'py, PyAny>, value: Bound<'py, PyAny>| -> PyResult<()> {
             let key = key
                 .cast::<PyString>()
                 .map_err(|_| self.bad(field, "keys must be str"))?
@@ -201,6 +223,20 @@ impl<'py> Fields<'py> {
                 .to_str()?
                 .to_owned();
             out.insert(key, value);
+            Ok(())
+        };
+        if let Ok(dict) = v.cast::<PyDict>() {
+            for (key, value) in dict.iter() {
+                put(key, value)?;
+            }
+            return Ok(out);
+        }
+        let items = v
+            .call_method0("items")
+            .map_err(|_| self.expected(field, "a mapping", &v))?;
+        for pair in items.try_iter()? {
+            let (key, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = pair?.extract()?;
+            put(key, value)?;
         }
         Ok(out)
     }
@@ -209,11 +245,11 @@ impl<'py> Fields<'py> {
     pub(super) fn message<T>(
         &self,
         field: &'static str,
-        read: impl FnOnce(&Fields<'py>) -> PyResult<T>,
+        read: impl FnOnce(&Fields<'_, 'py>) -> PyResult<T>,
     ) -> PyResult<Option<T>> {
         match self.get(field)? {
             None => Ok(None),
-            Some(v) => read(&Fields::new(v, format!("{}.", self.name(field)))).map(Some),
+            Some(v) => read(&self.nested(v, Place::Field(field))).map(Some),
         }
     }
 
@@ -221,13 +257,31 @@ impl<'py> Fields<'py> {
     pub(super) fn messages<T>(
         &self,
         field: &'static str,
-        read: impl Fn(&Fields<'py>) -> PyResult<T>,
+        read: impl Fn(&Fields<'_, 'py>) -> PyResult<T>,
     ) -> PyResult<Vec<T>> {
-        self.list(field, |v, name| read(&Fields::new(v, format!("{name}."))))
+        self.list(field, |v, i| read(&self.nested(v, Place::Item(field, i))))
     }
 }
 
-fn retry_policy(f: &Fields<'_>) -> PyResult<wire::RetryPolicy> {
+/// Why a value is not an int64.
+enum IntError {
+    NotInt,
+    OutOfRange,
+}
+
+/// An int (not a bool) that fits in an i64.
+fn int_value(v: &Bound<'_, PyAny>) -> Result<i64, IntError> {
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(IntError::NotInt);
+    }
+    match v.extract::<i64>() {
+        Ok(n) => Ok(n),
+        Err(_) if v.is_instance_of::<pyo3::types::PyInt>() => Err(IntError::OutOfRange),
+        Err(_) => Err(IntError::NotInt),
+    }
+}
+
+fn retry_policy(f: &Fields<'_, '_>) -> PyResult<wire::RetryPolicy> {
     Ok(wire::RetryPolicy {
         max_retries: f.uint32("max_retries")?,
         schedule_ms: f.int64s("schedule_ms")?,
@@ -238,14 +292,14 @@ fn retry_policy(f: &Fields<'_>) -> PyResult<wire::RetryPolicy> {
     })
 }
 
-fn concurrency_limit(f: &Fields<'_>) -> PyResult<wire::ConcurrencyLimit> {
+fn concurrency_limit(f: &Fields<'_, '_>) -> PyResult<wire::ConcurrencyLimit> {
     Ok(wire::ConcurrencyLimit {
         key: f.string("key")?,
         max_concurrency: f.uint32("max_concurrency")?,
     })
 }
 
-fn rate_limit(f: &Fields<'_>) -> PyResult<wire::RateLimit> {
+fn rate_limit(f: &Fields<'_, '_>) -> PyResult<wire::RateLimit> {
     Ok(wire::RateLimit {
         key: f.string("key")?,
         limit: f.uint32("limit")?,
@@ -254,7 +308,7 @@ fn rate_limit(f: &Fields<'_>) -> PyResult<wire::RateLimit> {
 }
 
 /// A job to enqueue: `silo.types.NewJob` or the keyword arguments of `Api.enqueue`.
-pub(super) fn new_job(f: &Fields<'_>) -> PyResult<wire::EnqueueRequest> {
+pub(super) fn new_job(f: &Fields<'_, '_>) -> PyResult<wire::EnqueueRequest> {
     Ok(wire::EnqueueRequest {
         id: f.string("id")?,
         tenant: f.string("tenant")?,
@@ -274,7 +328,7 @@ pub(super) fn new_job(f: &Fields<'_>) -> PyResult<wire::EnqueueRequest> {
     })
 }
 
-fn task_failure(f: &Fields<'_>) -> PyResult<wire::TaskFailure> {
+fn task_failure(f: &Fields<'_, '_>) -> PyResult<wire::TaskFailure> {
     Ok(wire::TaskFailure {
         code: f.string("code")?,
         message: f.string("message")?,
@@ -285,7 +339,7 @@ fn task_failure(f: &Fields<'_>) -> PyResult<wire::TaskFailure> {
 
 /// One outcome: `silo.types.Report` or the keyword arguments of `Api.report_task_outcome`.
 /// Exactly one of `result` (bytes; `b""` is a success), `failure`, `cancelled=True`.
-fn report(f: &Fields<'_>) -> PyResult<wire::ReportTaskOutcomeRequest> {
+pub(super) fn report(f: &Fields<'_, '_>) -> PyResult<wire::ReportTaskOutcomeRequest> {
     use wire::report_task_outcome_request::Outcome;
     let result = f.opt_bytes("result")?;
     let failure = f.message("failure", task_failure)?;
@@ -308,7 +362,7 @@ fn report(f: &Fields<'_>) -> PyResult<wire::ReportTaskOutcomeRequest> {
 }
 
 /// The filters of ListJobs (`silo.types.JobFilter` or keyword arguments), with its paging.
-fn job_filter(f: &Fields<'_>) -> PyResult<wire::ListJobsRequest> {
+fn job_filter(f: &Fields<'_, '_>) -> PyResult<wire::ListJobsRequest> {
     Ok(wire::ListJobsRequest {
         tenant: f.string("tenant")?,
         queue: f.string("queue")?,
@@ -325,7 +379,7 @@ fn job_filter(f: &Fields<'_>) -> PyResult<wire::ListJobsRequest> {
     })
 }
 
-fn schedule(f: &Fields<'_>) -> PyResult<wire::Schedule> {
+fn schedule(f: &Fields<'_, '_>) -> PyResult<wire::Schedule> {
     Ok(wire::Schedule {
         tenant: f.string("tenant")?,
         name: f.string("name")?,
@@ -344,8 +398,8 @@ fn schedule(f: &Fields<'_>) -> PyResult<wire::Schedule> {
 /// The encoded request of `rpc` from its typed arguments (see the module doc). A streaming
 /// RPC has no unary request: InvalidArgument on `rpc`.
 pub(crate) fn encode(rpc: Rpc, args: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let f = Fields::new(args.clone(), String::new());
-    let job_ref = |f: &Fields<'_>| -> PyResult<(String, String)> {
+    let f = Fields::top(args.clone());
+    let job_ref = |f: &Fields<'_, '_>| -> PyResult<(String, String)> {
         Ok((f.string("id")?, f.string("tenant")?))
     };
     let bytes = match rpc {

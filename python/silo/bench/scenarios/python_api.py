@@ -3,10 +3,12 @@ side with gRPC and with Dramatiq on Redis, in one run (BENCHMARKS.md, "The Pytho
 
 Phases (each in this process, one event loop, uvloop):
 - enqueue: single `enqueue` from --clients coroutines, embedded (`silo.open` on a fresh
-  directory store) and over gRPC (`silo.connect` to the bench's broker); then `enqueue_many`
-  of 1,000, both ways. Reported: jobs/s and the event-loop thread's CPU µs per job.
+  directory store), over gRPC (`silo.connect` to the bench's broker: one EnqueueStream) and
+  over unary gRPC Enqueue (`streams=False`); then `enqueue_many` of 1,000, embedded and over
+  gRPC. Reported: jobs/s and the event-loop thread's CPU µs per job.
 - work: --jobs no-op `async def` tasks enqueued first, then one `silo.Worker`
-  (--concurrency) works them until all are done: over gRPC against the bench's broker, and
+  (--concurrency) works them until all are done: over gRPC against the bench's broker (on a
+  WorkerSession, then with `streams=False` on batched LeaseTasks/ReportTaskOutcomes), and
   embedded (broker and worker in this process, as `silo worker --store`). Reported: jobs/s,
   this process's CPU µs per job (and the broker's, over gRPC).
 - dramatiq (unless --no-dramatiq): the same --jobs no-op jobs with Dramatiq on a local
@@ -55,6 +57,7 @@ def run(bench: Bench) -> None:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_enqueue_phases(bench, work_dir))
             runner.run(_work_phase(bench, work_dir, embedded=False))
+            runner.run(_work_phase(bench, work_dir, embedded=False, streams=False))
             runner.run(_work_phase(bench, work_dir, embedded=True))
         if not args.no_dramatiq:
             _dramatiq_phase(bench, work_dir)
@@ -69,8 +72,10 @@ def run(bench: Bench) -> None:
             bench.report.notes.append(f"{a} / {b}: {value:.2f}x")
 
     ratio("enqueue embedded", "enqueue grpc")
+    ratio("enqueue embedded", "enqueue grpc unary")
     ratio("enqueue_many embedded", "enqueue_many grpc")
     ratio("work grpc", "work dramatiq")
+    ratio("work grpc unary", "work dramatiq")
     ratio("work embedded", "work dramatiq")
 
 
@@ -95,12 +100,28 @@ def _row(
     bench.say(f"[{phase}] {row}")
 
 
+class _BrokerCpu:
+    """The CPU the bench's `silo serve` spends from now on, per job (for remote phases only:
+    an embedded broker's CPU is in this process's)."""
+
+    def __init__(self, bench: Bench, *, remote: bool) -> None:
+        self._bench = bench
+        self._start = bench.target.cpu_seconds() if remote else None
+
+    def per_job(self, jobs: int) -> dict[str, Any]:
+        after = self._bench.target.cpu_seconds() if self._start is not None else None
+        if self._start is None or after is None:
+            return {}
+        return {"broker_cpu_us_per_job": round((after - self._start) / jobs * 1e6, 2)}
+
+
 async def _enqueue_phases(bench: Bench, work_dir: Path) -> None:
     args = bench.args
     broker = await silo.open(str(work_dir / "enqueue-store"))
     client = await silo.connect(bench.target.address)
+    unary = await silo.connect(bench.target.address, streams=False)
     try:
-        for name, api in (("embedded", broker), ("grpc", client)):
+        for name, api in (("embedded", broker), ("grpc", client), ("grpc unary", unary)):
             queue = f"{bench.queue}-enqueue-{name}"
             per_client = max(1, args.enqueue_jobs // args.clients)
 
@@ -109,42 +130,45 @@ async def _enqueue_phases(bench: Bench, work_dir: Path) -> None:
                     await api.enqueue(queue=queue, payload=b"x" * 16)
 
             await asyncio.gather(*(producer() for _ in range(min(args.clients, 8))))  # warm-up
+            broker_cpu = _BrokerCpu(bench, remote=api is not broker)
             cpu, start = _cpu(), time.perf_counter()
             await asyncio.gather(*(producer() for _ in range(args.clients)))
-            _row(
-                bench,
-                f"enqueue {name}",
-                per_client * args.clients,
-                time.perf_counter() - start,
-                cpu,
-            )
+            jobs = per_client * args.clients
+            wall = time.perf_counter() - start
+            _row(bench, f"enqueue {name}", jobs, wall, cpu, **broker_cpu.per_job(jobs))
         for name, api in (("embedded", broker), ("grpc", client)):
             jobs = [silo.NewJob(queue=f"{bench.queue}-many-{name}", payload=b"x" * 16)] * 1000
             calls = max(1, args.enqueue_jobs // 1000)
+            broker_cpu = _BrokerCpu(bench, remote=api is not broker)
             cpu, start = _cpu(), time.perf_counter()
             for _ in range(calls):
                 await api.enqueue_many(jobs)
-            _row(bench, f"enqueue_many {name}", calls * 1000, time.perf_counter() - start, cpu)
+            wall = time.perf_counter() - start
+            extra = broker_cpu.per_job(calls * 1000)
+            _row(bench, f"enqueue_many {name}", calls * 1000, wall, cpu, **extra)
     finally:
+        await unary.close()
         await client.close()
         await broker.close()
 
 
-async def _work_phase(bench: Bench, work_dir: Path, *, embedded: bool) -> None:
+async def _work_phase(
+    bench: Bench, work_dir: Path, *, embedded: bool, streams: bool = True
+) -> None:
     args = bench.args
     noop = __import__(NOOP_MODULE).noop
     api: Any
     if embedded:
         api = await silo.open(str(work_dir / "work-store"))
     else:
-        api = await silo.connect(bench.target.address)
-    name = "embedded" if embedded else "grpc"
+        api = await silo.connect(bench.target.address, streams=streams)
+    name = "embedded" if embedded else "grpc" if streams else "grpc unary"
     try:
         for start in range(0, args.jobs, 1000):
             n = min(1000, args.jobs - start)
             await api.enqueue_many([noop.new_job()] * n)
         worker = silo.Worker(api, tasks=[noop], concurrency=args.concurrency, poll_ms=200)
-        broker_cpu = None if embedded else bench.target.cpu_seconds()
+        broker_cpu = _BrokerCpu(bench, remote=not embedded)
         cpu, started = _cpu(), time.perf_counter()
         running = asyncio.create_task(worker.run(handle_signals=False))
         while worker.completed < args.jobs:  # noqa: ASYNC110 (a progress check)
@@ -152,11 +176,7 @@ async def _work_phase(bench: Bench, work_dir: Path, *, embedded: bool) -> None:
         wall = time.perf_counter() - started
         worker.stop()
         await running
-        extra: dict[str, Any] = {}
-        if broker_cpu is not None:
-            after = bench.target.cpu_seconds()
-            if after is not None:
-                extra["broker_cpu_us_per_job"] = round((after - broker_cpu) / args.jobs * 1e6, 2)
+        extra = broker_cpu.per_job(args.jobs)
         gauges = (await api.get_stats())["gauges"]
         extra["left_ready_running"] = (gauges.get("ready", 0), gauges.get("running", 0))
         _row(bench, f"work {name}", args.jobs, wall, cpu, **extra)
