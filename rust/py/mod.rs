@@ -53,7 +53,7 @@ impl PyBroker {
         init_logging();
         let config = BrokerConfig::from_json(settings);
         spawn(&completions.queue, future, async move {
-            Ok(Reply::Broker(Broker::open(config?).await?))
+            Ok(Reply::Broker(Box::new(Broker::open(config?).await?)))
         })
     }
 
