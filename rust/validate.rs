@@ -13,8 +13,7 @@ use crate::search::{self, Filter, Position};
 mod flow;
 pub use flow::{
     list_schedules, page_token, put_schedule, queue_ref, schedule_ref, tick_job_id,
-    TICK_ID_PREFIX,
-    MAX_SCHEDULE_NAME_CHARS,
+    MAX_SCHEDULE_NAME_CHARS, TICK_ID_PREFIX,
 };
 
 pub const MAX_NAME_CHARS: usize = 127;

@@ -633,7 +633,10 @@ fn tick_ids_are_reserved_for_schedules() {
     let err = enqueue(req(&tick_job_id("nightly", 1_000)), &LIMITS).unwrap_err();
     assert_eq!(field_of(err), "id");
     let client = enqueue(req("schedule-1"), &LIMITS).unwrap();
-    assert!(!client.id_generated, "a client's id is checked for existence");
+    assert!(
+        !client.id_generated,
+        "a client's id is checked for existence"
+    );
     let tick = tick_job(req(&tick_job_id("nightly", 1_000)), &LIMITS).unwrap();
     assert!(tick.id_generated, "a tick's id skips the existence read");
     assert_eq!(tick.id, "sched:nightly:1000");
