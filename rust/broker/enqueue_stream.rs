@@ -10,8 +10,9 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use prost::Message;
 
+use super::route::one_each;
 use super::{enqueue_result, Broker, CallContext};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::proto::wire;
 use crate::rpc::decode;
 use crate::stream_io::{StreamIo, Usage};
@@ -103,15 +104,7 @@ impl Broker {
             .enqueue_batch_routed(Bytes::from(batch), &CallContext::default())
             .await
             .and_then(|reply| decode::<wire::EnqueueBatchResponse>(Bytes::from(reply)))
-            .and_then(|reply| {
-                if reply.results.len() == slots.len() {
-                    Ok(reply.results)
-                } else {
-                    Err(Error::Internal(
-                        "a batch was answered with the wrong count".into(),
-                    ))
-                }
-            });
+            .and_then(|reply| one_each(reply.results, slots.len()));
         match answered {
             Ok(answers) => {
                 for (slot, answer) in slots.into_iter().zip(answers) {

@@ -191,16 +191,7 @@ impl Broker {
             }
         });
         for (slots, reply) in futures::future::join_all(runs).await {
-            let reply = reply.and_then(|r| {
-                if r.len() == slots.len() {
-                    Ok(r)
-                } else {
-                    Err(Error::Internal(
-                        "a shard answered a batch with the wrong count".into(),
-                    ))
-                }
-            });
-            match reply {
+            match reply.and_then(|r| one_each(r, slots.len())) {
                 Ok(answers) => {
                     for (slot, r) in slots.into_iter().zip(answers) {
                         results[slot] = r;
@@ -228,6 +219,18 @@ impl Broker {
             .snapshot()
             .iter()
             .all(|r| matches!(r, Route::Local(_)))
+    }
+}
+
+/// A batch's answers, checked to be one per entry sent.
+pub(crate) fn one_each<T>(answers: Vec<T>, sent: usize) -> Result<Vec<T>> {
+    if answers.len() == sent {
+        Ok(answers)
+    } else {
+        Err(Error::Internal(format!(
+            "a batch of {sent} was answered with {} results",
+            answers.len()
+        )))
     }
 }
 
