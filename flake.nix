@@ -1,4 +1,4 @@
-# Development shell for Silo: Rust toolchain, Python 3.11 and maturin. Enter with `nix develop`.
+# Development shell for Silo: Rust toolchain, Python 3.11, maturin, protoc and etcd. Enter with `nix develop`.
 {
   description = "Silo: a durable background-job broker on object storage";
 
@@ -23,7 +23,14 @@
             pkgs.python311
             pkgs.maturin
             pkgs.gnumake
+            # protoc and the well-known protos: the etcd-client crate generates its etcd API at
+            # build time (docs/cluster.md#why-the-etcd-client-crate).
+            pkgs.protobuf
+            # The cluster tests start etcd on loopback (docs/cluster.md).
+            pkgs.etcd
           ];
+          PROTOC = "${pkgs.protobuf}/bin/protoc";
+          PROTOC_INCLUDE = "${pkgs.protobuf}/include";
           # pip installs into a project-local virtualenv rather than the read-only store.
           shellHook = ''
             if [ ! -d .venv ]; then python3.11 -m venv .venv; fi

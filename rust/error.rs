@@ -38,6 +38,15 @@ pub enum Error {
     /// this error answered was acknowledged.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
+    /// The call's shard is not served here right now: it is moving between nodes, has no
+    /// owner yet, or its owner cannot be reached (docs/cluster.md#failure-modes). Nothing was
+    /// applied; retrying (after the cluster map settles) may succeed.
+    #[error("shard {shard} is unavailable: {reason}; retry")]
+    ShardUnavailable { shard: u32, reason: String },
+    /// The answer of the node that owns the call's shard, passed through unchanged: its code
+    /// and message (the class is the code's family: docs/api.md#status-codes).
+    #[error("{message}")]
+    Forwarded { code: Code, message: String },
     /// A bug. The detail is for the log; clients see a fixed message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -46,7 +55,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The gRPC status codes the core answers with (batch results carry one per entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum Code {
     InvalidArgument = 3,
@@ -56,6 +65,36 @@ pub enum Code {
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+}
+
+impl Code {
+    /// The `silo.errors` family class of the code (the base class of its specific errors).
+    pub fn family(self) -> &'static str {
+        match self {
+            Code::InvalidArgument => "InvalidArgument",
+            Code::NotFound => "NotFound",
+            Code::AlreadyExists => "AlreadyExists",
+            Code::FailedPrecondition => "FailedPrecondition",
+            Code::Unimplemented => "Unimplemented",
+            Code::Internal => "InternalError",
+            Code::Unavailable => "Unavailable",
+        }
+    }
+
+    /// The code of a gRPC status number, if Silo answers with it.
+    pub fn from_i32(code: i32) -> Option<Code> {
+        [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::FailedPrecondition,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unavailable,
+        ]
+        .into_iter()
+        .find(|c| *c as i32 == code)
+    }
 }
 
 /// A row of the status table: the gRPC code and the `silo.errors` class of an error.
@@ -102,6 +141,8 @@ impl Error {
             Error::FaultInjectionDisabled => (Code::FailedPrecondition, "FaultInjectionDisabled"),
             Error::Unimplemented(_) => (Code::Unimplemented, "Unimplemented"),
             Error::StoreUnavailable(_) => (Code::Unavailable, "StoreUnavailable"),
+            Error::ShardUnavailable { .. } => (Code::Unavailable, "ShardUnavailable"),
+            Error::Forwarded { code, .. } => (*code, code.family()),
             Error::Internal(_) => (Code::Internal, "InternalError"),
         };
         Status { code, class }
@@ -122,6 +163,15 @@ impl Error {
             Error::FaultInjectionDisabled,
             Error::Unimplemented("feature"),
             Error::StoreUnavailable("detail".into()),
+            Error::ShardUnavailable {
+                shard: 3,
+                reason: "moving".into(),
+            },
+            // One row stands for every forwarded answer: its class is its code's family.
+            Error::Forwarded {
+                code: Code::NotFound,
+                message: "job not found".into(),
+            },
             Error::Internal("detail".into()),
         ]
     }
@@ -129,7 +179,11 @@ impl Error {
     /// The message a client may see (INTERNAL hides its detail).
     pub fn public_message(&self) -> String {
         match self {
-            Error::Internal(_) => "internal error".to_string(),
+            Error::Internal(_)
+            | Error::Forwarded {
+                code: Code::Internal,
+                ..
+            } => "internal error".to_string(),
             other => other.to_string(),
         }
     }
@@ -173,7 +227,7 @@ mod tests {
         );
         // Adding a variant breaks `status()`'s match; this count is the
         // reminder to add its sample too.
-        assert_eq!(kinds.len(), 13);
+        assert_eq!(kinds.len(), 15);
     }
 
     #[test]

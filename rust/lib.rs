@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod cluster;
 pub mod cron;
 pub mod error;
 pub mod keys;
@@ -10,6 +11,7 @@ pub mod lifecycle;
 pub mod proto;
 pub mod record;
 pub mod retry;
+pub mod routing;
 pub mod rpc;
 pub mod search;
 pub mod shard;

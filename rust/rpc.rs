@@ -11,7 +11,7 @@ use std::future::Future;
 use bytes::Bytes;
 use prost::Message;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, CallContext};
 use crate::error::{Error, Result};
 use crate::stream_io::StreamIo;
 
@@ -181,39 +181,142 @@ impl Broker {
     /// answer with (a request that does not decode is `InvalidArgument` on `request`). An RPC
     /// this build does not serve yet answers `Unimplemented`; a streaming one is refused here.
     pub async fn call_raw(&self, rpc: Rpc, bytes: Bytes) -> Result<Vec<u8>> {
+        self.call_raw_with(rpc, bytes, &CallContext::default())
+            .await
+    }
+
+    /// `call_raw` for a call that came with `ctx` (its metadata, passed on when the call is
+    /// forwarded to the node that owns its shard: docs/cluster.md#routing). Tenant- and
+    /// task-scoped calls go to their shard; LeaseTasks, GetStats and SetFaults are this
+    /// node's; GetCluster is answered by any node.
+    pub async fn call_raw_with(
+        &self,
+        rpc: Rpc,
+        bytes: Bytes,
+        ctx: &CallContext,
+    ) -> Result<Vec<u8>> {
+        use crate::proto::{admin, wire};
         match rpc {
-            Rpc::Enqueue => raw(bytes, |r| self.enqueue(r)).await,
-            Rpc::EnqueueBatch => raw(bytes, |r| self.enqueue_batch(r)).await,
-            Rpc::Cancel => raw(bytes, |r| self.cancel(r)).await,
+            Rpc::Enqueue => {
+                let shard = |r: &wire::EnqueueRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.enqueue(r))
+                    .await
+            }
+            Rpc::EnqueueBatch => self.enqueue_batch_routed(bytes, ctx).await,
+            Rpc::Cancel => {
+                let shard = |r: &wire::CancelRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.cancel(r))
+                    .await
+            }
             Rpc::LeaseTasks => raw(bytes, |r| self.lease_tasks(r)).await,
-            Rpc::HeartbeatTask => raw(bytes, |r| self.heartbeat_task(r)).await,
-            Rpc::ReportTaskOutcome => raw(bytes, |r| self.report_task_outcome(r)).await,
-            Rpc::ReportTaskOutcomes => raw(bytes, |r| self.report_task_outcomes(r)).await,
-            Rpc::GetJob => raw(bytes, |r| self.get_job(r)).await,
-            Rpc::WaitJob => raw(bytes, |r| self.wait_job(r)).await,
-            Rpc::ListJobs => raw(bytes, |r| self.list_jobs(r)).await,
-            Rpc::RestartJob => raw(bytes, |r| self.restart_job(r)).await,
-            Rpc::ExpediteJob => raw(bytes, |r| self.expedite_job(r)).await,
-            Rpc::DeleteJob => raw(bytes, |r| self.delete_job(r)).await,
-            Rpc::ListQueues => raw(bytes, |r| self.list_queues(r)).await,
-            Rpc::CancelJobs => raw(bytes, |r| self.cancel_jobs(r)).await,
-            Rpc::RestartJobs => raw(bytes, |r| self.restart_jobs(r)).await,
-            Rpc::DeleteJobs => raw(bytes, |r| self.delete_jobs(r)).await,
+            Rpc::HeartbeatTask => {
+                let shard = |r: &wire::HeartbeatTaskRequest| self.task_shard(&r.task_id);
+                self.routed(rpc, bytes, ctx, shard, |r| self.heartbeat_task(r))
+                    .await
+            }
+            Rpc::ReportTaskOutcome => {
+                let shard = |r: &wire::ReportTaskOutcomeRequest| self.task_shard(&r.task_id);
+                self.routed(rpc, bytes, ctx, shard, |r| self.report_task_outcome(r))
+                    .await
+            }
+            Rpc::ReportTaskOutcomes => self.report_task_outcomes_routed(bytes, ctx).await,
+            Rpc::GetJob => {
+                let shard = |r: &wire::GetJobRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.get_job(r))
+                    .await
+            }
+            Rpc::WaitJob => {
+                let shard = |r: &wire::WaitJobRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.wait_job(r))
+                    .await
+            }
+            Rpc::GetCluster => raw(bytes, |r| self.get_cluster(r)).await,
+            Rpc::ListJobs => {
+                let shard = |r: &wire::ListJobsRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.list_jobs(r))
+                    .await
+            }
+            Rpc::RestartJob => {
+                let shard = |r: &wire::RestartJobRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.restart_job(r))
+                    .await
+            }
+            Rpc::ExpediteJob => {
+                let shard = |r: &wire::ExpediteJobRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.expedite_job(r))
+                    .await
+            }
+            Rpc::DeleteJob => {
+                let shard = |r: &wire::DeleteJobRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.delete_job(r))
+                    .await
+            }
+            Rpc::ListQueues => {
+                let shard = |r: &wire::ListQueuesRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.list_queues(r))
+                    .await
+            }
+            Rpc::CancelJobs => {
+                let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
+                self.routed(rpc, bytes, ctx, shard, |r| self.cancel_jobs(r))
+                    .await
+            }
+            Rpc::RestartJobs => {
+                let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
+                self.routed(rpc, bytes, ctx, shard, |r| self.restart_jobs(r))
+                    .await
+            }
+            Rpc::DeleteJobs => {
+                let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
+                self.routed(rpc, bytes, ctx, shard, |r| self.delete_jobs(r))
+                    .await
+            }
             Rpc::GetStats => raw(bytes, |r| self.get_stats(r)).await,
             Rpc::SetFaults => raw(bytes, |r| self.set_faults(r)).await,
-            Rpc::GetConcurrencyKey => raw(bytes, |r| self.get_concurrency_key(r)).await,
-            Rpc::GetRateLimit => raw(bytes, |r| self.get_rate_limit(r)).await,
-            Rpc::PauseQueue => raw(bytes, |r| self.pause_queue(r)).await,
-            Rpc::ResumeQueue => raw(bytes, |r| self.resume_queue(r)).await,
-            Rpc::PutSchedule => raw(bytes, |r| self.put_schedule(r)).await,
-            Rpc::DeleteSchedule => raw(bytes, |r| self.delete_schedule(r)).await,
-            Rpc::GetSchedule => raw(bytes, |r| self.get_schedule(r)).await,
-            Rpc::ListSchedules => raw(bytes, |r| self.list_schedules(r)).await,
+            Rpc::GetConcurrencyKey => {
+                let shard = |r: &admin::GetConcurrencyKeyRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.get_concurrency_key(r))
+                    .await
+            }
+            Rpc::GetRateLimit => {
+                let shard = |r: &admin::GetRateLimitRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.get_rate_limit(r))
+                    .await
+            }
+            Rpc::PauseQueue => {
+                let shard = |r: &wire::QueueRef| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.pause_queue(r))
+                    .await
+            }
+            Rpc::ResumeQueue => {
+                let shard = |r: &wire::QueueRef| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.resume_queue(r))
+                    .await
+            }
+            Rpc::PutSchedule => {
+                let shard = |r: &wire::Schedule| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.put_schedule(r))
+                    .await
+            }
+            Rpc::DeleteSchedule => {
+                let shard = |r: &wire::ScheduleRef| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.delete_schedule(r))
+                    .await
+            }
+            Rpc::GetSchedule => {
+                let shard = |r: &wire::ScheduleRef| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.get_schedule(r))
+                    .await
+            }
+            Rpc::ListSchedules => {
+                let shard = |r: &wire::ListSchedulesRequest| self.tenant_shard(&r.tenant);
+                self.routed(rpc, bytes, ctx, shard, |r| self.list_schedules(r))
+                    .await
+            }
             Rpc::EnqueueStream | Rpc::WorkerSession => Err(Error::invalid(
                 "rpc",
                 format!("{} is a stream, not a unary call", rpc.name()),
             )),
-            Rpc::GetCluster => Err(Error::Unimplemented(rpc.name())),
         }
     }
 }

@@ -101,11 +101,19 @@ class Broker:
         URL or setting (the field named), including a missing or unknown setting.
         """
 
-    def call(self, future: asyncio.Future[bytes], rpc: str, request: bytes) -> Call:
+    def call(
+        self,
+        future: asyncio.Future[bytes],
+        rpc: str,
+        request: bytes,
+        metadata: list[tuple[str, bytes]] | None = None,
+    ) -> Call:
         """Serve the unary RPC whose method name is `rpc` (e.g. "Enqueue", "GetStats"; see
         `rpcs()`) from its encoded request. ValueError for a name not in the table; a
         streaming RPC fails with InvalidArgument, one not served yet with Unimplemented.
-        Admin/SetFaults fails with FaultInjectionDisabled unless opened with it."""
+        Admin/SetFaults fails with FaultInjectionDisabled unless opened with it. `metadata`
+        (the caller's, values as bytes) is passed on when the call is forwarded to the node
+        that owns its shard (docs/cluster.md#routing)."""
     def invoke(self, future: asyncio.Future[Any], rpc: str, args: object) -> Call:
         """Serve the unary RPC `rpc` from its typed arguments (as `encode_request` takes them);
         the future gets the reply as its silo.types value (as `decode_reply` makes it), or the
@@ -114,6 +122,9 @@ class Broker:
         """Settles `future` (with None) once a newer broker has fenced this one off the store:
         from then on every call fails with StoreUnavailable, and the process should stop
         serving."""
+    def leave(self, future: asyncio.Future[None]) -> Call:
+        """Settles `future` once this node has left its cluster, handing every shard over to
+        the nodes that stay (at once without a cluster)."""
     def settings(self) -> dict[str, str]:
         """The effective settings (store, flush_interval_ms, lease_ms, ...) for logs and bench."""
     def close(self, future: asyncio.Future[None]) -> Call:

@@ -48,16 +48,22 @@ class Broker(ApiMethods):
     returns. Nothing it acknowledged is lost.
     """
 
-    def __init__(self, native: _native.Broker, completions: _native.Completions) -> None:
+    def __init__(
+        self, native: _native.Broker, completions: _native.Completions, *, forwards: bool = False
+    ) -> None:
         self._native = native
         self._completions = completions
         self._loop = asyncio.get_running_loop()
+        #: Whether calls may be forwarded to other nodes (cluster mode): the gRPC server then
+        #: hands each call's metadata over with it (docs/cluster.md#routing).
+        self.forwards = forwards
         self._servers: list[RunningServer] = []
         self._closed = False
 
     @classmethod
-    async def open(cls, config: ServeConfig) -> Broker:
-        """Open (or create) the store of `config` and rebuild the broker's state.
+    async def open(cls, config: ServeConfig, *, bound: str | None = None) -> Broker:
+        """Open (or create) the store of `config` and rebuild the broker's state; `bound` is
+        the address a server listens on (the default `--advertise` of a cluster node).
 
         Raises StoreUnavailable when the store cannot be opened, InvalidArgument for a bad URL.
         """
@@ -67,12 +73,14 @@ class Broker(ApiMethods):
         try:
             native: _native.Broker = await _run(
                 loop,
-                lambda future: _native.Broker.open(completions, future, config.broker_settings()),
+                lambda future: _native.Broker.open(
+                    completions, future, config.broker_settings(bound=bound)
+                ),
             )
         except BaseException:
             loop.remove_reader(completions.fileno())
             raise
-        return cls(native, completions)
+        return cls(native, completions, forwards=config.cluster is not None)
 
     async def _invoke(self, rpc: str, fields: object) -> Any:
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -83,15 +91,20 @@ class Broker(ApiMethods):
             call.abort()
             raise
 
-    def call(self, rpc: str, request: bytes) -> Awaitable[bytes]:
+    def call(
+        self, rpc: str, request: bytes, metadata: list[tuple[str, bytes]] | None = None
+    ) -> Awaitable[bytes]:
         """Serve the unary RPC named `rpc` (e.g. "Enqueue") from its encoded protobuf request;
         the encoded reply, or the silo.errors exception of the failure. The gRPC server's path
-        (it never decodes a Silo message in Python)."""
-        return self._raw(rpc, request)
+        (it never decodes a Silo message in Python). `metadata` (the caller's) travels with the
+        call if it is forwarded to the node that owns its shard."""
+        return self._raw(rpc, request, metadata)
 
-    async def _raw(self, rpc: str, request: bytes) -> bytes:
+    async def _raw(
+        self, rpc: str, request: bytes, metadata: list[tuple[str, bytes]] | None = None
+    ) -> bytes:
         future: asyncio.Future[bytes] = self._loop.create_future()
-        call = self._native.call(future, rpc, request)
+        call = self._native.call(future, rpc, request, metadata)
         try:
             return await future
         except asyncio.CancelledError:
@@ -129,6 +142,11 @@ class Broker(ApiMethods):
     def settings(self) -> dict[str, str]:
         """The effective settings (store, flush_interval_ms, lease_ms, ...)."""
         return self._native.settings()
+
+    async def leave(self) -> None:
+        """In a cluster, leave it: hand every shard over to the nodes that stay (this node
+        forwards the calls it still gets). Without a cluster, nothing."""
+        await _run(self._loop, self._native.leave)
 
     async def close(self) -> None:
         """Stop the gRPC servers of `serve()` (their calls in flight finish first), finish

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(commands)
     bench.register(commands)
+    from silo import cluster_cli
+
+    cluster_cli.register(commands)
     return parser
 
 
@@ -73,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "silo._native" in sys.modules:
             _exit_now(code)
         return code
+    if args.command == "cluster":
+        from silo import cluster_cli
+
+        return cluster_cli.run(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects the rest
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Setting",
     "env_var",
     "flag",
+    "parse_cluster",
     "parse_listen",
     "settings",
 ]
@@ -222,6 +223,61 @@ def _show_duration(ms: int) -> str:
     return str(ms)
 
 
+def _check_optional_shards(value: Any) -> None:
+    if value is not None:
+        _check_positive(value)
+        if value > MAX_SHARDS:
+            raise ValueError(f"must be at most {MAX_SHARDS}")
+
+
+def parse_cluster(url: str) -> tuple[list[tuple[str, int]], str]:
+    """Split `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` into endpoints and prefix; ValueError if
+    malformed."""
+    rest = url.removeprefix("etcd://")
+    if rest == url:
+        raise ValueError("expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX")
+    hosts, sep, prefix = rest.partition("/")
+    if not sep or not prefix.strip("/"):
+        raise ValueError("expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX (a prefix is needed)")
+    return [parse_listen(h) for h in hosts.split(",")], prefix.strip("/")
+
+
+def _check_optional_cluster(value: Any) -> None:
+    if value is not None:
+        if not isinstance(value, str):
+            raise ValueError("expected etcd://HOST:PORT[,HOST:PORT...]/PREFIX")
+        parse_cluster(value)
+
+
+def _check_optional_listen(value: Any) -> None:
+    if value is not None:
+        _check_listen(value)
+
+
+def _check_optional_name(value: Any) -> None:
+    if value is not None and (
+        not isinstance(value, str) or not 0 < len(value) <= 127 or not value.isprintable()
+    ):
+        raise ValueError("expected 1..127 printable characters")
+
+
+def _duration_s(text: str) -> int:
+    """`5s`, `1500ms`, `1m`, or a plain number of seconds -> milliseconds."""
+    word = text.strip().lower()
+    if any(word.endswith(unit) for unit in _DURATION_UNITS):
+        return _duration_ms(word)
+    return _int(word) * 1000
+
+
+def _check_node_ttl(value: Any) -> None:
+    _check_positive(value)
+    if value < 1000:
+        raise ValueError("must be at least 1s (etcd leases count whole seconds)")
+
+
+#: Largest shard count of a store (rust/store/layout.rs MAX_SHARDS).
+MAX_SHARDS: Final = 1024
+
 _STORE: Final = Kind(str, _check_store)
 _LISTEN: Final = Kind(str, _check_listen)
 _LOG_LEVEL: Final = Kind(str.lower, _check_log_level)
@@ -232,6 +288,11 @@ _NON_NEGATIVE: Final = Kind(_int, _check_non_negative)
 _PAYLOAD: Final = Kind(_int, _check_payload)
 _SWITCH: Final = Kind(_bool, _check_bool, switch=True)
 _DURATION: Final = Kind(_duration_ms, _check_non_negative, show=_show_duration)
+_SHARDS: Final = Kind(_int, _check_optional_shards)
+_CLUSTER: Final = Kind(str, _check_optional_cluster)
+_ADVERTISE: Final = Kind(str, _check_optional_listen)
+_NODE_ID: Final = Kind(str, _check_optional_name)
+_NODE_TTL: Final = Kind(_duration_s, _check_node_ttl, show=_show_duration)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,6 +343,32 @@ class ServeConfig:
         _DURATION,
     )
 
+    shards: int | None = _setting(
+        None,
+        "shards of a new store (default 1); an existing store keeps its count, and a different "
+        "value is an error",
+        _SHARDS,
+    )
+    cluster: str | None = _setting(
+        None,
+        "join a cluster coordinated by etcd: etcd://HOST:PORT[,HOST:PORT...]/PREFIX "
+        "(docs/cluster.md)",
+        _CLUSTER,
+    )
+    node_id: str | None = _setting(
+        None, "this node's id in the cluster (default: its --advertise address)", _NODE_ID
+    )
+    advertise: str | None = _setting(
+        None,
+        "HOST:PORT other nodes and clients reach this node on (default: the --listen address)",
+        _ADVERTISE,
+    )
+    node_ttl: int = _setting(
+        5000,
+        "how long a silent node keeps its shards: its etcd lease, e.g. 5s (whole seconds)",
+        _NODE_TTL,
+    )
+
     def __post_init__(self) -> None:
         for s in settings():
             value = getattr(self, s.name)
@@ -295,9 +382,19 @@ class ServeConfig:
         """`listen` split into host and port."""
         return parse_listen(self.listen)
 
-    def broker_settings(self) -> str:
-        """The settings the Rust core is opened with, as one JSON object (field name -> value)."""
-        return json.dumps({s.name: getattr(self, s.name) for s in settings() if s.broker})
+    def broker_settings(self, *, bound: str | None = None) -> str:
+        """The settings the Rust core is opened with, as one JSON object (field name -> value).
+
+        `bound` is the address the server actually listens on (`--listen` with port 0 picks
+        one): it is the default `advertise` address, and the default node id is the advertise
+        address.
+        """
+        values = {s.name: getattr(self, s.name) for s in settings() if s.broker}
+        if values["advertise"] is None:
+            values["advertise"] = bound
+        if values["node_id"] is None:
+            values["node_id"] = values["advertise"]
+        return json.dumps(values)
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, str | None], env: Mapping[str, str]) -> ServeConfig:

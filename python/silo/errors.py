@@ -25,6 +25,7 @@ __all__ = [
     "Unimplemented",
     "Unavailable",
     "StoreUnavailable",
+    "ShardUnavailable",
     "InternalError",
 ]
 
@@ -96,6 +97,11 @@ class Unavailable(SiloError, ConnectionError):
 
 class StoreUnavailable(Unavailable):
     """The object store failed, or a newer broker fenced this one; nothing was acknowledged."""
+
+
+class ShardUnavailable(Unavailable):
+    """The call's shard is moving between nodes, has no owner yet, or its owner cannot be
+    reached (docs/cluster.md#failure-modes); nothing was applied, and a retry may succeed."""
 
 
 class InternalError(SiloError, RuntimeError):

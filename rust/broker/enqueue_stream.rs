@@ -2,19 +2,21 @@
 //! (docs/api.md#enqueuestream). The requests that arrive together go to the shard as one
 //! command, so they share a group commit with whatever else the actor's step holds; the next
 //! requests go out while earlier ones wait for their commit, and the answers are put back in
-//! order.
+//! order. In a cluster, requests for shards other nodes own are forwarded (one EnqueueBatch per
+//! shard, made of the requests' own bytes).
 
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use prost::Message;
 
-use super::{enqueue_result, Broker};
+use super::route::one_each;
+use super::{enqueue_result, Broker, CallContext};
 use crate::error::Result;
 use crate::proto::wire;
 use crate::rpc::decode;
 use crate::stream_io::{StreamIo, Usage};
-use crate::validate::{self, MAX_BATCH};
+use crate::validate::{self, NewJob, MAX_BATCH};
 
 impl Broker {
     /// Serves one EnqueueStream until its input ends and every request is answered. A bad
@@ -44,22 +46,77 @@ impl Broker {
     }
 
     /// Enqueues one batch of raw requests: each decoded and validated alone, the valid ones in
-    /// one shard command. The encoded results in order, and the requests they complete.
+    /// one command per shard. The encoded results in order, and the requests they complete.
     async fn enqueue_requests(&self, requests: Vec<Bytes>) -> (Vec<Vec<u8>>, Usage) {
         let done = Usage::of(&requests);
-        let entries = requests
-            .into_iter()
+        let entries: Vec<Result<NewJob>> = requests
+            .iter()
             .map(|bytes| {
-                decode::<wire::EnqueueRequest>(bytes)
+                decode::<wire::EnqueueRequest>(bytes.clone())
                     .and_then(|req| validate::enqueue(req, &self.limits))
             })
             .collect();
-        let answers = self
-            .enqueue_each(entries)
-            .await
-            .into_iter()
-            .map(|r| enqueue_result(r).encode_to_vec())
-            .collect();
+        let results = if self.all_local() {
+            self.enqueue_each(entries)
+                .await
+                .into_iter()
+                .map(enqueue_result)
+                .collect()
+        } else {
+            self.enqueue_routed_each(entries, &requests).await
+        };
+        let answers = results.iter().map(|r| r.encode_to_vec()).collect();
         (answers, done)
+    }
+
+    /// In a cluster: the valid requests travel as they came, as one EnqueueBatch split by shard
+    /// and routed like any batch (forwarded to the owners of other nodes' shards); each result
+    /// goes back to its request's place beside the validation errors of the others.
+    async fn enqueue_routed_each(
+        &self,
+        entries: Vec<Result<NewJob>>,
+        requests: &[Bytes],
+    ) -> Vec<wire::EnqueueResult> {
+        let mut results: Vec<wire::EnqueueResult> = Vec::with_capacity(entries.len());
+        let mut slots = Vec::new();
+        let mut batch = Vec::new();
+        for (i, entry) in entries.into_iter().enumerate() {
+            match entry {
+                Ok(_) => {
+                    slots.push(i);
+                    // EnqueueBatchRequest field 1, `jobs`: the request's own bytes.
+                    prost::encoding::encode_key(
+                        1,
+                        prost::encoding::WireType::LengthDelimited,
+                        &mut batch,
+                    );
+                    prost::encoding::encode_varint(requests[i].len() as u64, &mut batch);
+                    batch.extend_from_slice(&requests[i]);
+                    results.push(wire::EnqueueResult::default());
+                }
+                Err(e) => results.push(enqueue_result(Err(e))),
+            }
+        }
+        if slots.is_empty() {
+            return results;
+        }
+        let answered = self
+            .enqueue_batch_routed(Bytes::from(batch), &CallContext::default())
+            .await
+            .and_then(|reply| decode::<wire::EnqueueBatchResponse>(Bytes::from(reply)))
+            .and_then(|reply| one_each(reply.results, slots.len()));
+        match answered {
+            Ok(answers) => {
+                for (slot, answer) in slots.into_iter().zip(answers) {
+                    results[slot] = answer;
+                }
+            }
+            Err(e) => {
+                for slot in slots {
+                    results[slot] = enqueue_result(Err(e.clone()));
+                }
+            }
+        }
+        results
     }
 }

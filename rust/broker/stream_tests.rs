@@ -16,6 +16,11 @@ use crate::stream_io::{Next, StreamIo};
 use crate::{Broker, BrokerConfig};
 
 async fn broker() -> Arc<Broker> {
+    broker_of(None).await
+}
+
+/// A broker on `memory://` with `shards` shards (None: one).
+async fn broker_of(shards: Option<u32>) -> Arc<Broker> {
     let config = BrokerConfig {
         store: "memory://".into(),
         lease_ms: 30_000,
@@ -27,6 +32,11 @@ async fn broker() -> Arc<Broker> {
         gc_min_age_ms: 3_600_000,
         fault_injection: false,
         retention: 0,
+        shards,
+        node_id: None,
+        advertise: None,
+        cluster: None,
+        node_ttl: 5000,
     };
     Arc::new(Broker::open(config).await.unwrap())
 }
@@ -248,4 +258,138 @@ async fn a_session_whose_input_ends_delivers_what_it_took_and_ends_ok() {
         .await
         .unwrap();
     assert_eq!(stats.gauges["worker_sessions"], 0);
+}
+
+/// Tenants spread over every shard of a 4-shard broker (two per shard).
+fn tenants_on_every_shard(count: u32) -> Vec<String> {
+    let mut per_shard = vec![0; count as usize];
+    let mut tenants = Vec::new();
+    for i in 0.. {
+        let t = format!("t{i}");
+        let shard = crate::routing::shard_of_tenant(&t, count) as usize;
+        if per_shard[shard] < 2 {
+            per_shard[shard] += 1;
+            tenants.push(t);
+        }
+        if per_shard.iter().all(|&n| n == 2) {
+            return tenants;
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn an_enqueue_stream_over_several_shards_answers_in_order() {
+    let broker = broker_of(Some(4)).await;
+    let tenants = tenants_on_every_shard(4);
+    let mut s = Served::start(&broker, Rpc::EnqueueStream);
+    for i in 0..200 {
+        s.send(&wire::EnqueueRequest {
+            id: format!("j{i}"),
+            tenant: tenants[i % tenants.len()].clone(),
+            queue: "q".into(),
+            priority: if i == 5 { 101 } else { 0 },
+            ..Default::default()
+        });
+    }
+    s.io.close_input();
+    assert_eq!(s.end().await, Ok(()));
+    let r = results(&s.answers);
+    assert_eq!(r.len(), 200);
+    for (i, r) in r.iter().enumerate() {
+        if i == 5 {
+            assert_eq!(r.code, 3, "{}", r.message);
+        } else {
+            assert_eq!((r.code, r.id.as_str()), (0, format!("j{i}").as_str()));
+            let job = broker
+                .get_job(wire::GetJobRequest {
+                    id: r.id.clone(),
+                    tenant: tenants[i % tenants.len()].clone(),
+                    include_attempts: false,
+                })
+                .await;
+            assert!(job.is_ok(), "job {i} is on its tenant's shard");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_over_several_shards_takes_from_every_shard_within_its_credit() {
+    let broker = broker_of(Some(4)).await;
+    let tenants = tenants_on_every_shard(4);
+    for (i, t) in tenants.iter().enumerate() {
+        broker
+            .enqueue(wire::EnqueueRequest {
+                id: format!("j{i}"),
+                tenant: t.clone(),
+                queue: "q".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut s = Served::start(&broker, Rpc::WorkerSession);
+    s.send(&open(3));
+    let first = server_messages(s.answers(3).await);
+    assert_eq!(first.len(), 3);
+    // No more than the credit: three jobs are leased, the rest wait for more credit.
+    let mut running = 0;
+    for (i, t) in tenants.iter().enumerate() {
+        let job = broker
+            .get_job(wire::GetJobRequest {
+                id: format!("j{i}"),
+                tenant: t.clone(),
+                include_attempts: false,
+            })
+            .await
+            .unwrap();
+        running += usize::from(job.status == wire::JobStatus::Running as i32);
+    }
+    assert_eq!(running, 3);
+    s.send(&worker(In::Credits(100)));
+    let all = server_messages(s.answers(tenants.len()).await);
+    let mut shards: Vec<u32> = all
+        .iter()
+        .map(|m| match m {
+            Out::Task(t) => crate::routing::shard_of_task(&t.task_id, 4).unwrap(),
+            other => panic!("expected a task, got {other:?}"),
+        })
+        .collect();
+    shards.sort();
+    shards.dedup();
+    assert_eq!(shards, vec![0, 1, 2, 3]);
+    // A job enqueued later on any shard wakes the session.
+    broker
+        .enqueue(wire::EnqueueRequest {
+            id: "late".into(),
+            tenant: tenants[3].clone(),
+            queue: "q".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let late = server_messages(s.answers(tenants.len() + 1).await);
+    let Out::Task(t) = &late[tenants.len()] else {
+        panic!("expected a task")
+    };
+    assert_eq!(t.job_id, "late");
+    // Outcomes go to each task's shard.
+    for m in &late {
+        let Out::Task(t) = m else { unreachable!() };
+        s.send(&worker(In::Outcome(wire::ReportTaskOutcomeRequest {
+            task_id: t.task_id.clone(),
+            worker_id: String::new(),
+            outcome: Some(ok()),
+        })));
+    }
+    s.io.close_input();
+    assert_eq!(s.end().await, Ok(()));
+    let outcomes = server_messages(&s.answers[tenants.len() + 1..]);
+    assert_eq!(outcomes.len(), tenants.len() + 1);
+    for o in outcomes {
+        let Out::Outcome(o) = o else {
+            panic!("expected an outcome, got {o:?}")
+        };
+        assert_eq!(o.code, 0, "{}", o.message);
+    }
 }

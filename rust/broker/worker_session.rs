@@ -19,7 +19,7 @@ use futures::FutureExt;
 use prost::Message;
 use tokio::sync::mpsc;
 
-use super::{each, status_of, Broker};
+use super::{each, status_of, Broker, LeaseMerge};
 use crate::error::{Error, Result};
 use crate::proto::wire;
 use crate::proto::wire::server_message::Kind as Out;
@@ -60,24 +60,84 @@ impl Broker {
         };
         io.done(done);
         let (sink, events) = mpsc::unbounded_channel();
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let shard = self.shard.clone();
         let worker_id = params.lease.worker_id.clone();
-        shard
-            .session_open(SessionOpen {
-                id,
-                lease: params.lease,
-                credit: params.credit,
-                sink,
-            })
-            .await?;
+        let locals = self.shards.locals();
+        let source = match locals.as_slice() {
+            // One local shard: the session lives in its actor, as fast as LeaseTasks there.
+            [only] => {
+                let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+                only.session_open(SessionOpen {
+                    id,
+                    lease: params.lease,
+                    credit: params.credit,
+                    sink,
+                })
+                .await?;
+                Source::Shard(CloseOnDrop {
+                    shard: only.clone(),
+                    id,
+                })
+            }
+            // Several (or none): a feed merges the node's shards as LeaseTasks does
+            // (lease_tasks.rs), never taking more than the credit.
+            _ => {
+                let (grants, grants_rx) = mpsc::unbounded_channel();
+                let clock = self.clock.clone();
+                tokio::spawn(async move {
+                    LeaseMerge::default()
+                        .feed_session(
+                            locals,
+                            params.lease,
+                            params.credit,
+                            grants_rx,
+                            sink,
+                            move || clock.now_ms(),
+                        )
+                        .await
+                });
+                Source::Merge(Some(grants))
+            }
+        };
         let session = Session {
             broker: self,
-            guard: CloseOnDrop { shard, id },
+            source,
             worker_id,
             credit: params.credit,
         };
         session.run(io, events).await
+    }
+}
+
+/// Where a session's tasks come from.
+enum Source {
+    /// The session in the one local shard's actor.
+    Shard(CloseOnDrop),
+    /// A feed over several local shards; its credit grants (None once closed).
+    Merge(Option<mpsc::UnboundedSender<u32>>),
+}
+
+impl Source {
+    /// Gives the session more credit.
+    async fn credits(&self, n: u32) -> Result<()> {
+        match self {
+            Source::Shard(g) => g.shard.session_credits(g.id, n).await,
+            Source::Merge(grants) => {
+                if let Some(tx) = grants {
+                    let _ = tx.send(n);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes no more tasks: deliveries in flight arrive, then the events end.
+    async fn close(&mut self) {
+        match self {
+            Source::Shard(g) => {
+                let _ = g.shard.session_close(g.id).await;
+            }
+            Source::Merge(grants) => *grants = None,
+        }
     }
 }
 
@@ -97,7 +157,7 @@ impl Drop for CloseOnDrop {
 /// One open session's pump.
 struct Session<'a> {
     broker: &'a Broker,
-    guard: CloseOnDrop,
+    source: Source,
     worker_id: String,
     /// Credit granted and not yet used by a delivered task: what the worker may count on.
     credit: u32,
@@ -130,7 +190,7 @@ impl<'a> Session<'a> {
                     Some(SessionEvent::Lost(n)) => {
                         // Not leased after all: the credit is the session's again.
                         if input {
-                            self.shard().session_credits(self.guard.id, n).await?;
+                            self.source.credits(n).await?;
                         }
                     }
                     // The actor ended the session (we closed it, or the broker closes).
@@ -142,16 +202,12 @@ impl<'a> Session<'a> {
                         // No more messages: no more tasks either; deliveries in flight arrive,
                         // then the actor drops the sink.
                         input = false;
-                        let _ = self.shard().session_close(self.guard.id).await;
+                        self.source.close().await;
                     }
                 },
             }
         }
         Ok(())
-    }
-
-    fn shard(&self) -> &ShardHandle {
-        &self.guard.shard
     }
 
     /// Applies a batch of messages in order: credits at once; heartbeats and runs of outcomes
@@ -185,7 +241,7 @@ impl<'a> Session<'a> {
                 }
                 Some(In::Credits(n)) => {
                     self.credit = validate::session_credit("credits", self.credit, n)?;
-                    self.shard().session_credits(self.guard.id, n).await?;
+                    self.source.credits(n).await?;
                     io.done(Usage::one(size));
                 }
                 Some(In::Heartbeat(req)) => pending.push_back(self.heartbeat(req, size)),
@@ -253,11 +309,7 @@ impl<'a> Session<'a> {
             );
         }
         async move {
-            let shard = broker.shard.clone();
-            let results = each(entries, |reports| async move {
-                shard.report_task_outcomes(reports).await
-            })
-            .await;
+            let results = each(entries, |reports| broker.report_entries(reports)).await;
             let answers = task_ids
                 .into_iter()
                 .zip(results)

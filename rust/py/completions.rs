@@ -32,7 +32,7 @@ pub(super) enum Reply {
     /// Nothing to answer: `None`.
     Nothing,
     /// A newly opened broker, answered as a `silo._native.Broker` bound to this queue.
-    Broker(Broker),
+    Broker(Box<Broker>),
     /// The encoded reply of a typed call, answered as the `silo.types` value of `rpc`'s reply
     /// (decoded on the loop thread, rust/py/convert/).
     Typed(Rpc, Vec<u8>),
@@ -255,7 +255,7 @@ pub(super) fn settle(
             Reply::Broker(broker) => Bound::new(
                 py,
                 PyBroker {
-                    inner: Arc::new(broker),
+                    inner: Arc::from(broker),
                     queue: queue.clone(),
                 },
             )

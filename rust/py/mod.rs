@@ -17,7 +17,7 @@ use futures::FutureExt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::broker::{Broker, BrokerConfig};
+use crate::broker::{Broker, BrokerConfig, CallContext};
 use crate::error::{Error, Result};
 use crate::rpc::Rpc;
 use completions::{spawn, PyCall, PyCompletions, Queue, Reply};
@@ -53,19 +53,28 @@ impl PyBroker {
         init_logging();
         let config = BrokerConfig::from_json(settings);
         spawn(&completions.queue, future, async move {
-            Ok(Reply::Broker(Broker::open(config?).await?))
+            Ok(Reply::Broker(Box::new(Broker::open(config?).await?)))
         })
     }
 
     /// Serves the unary RPC named `rpc` (its method name, e.g. "Enqueue") from its encoded
-    /// request; the encoded reply settles `future`.
-    fn call(&self, future: Py<PyAny>, rpc: &str, request: &[u8]) -> PyResult<PyCall> {
+    /// request; the encoded reply settles `future`. `metadata` is the caller's (key, value)
+    /// metadata, passed on if the call is forwarded to the node that owns its shard.
+    #[pyo3(signature = (future, rpc, request, metadata=None))]
+    fn call(
+        &self,
+        future: Py<PyAny>,
+        rpc: &str,
+        request: &[u8],
+        metadata: Option<Vec<(String, Vec<u8>)>>,
+    ) -> PyResult<PyCall> {
         let rpc = Rpc::from_name(rpc)
             .ok_or_else(|| PyValueError::new_err(format!("no RPC named {rpc:?}")))?;
         let bytes = Bytes::copy_from_slice(request);
         let broker = self.inner.clone();
+        let ctx = metadata.map(CallContext::from_metadata).unwrap_or_default();
         Ok(spawn(&self.queue, future, async move {
-            Ok(Reply::Bytes(broker.call_raw(rpc, bytes).await?))
+            Ok(Reply::Bytes(broker.call_raw_with(rpc, bytes, &ctx).await?))
         }))
     }
 
@@ -92,6 +101,15 @@ impl PyBroker {
 
     fn settings(&self) -> std::collections::BTreeMap<String, String> {
         self.inner.settings().clone()
+    }
+
+    /// Settles `future` once this node left its cluster (at once without a cluster).
+    fn leave(&self, future: Py<PyAny>) -> PyCall {
+        let broker = self.inner.clone();
+        spawn(&self.queue, future, async move {
+            broker.leave().await;
+            Ok(Reply::Nothing)
+        })
     }
 
     fn close(&self, future: Py<PyAny>) -> PyCall {

@@ -2,6 +2,8 @@
 //! each of its methods sends (one per RPC, named after it). See docs/architecture.md#the-shard-actor.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -13,6 +15,9 @@ use crate::proto::{admin, wire};
 use crate::validate::{
     HeartbeatParams, LeaseParams, ListJobsParams, NewJob, ReportParams, WaitJobParams,
 };
+
+use super::ready::PeekLevel;
+use super::ready_watch::ReadyWatch;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -40,6 +45,10 @@ pub(super) enum Command {
     SessionOpen(SessionOpen),
     SessionCredits(SessionId, u32),
     SessionClose(SessionId),
+    /// What the ready index would hand out next (LeaseTasks over several shards).
+    PeekReady(Vec<String>, usize, Reply<Vec<PeekLevel>>),
+    /// Answers once a job of these queues is due (true) or the deadline passes (false).
+    WatchReady(ReadyWatch),
     Close(oneshot::Sender<()>),
 }
 
@@ -61,15 +70,58 @@ pub struct JobRef {
 /// The cheap, cloneable address of a running shard actor.
 #[derive(Clone)]
 pub struct ShardHandle {
+    /// The shard's number in its store.
+    pub shard: u32,
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) fenced: watch::Receiver<bool>,
+    /// Set when the shard is being handed to another node (`hand_over`): calls it refuses
+    /// from then on answer `ShardUnavailable`, which the router retries on the new owner.
+    pub(super) moving: Arc<AtomicBool>,
 }
 
 impl ShardHandle {
     pub(super) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| shutting_down())?;
-        rx.await.map_err(|_| shutting_down())?
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| self.closed_error())?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// The error of a call the closed actor never applied.
+    pub(super) fn closed_error(&self) -> Error {
+        closed_error(self.shard, &self.moving)
+    }
+
+    /// What the ready index would hand out next from these queues, taking nothing.
+    pub async fn peek_ready(&self, queues: Vec<String>, max: usize) -> Result<Vec<PeekLevel>> {
+        self.call(|r| Command::PeekReady(queues, max, r)).await
+    }
+
+    /// True as soon as a job of these queues is due; false once `deadline_ms` passes.
+    pub async fn watch_ready(&self, queues: Vec<String>, deadline_ms: i64) -> Result<bool> {
+        self.call(|reply| {
+            Command::WatchReady(ReadyWatch {
+                queues,
+                deadline_ms,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Whether a newer broker fenced this shard off the store.
+    pub fn is_fenced(&self) -> bool {
+        *self.fenced.borrow()
+    }
+
+    /// Closes the shard to hand it to another node: the commands already sent are applied and
+    /// made durable, SlateDB is closed, and every call refused from now on answers
+    /// `ShardUnavailable` (never applied, so the router may send it to the new owner).
+    pub async fn hand_over(&self) {
+        self.moving.store(true, Ordering::SeqCst);
+        self.close().await;
     }
 
     /// Enqueues jobs in order; each succeeds or fails alone; all are durable together.
@@ -188,7 +240,7 @@ impl ShardHandle {
     }
 
     async fn send(&self, cmd: Command) -> Result<()> {
-        self.tx.send(cmd).await.map_err(|_| shutting_down())
+        self.tx.send(cmd).await.map_err(|_| self.closed_error())
     }
 
     /// Resolves once a newer broker has fenced this one off the store.
@@ -208,4 +260,16 @@ impl ShardHandle {
 
 pub(super) fn shutting_down() -> Error {
     Error::StoreUnavailable("the broker is shutting down".into())
+}
+
+/// The error of a call a closed (or closing) actor refused without applying it.
+pub(super) fn closed_error(shard: u32, moving: &AtomicBool) -> Error {
+    if moving.load(Ordering::SeqCst) {
+        Error::ShardUnavailable {
+            shard,
+            reason: "it is being handed to another node".into(),
+        }
+    } else {
+        shutting_down()
+    }
 }

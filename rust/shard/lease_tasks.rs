@@ -126,7 +126,7 @@ impl Shard {
         } else {
             queued.payload
         };
-        let task_id = uuid::Uuid::now_v7().simple().to_string();
+        let task_id = crate::routing::new_task_id(self.config.index);
         let lease_ms = self.lease_ms_of(&job);
         let expires_at_ms = st.now + lease_ms;
         if job.attempt_count == 0 {

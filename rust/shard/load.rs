@@ -63,15 +63,21 @@ impl Shard {
             schedules: Page::unread(),
             ticks_fired: 0,
             sessions: Default::default(),
+            ready_watches: Vec::new(),
+            moving: Arc::default(),
             last_write: None,
             flush_now,
         };
         shard.load().await?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let moving = shard.moving.clone();
+        let index = shard.config.index;
         tokio::spawn(shard.run(rx));
         Ok(ShardHandle {
+            shard: index,
             tx,
             fenced: fenced_rx,
+            moving,
         })
     }
 

@@ -55,6 +55,7 @@ mod queue_counts;
 mod queued;
 mod rate_limit;
 pub mod ready;
+mod ready_watch;
 mod recovery;
 mod report_task_outcome;
 mod restart_job;
@@ -106,6 +107,8 @@ use worker_session::Sessions;
 /// Settings of one shard.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardConfig {
+    /// The shard's number in its store (task ids it issues name it: rust/routing.rs).
+    pub index: u32,
     pub lease_ms: i64,
     pub limits: Limits,
     /// How long a terminal job is kept before retention deletes it; 0 keeps jobs forever.
@@ -153,6 +156,10 @@ pub struct Shard {
     ticks_fired: u64,
     /// Open WorkerSession streams (worker_session.rs); not rebuilt by `load`.
     sessions: Sessions,
+    /// LeaseTasks over several shards waiting for a due job here (ready_watch.rs).
+    ready_watches: Vec<ready_watch::ReadyWatch>,
+    /// Set when the shard is handed to another node (handle.rs `hand_over`).
+    moving: Arc<std::sync::atomic::AtomicBool>,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
     /// Asks the flusher task for a WAL flush now (local stores only; see health.rs).

@@ -102,6 +102,11 @@ impl<V> Page<V> {
         self.head.is_empty() && !self.complete
     }
 
+    /// Memory holds every entry of the range (the store has none beyond the head).
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
     /// Nothing left in memory or in the store.
     pub fn is_done(&self) -> bool {
         self.head.is_empty() && self.complete

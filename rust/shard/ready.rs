@@ -64,6 +64,14 @@ impl Queued {
     }
 }
 
+/// One priority level of a `ReadyIndex::peek`: how many jobs each tenant whose turn comes
+/// could give, in turn order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeekLevel {
+    pub priority: u32,
+    pub tenants: Vec<usize>,
+}
+
 /// One (queue, priority, tenant) group: one READY store range.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Group {
@@ -398,6 +406,57 @@ impl ReadyIndex {
         Some((removed, refill))
     }
 
+    /// What `pop` would hand out next from these queues, without taking anything: each
+    /// priority level (highest first) with its tenants in turn order and how many jobs each
+    /// could give (a group whose page does not hold all of its store range counts as `max`).
+    /// Levels stop once they hold `max` jobs. LeaseTasks over several shards merges these
+    /// (rust/broker/lease_tasks.rs) to decide how many tasks to take from each shard.
+    pub fn peek(&self, queues: &[String], max: usize) -> Vec<PeekLevel> {
+        let mut priorities: Vec<u32> = queues
+            .iter()
+            .filter_map(|name| self.queues.get(name))
+            .flat_map(|q| q.levels.keys().map(|p| p.0))
+            .collect();
+        priorities.sort_unstable_by(|a, b| b.cmp(a));
+        priorities.dedup();
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for priority in priorities {
+            // A tenant in several of the queues has one turn (one tick) at this priority.
+            let mut tenants: BTreeMap<(u64, &str), usize> = BTreeMap::new();
+            for name in queues {
+                let Some(level) = self
+                    .queues
+                    .get(name)
+                    .and_then(|q| q.levels.get(&Reverse(priority)))
+                else {
+                    continue;
+                };
+                for (tick, tenant) in level.turn.iter().take(max) {
+                    let Some(page) = level.tenants.get(tenant) else {
+                        continue;
+                    };
+                    let n = if page.is_complete() { page.len() } else { max };
+                    *tenants.entry((*tick, tenant.as_str())).or_default() += n;
+                }
+            }
+            let counts: Vec<usize> = tenants
+                .into_values()
+                .take(max)
+                .map(|n| n.min(max))
+                .collect();
+            total += counts.iter().sum::<usize>();
+            out.push(PeekLevel {
+                priority,
+                tenants: counts,
+            });
+            if total >= max {
+                break;
+            }
+        }
+        out
+    }
+
     /// Whether any of these queues has a due job in memory.
     pub fn has_any(&self, queues: &[String]) -> bool {
         queues.iter().any(|q| self.queues.contains_key(q))
@@ -580,6 +639,42 @@ mod tests {
         // "a" was just served: in qb, "b" goes first although "a" arrived there first.
         assert_eq!(drain(&mut ix, &["qb"]), vec![3, 2]);
         assert!(ix.turns.is_empty(), "no turn outlives its tenant's groups");
+    }
+
+    #[test]
+    fn peek_shows_levels_and_turns_without_taking() {
+        let mut ix = ReadyIndex::default();
+        for s in 1..=3 {
+            ix.insert(w("big", "q", 50, 0, s));
+        }
+        ix.insert(w("small", "q", 50, 0, 4));
+        ix.insert(w("small", "r", 50, 0, 5));
+        ix.insert(w("top", "q", 90, 0, 6));
+        ix.insert(w("low", "q", 10, 0, 7));
+        let qs = vec!["q".to_string(), "r".to_string()];
+        assert_eq!(
+            ix.peek(&qs, 100),
+            vec![
+                PeekLevel {
+                    priority: 90,
+                    tenants: vec![1]
+                },
+                PeekLevel {
+                    priority: 50,
+                    tenants: vec![3, 2]
+                },
+                PeekLevel {
+                    priority: 10,
+                    tenants: vec![1]
+                },
+            ]
+        );
+        assert_eq!(ix.peek(&qs, 3).len(), 2, "levels stop once they hold max");
+        assert_eq!(ix.in_memory(), 7, "peeking takes nothing");
+        // Serving "big" sends it to the back of the line: the peek follows the turns.
+        ix.pop(&qs);
+        ix.pop(&qs);
+        assert_eq!(ix.peek(&qs, 100)[0].tenants, vec![2, 2]);
     }
 
     #[test]

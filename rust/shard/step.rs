@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::handle::{shutting_down, Command, Reply};
+use super::handle::{closed_error, Command, Reply};
 use super::health::record_failure;
 use super::parked::Waiter;
 use super::queue_counts::CountDeltas;
@@ -88,16 +88,20 @@ impl Shard {
             self.step(cmds).await;
         }
         rx.close();
+        let closed = || closed_error(self.config.index, &self.moving);
         while let Ok(cmd) = rx.try_recv() {
-            self.refuse(cmd, shutting_down());
+            self.refuse(cmd, closed());
         }
         for w in self.parked.drain(..) {
             if let Waiter::Lease(w) = w {
                 let _ = w.reply.send(Ok(wire::LeaseTasksResponse::default()));
             }
         }
+        for w in self.ready_watches.drain(..) {
+            let _ = w.reply.send(Ok(false));
+        }
         for reply in self.waiters.drain() {
-            let _ = reply.send(Err(shutting_down()));
+            let _ = reply.send(Err(closed()));
         }
         // Sessions end: their sinks drop (deliveries in flight still arrive).
         self.sessions.clear();
@@ -130,6 +134,7 @@ impl Shard {
                 .min(),
             self.waiters.next_deadline(),
             self.retention.next_due(),
+            self.next_watch_deadline(),
             self.health.failure().map(|_| self.recover_after_ms),
             self.flow_deadline(),
         ]
@@ -163,6 +168,8 @@ impl Shard {
             Command::Flow(cmd) => cmd.refuse(err),
             // A refused open drops its sink: the session sees its end at once.
             Command::SessionOpen(_) | Command::SessionCredits(..) | Command::SessionClose(_) => {}
+            Command::PeekReady(_, _, r) => drop(r.send(Err(err))),
+            Command::WatchReady(w) => drop(w.reply.send(Err(err))),
             Command::Close(r) => drop(r.send(())),
         }
     }
@@ -203,6 +210,7 @@ impl Shard {
         // Admit what the commands made due (enqueues, immediate retries) before serving.
         self.fire_timers(&mut st).await;
         self.serve_parked(&mut st).await;
+        self.serve_ready_watches(&mut st);
         self.serve_job_waiters(&mut st).await;
         self.commit(st).await;
     }
@@ -270,6 +278,11 @@ impl Shard {
             Command::SessionOpen(open) => self.session_open(open),
             Command::SessionCredits(id, credit) => self.session_credits(id, credit),
             Command::SessionClose(id) => self.session_close(id),
+            Command::PeekReady(queues, max, reply) => {
+                let peek = self.peek_ready(&queues, max);
+                st.replies.push(defer(reply, Ok(peek)));
+            }
+            Command::WatchReady(watch) => self.watch_ready(st, watch),
             Command::Close(reply) => drop(reply.send(())),
         }
     }

@@ -2,6 +2,7 @@
 
 mod filter;
 pub mod instrumented;
+pub mod layout;
 
 use std::path::PathBuf;
 use std::sync::Arc;

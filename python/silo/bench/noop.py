@@ -146,7 +146,11 @@ class NoopBroker:
 
     # ----------------------------------------------------------------------- BrokerApi
 
-    async def call(self, rpc: str, request: bytes) -> bytes:
+    forwards = False
+
+    async def call(
+        self, rpc: str, request: bytes, metadata: list[tuple[str, bytes]] | None = None
+    ) -> bytes:
         """The fixed reply of `rpc` (an empty message for the RPCs the bench does not use)."""
         reply = self._answers.get(rpc)
         return b"" if reply is None else reply(request)

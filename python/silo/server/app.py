@@ -208,7 +208,8 @@ async def run(config: ServeConfig) -> int:
         return _fail(f"cannot listen on {config.listen}: {exc}")
 
     try:
-        broker = await _unless_stopped(Broker.open(config), stop)
+        bound = format_address(*sock.getsockname()[:2])
+        broker = await _unless_stopped(Broker.open(config, bound=bound), stop)
     except errors.SiloError as exc:
         sock.close()
         return _fail(f"cannot open store {config.store!r}: {exc}")
@@ -233,6 +234,11 @@ async def run(config: ServeConfig) -> int:
         else:
             fenced.cancel()
 
+    if broker.forwards:
+        # A cluster node hands its shards over while it still serves (forwarding what it
+        # gets to their new owners), then drains (docs/cluster.md#membership).
+        log.info("leaving the cluster: handing shards over")
+        await broker.leave()
     log.info("shutting down: draining %d call(s) in flight", running.tracker.in_flight)
     if not await running.drain():
         log.warning("calls still in flight after %.0f s; closing the broker", DRAIN_GRACE_S)

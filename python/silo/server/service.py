@@ -28,20 +28,27 @@ SILO_SERVICE = "silo.v1.Silo"
 ADMIN_SERVICE = "silo.admin.v1.Admin"
 
 RawStream = Stream[bytes, bytes]
-RawCall = Callable[[bytes], Awaitable[bytes]]
+Metadata = list[tuple[str, bytes]]
+RawCall = Callable[[bytes, Metadata | None], Awaitable[bytes]]
 OpenStream = Callable[[], StreamApi]
 
 
 class BrokerApi(Protocol):
     """What the services need from a broker: `silo.Broker` satisfies it.
 
-    `call(rpc, request)` takes the method name of a unary RPC (e.g. "Enqueue") and its encoded
-    request and returns the encoded reply, raising silo.errors classes on failure (Unimplemented
-    for an RPC the broker does not serve yet). `stream(rpc)` starts serving a streaming RPC
-    ("EnqueueStream", "WorkerSession") and returns its stream (streams.StreamApi).
+    `call(rpc, request, metadata)` takes the method name of a unary RPC (e.g. "Enqueue"), its
+    encoded request and (when `forwards`) the caller's metadata, and returns the encoded reply,
+    raising silo.errors classes on failure (Unimplemented for an RPC the broker does not serve
+    yet). `forwards`: the broker may forward calls to other nodes (a cluster), which then need
+    the caller's metadata (docs/cluster.md#routing). `stream(rpc)` starts serving a streaming
+    RPC ("EnqueueStream", "WorkerSession") and returns its stream (streams.StreamApi).
     """
 
-    def call(self, rpc: str, request: bytes) -> Awaitable[bytes]: ...
+    forwards: bool
+
+    def call(
+        self, rpc: str, request: bytes, metadata: Metadata | None = None
+    ) -> Awaitable[bytes]: ...
 
     def stream(self, rpc: str) -> StreamApi: ...
 
@@ -116,11 +123,14 @@ class RawService:
         routes: Mapping[str, RawCall | None],
         tracker: CallTracker,
         streams: Mapping[str, OpenStream] | None = None,
+        *,
+        pass_metadata: bool = False,
     ) -> None:
         self.name = name
         self._routes = dict(routes)
         self._streams = dict(streams or {})
         self._tracker = tracker
+        self._pass_metadata = pass_metadata
 
     def __mapping__(self) -> dict[str, Handler]:
         unary = {
@@ -163,6 +173,7 @@ class RawService:
         self, route: str, method: str, call: RawCall | None
     ) -> Callable[[RawStream], Awaitable[None]]:
         tracker = self._tracker
+        pass_metadata = self._pass_metadata
 
         async def handle(stream: RawStream) -> None:
             tracker.enter(route)
@@ -177,7 +188,9 @@ class RawService:
                         errors.InvalidArgument("request: missing message"), method=method
                     )
                 try:
-                    reply = await call(request)
+                    reply = await call(
+                        request, _metadata(stream.metadata) if pass_metadata else None
+                    )
                 except Exception as exc:
                     raise to_grpc_error(exc, method=method) from exc
                 await stream.send_message(reply)
@@ -187,6 +200,14 @@ class RawService:
         handle.__name__ = method
         handle.__qualname__ = f"{type(self).__name__}.{method}"
         return handle
+
+
+def _metadata(metadata: Mapping[str, str | bytes] | None) -> Metadata:
+    """A call's metadata as (key, bytes) pairs, as the native broker forwards it."""
+    if not metadata:
+        return []
+    items = metadata.items() if not hasattr(metadata, "allitems") else metadata.allitems()
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
 def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawService]:
@@ -201,7 +222,20 @@ def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawSe
             streams[service][method] = functools.partial(broker.stream, method)
         else:
             routes[service][method] = functools.partial(broker.call, method)
+    forwards = getattr(broker, "forwards", False)
     return (
-        RawService(SILO_SERVICE, routes[SILO_SERVICE], tracker, streams[SILO_SERVICE]),
-        RawService(ADMIN_SERVICE, routes[ADMIN_SERVICE], tracker, streams[ADMIN_SERVICE]),
+        RawService(
+            SILO_SERVICE,
+            routes[SILO_SERVICE],
+            tracker,
+            streams[SILO_SERVICE],
+            pass_metadata=forwards,
+        ),
+        RawService(
+            ADMIN_SERVICE,
+            routes[ADMIN_SERVICE],
+            tracker,
+            streams[ADMIN_SERVICE],
+            pass_metadata=forwards,
+        ),
     )

@@ -577,7 +577,8 @@ pub(crate) fn decode_reply<'py>(
     }
 }
 
-/// Admin/GetStats as a plain dict: `gauges`, `settings`, `object_store_requests`, `rss_bytes`.
+/// Admin/GetStats as a plain dict: `gauges`, `settings`, `object_store_requests`, `rss_bytes`,
+/// `shards` (shard -> its gauges).
 fn stats<'py>(py: Python<'py>, s: &admin::Stats) -> PyResult<Bound<'py, PyAny>> {
     let d = PyDict::new(py);
     let gauges = PyDict::new(py);
@@ -592,5 +593,15 @@ fn stats<'py>(py: Python<'py>, s: &admin::Stats) -> PyResult<Bound<'py, PyAny>> 
     d.set_item("settings", str_map(py, &s.settings)?)?;
     d.set_item("object_store_requests", requests)?;
     d.set_item("rss_bytes", s.rss_bytes)?;
+    // The gauges of each shard this process serves (docs/cluster.md#operating).
+    let shards = PyDict::new(py);
+    for shard in &s.shards {
+        let g = PyDict::new(py);
+        for (k, v) in &shard.gauges {
+            g.set_item(k, v)?;
+        }
+        shards.set_item(shard.shard, g)?;
+    }
+    d.set_item("shards", shards)?;
     Ok(d.into_any())
 }

@@ -61,6 +61,7 @@ impl Harness {
 
     pub(super) async fn open(&self) -> crate::Result<ShardHandle> {
         let config = ShardConfig {
+            index: 0,
             lease_ms: LEASE_MS,
             limits: LIMITS,
             retention_ms: RETENTION_MS,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x0b\x61\x64min.proto\x12\rsilo.admin.v1\"\x11\n\x0fGetStatsRequest\"\xec\x02\n\x05Stats\x12L\n\x15object_store_requests\x18\x01 \x03(\x0b\x32-.silo.admin.v1.Stats.ObjectStoreRequestsEntry\x12\x34\n\x08settings\x18\x02 \x03(\x0b\x32\".silo.admin.v1.Stats.SettingsEntry\x12\x11\n\trss_bytes\x18\x03 \x01(\x04\x12\x30\n\x06gauges\x18\x04 \x03(\x0b\x32 .silo.admin.v1.Stats.GaugesEntry\x1a:\n\x18ObjectStoreRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"O\n\x10SetFaultsRequest\x12\x12\n\nerror_rate\x18\x01 \x01(\x01\x12\x18\n\x10\x61\x64\x64\x65\x64_latency_ms\x18\x02 \x01(\x03\x12\r\n\x05stall\x18\x03 \x01(\x08\"\x13\n\x11SetFaultsResponse\"7\n\x18GetConcurrencyKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"X\n\x13\x43oncurrencyKeyState\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0f\n\x07holders\x18\x02 \x03(\t\x12\x10\n\x08reserved\x18\x03 \x01(\r\x12\x0f\n\x07waiters\x18\x04 \x03(\t\"2\n\x13GetRateLimitRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x7f\n\x0eRateLimitState\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x03\x12\x0e\n\x06tokens\x18\x03 \x01(\x01\x12\x10\n\x08reserved\x18\x04 \x01(\r\x12\x0f\n\x07waiters\x18\x05 \x03(\t\x12\x18\n\x10next_token_at_ms\x18\x06 \x01(\x03\x32\xce\x02\n\x05\x41\x64min\x12@\n\x08GetStats\x12\x1e.silo.admin.v1.GetStatsRequest\x1a\x14.silo.admin.v1.Stats\x12N\n\tSetFaults\x12\x1f.silo.admin.v1.SetFaultsRequest\x1a .silo.admin.v1.SetFaultsResponse\x12`\n\x11GetConcurrencyKey\x12\'.silo.admin.v1.GetConcurrencyKeyRequest\x1a\".silo.admin.v1.ConcurrencyKeyState\x12Q\n\x0cGetRateLimit\x12\".silo.admin.v1.GetRateLimitRequest\x1a\x1d.silo.admin.v1.RateLimitStateb\x06proto3')
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x0b\x61\x64min.proto\x12\rsilo.admin.v1\"\x11\n\x0fGetStatsRequest\"\x97\x03\n\x05Stats\x12L\n\x15object_store_requests\x18\x01 \x03(\x0b\x32-.silo.admin.v1.Stats.ObjectStoreRequestsEntry\x12\x34\n\x08settings\x18\x02 \x03(\x0b\x32\".silo.admin.v1.Stats.SettingsEntry\x12\x11\n\trss_bytes\x18\x03 \x01(\x04\x12\x30\n\x06gauges\x18\x04 \x03(\x0b\x32 .silo.admin.v1.Stats.GaugesEntry\x12)\n\x06shards\x18\x05 \x03(\x0b\x32\x19.silo.admin.v1.ShardStats\x1a:\n\x18ObjectStoreRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x81\x01\n\nShardStats\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x35\n\x06gauges\x18\x02 \x03(\x0b\x32%.silo.admin.v1.ShardStats.GaugesEntry\x1a-\n\x0bGaugesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"O\n\x10SetFaultsRequest\x12\x12\n\nerror_rate\x18\x01 \x01(\x01\x12\x18\n\x10\x61\x64\x64\x65\x64_latency_ms\x18\x02 \x01(\x03\x12\r\n\x05stall\x18\x03 \x01(\x08\"\x13\n\x11SetFaultsResponse\"7\n\x18GetConcurrencyKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"X\n\x13\x43oncurrencyKeyState\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0f\n\x07holders\x18\x02 \x03(\t\x12\x10\n\x08reserved\x18\x03 \x01(\r\x12\x0f\n\x07waiters\x18\x04 \x03(\t\"2\n\x13GetRateLimitRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\x7f\n\x0eRateLimitState\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x03\x12\x0e\n\x06tokens\x18\x03 \x01(\x01\x12\x10\n\x08reserved\x18\x04 \x01(\r\x12\x0f\n\x07waiters\x18\x05 \x03(\t\x12\x18\n\x10next_token_at_ms\x18\x06 \x01(\x03\x32\xce\x02\n\x05\x41\x64min\x12@\n\x08GetStats\x12\x1e.silo.admin.v1.GetStatsRequest\x1a\x14.silo.admin.v1.Stats\x12N\n\tSetFaults\x12\x1f.silo.admin.v1.SetFaultsRequest\x1a .silo.admin.v1.SetFaultsResponse\x12`\n\x11GetConcurrencyKey\x12\'.silo.admin.v1.GetConcurrencyKeyRequest\x1a\".silo.admin.v1.ConcurrencyKeyState\x12Q\n\x0cGetRateLimit\x12\".silo.admin.v1.GetRateLimitRequest\x1a\x1d.silo.admin.v1.RateLimitStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,28 +37,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATS_SETTINGSENTRY']._serialized_options = b'8\001'
   _globals['_STATS_GAUGESENTRY']._loaded_options = None
   _globals['_STATS_GAUGESENTRY']._serialized_options = b'8\001'
+  _globals['_SHARDSTATS_GAUGESENTRY']._loaded_options = None
+  _globals['_SHARDSTATS_GAUGESENTRY']._serialized_options = b'8\001'
   _globals['_GETSTATSREQUEST']._serialized_start=30
   _globals['_GETSTATSREQUEST']._serialized_end=47
   _globals['_STATS']._serialized_start=50
-  _globals['_STATS']._serialized_end=414
-  _globals['_STATS_OBJECTSTOREREQUESTSENTRY']._serialized_start=260
-  _globals['_STATS_OBJECTSTOREREQUESTSENTRY']._serialized_end=318
-  _globals['_STATS_SETTINGSENTRY']._serialized_start=320
-  _globals['_STATS_SETTINGSENTRY']._serialized_end=367
-  _globals['_STATS_GAUGESENTRY']._serialized_start=369
-  _globals['_STATS_GAUGESENTRY']._serialized_end=414
-  _globals['_SETFAULTSREQUEST']._serialized_start=416
-  _globals['_SETFAULTSREQUEST']._serialized_end=495
-  _globals['_SETFAULTSRESPONSE']._serialized_start=497
-  _globals['_SETFAULTSRESPONSE']._serialized_end=516
-  _globals['_GETCONCURRENCYKEYREQUEST']._serialized_start=518
-  _globals['_GETCONCURRENCYKEYREQUEST']._serialized_end=573
-  _globals['_CONCURRENCYKEYSTATE']._serialized_start=575
-  _globals['_CONCURRENCYKEYSTATE']._serialized_end=663
-  _globals['_GETRATELIMITREQUEST']._serialized_start=665
-  _globals['_GETRATELIMITREQUEST']._serialized_end=715
-  _globals['_RATELIMITSTATE']._serialized_start=717
-  _globals['_RATELIMITSTATE']._serialized_end=844
-  _globals['_ADMIN']._serialized_start=847
-  _globals['_ADMIN']._serialized_end=1181
+  _globals['_STATS']._serialized_end=457
+  _globals['_STATS_OBJECTSTOREREQUESTSENTRY']._serialized_start=303
+  _globals['_STATS_OBJECTSTOREREQUESTSENTRY']._serialized_end=361
+  _globals['_STATS_SETTINGSENTRY']._serialized_start=363
+  _globals['_STATS_SETTINGSENTRY']._serialized_end=410
+  _globals['_STATS_GAUGESENTRY']._serialized_start=412
+  _globals['_STATS_GAUGESENTRY']._serialized_end=457
+  _globals['_SHARDSTATS']._serialized_start=460
+  _globals['_SHARDSTATS']._serialized_end=589
+  _globals['_SHARDSTATS_GAUGESENTRY']._serialized_start=412
+  _globals['_SHARDSTATS_GAUGESENTRY']._serialized_end=457
+  _globals['_SETFAULTSREQUEST']._serialized_start=591
+  _globals['_SETFAULTSREQUEST']._serialized_end=670
+  _globals['_SETFAULTSRESPONSE']._serialized_start=672
+  _globals['_SETFAULTSRESPONSE']._serialized_end=691
+  _globals['_GETCONCURRENCYKEYREQUEST']._serialized_start=693
+  _globals['_GETCONCURRENCYKEYREQUEST']._serialized_end=748
+  _globals['_CONCURRENCYKEYSTATE']._serialized_start=750
+  _globals['_CONCURRENCYKEYSTATE']._serialized_end=838
+  _globals['_GETRATELIMITREQUEST']._serialized_start=840
+  _globals['_GETRATELIMITREQUEST']._serialized_end=890
+  _globals['_RATELIMITSTATE']._serialized_start=892
+  _globals['_RATELIMITSTATE']._serialized_end=1019
+  _globals['_ADMIN']._serialized_start=1022
+  _globals['_ADMIN']._serialized_end=1356
 # @@protoc_insertion_point(module_scope)

@@ -2,7 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -11,7 +11,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("object_store_requests", "settings", "rss_bytes", "gauges")
+    __slots__ = ("object_store_requests", "settings", "rss_bytes", "gauges", "shards")
     class ObjectStoreRequestsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -37,11 +37,28 @@ class Stats(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     GAUGES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
     object_store_requests: _containers.ScalarMap[str, int]
     settings: _containers.ScalarMap[str, str]
     rss_bytes: int
     gauges: _containers.ScalarMap[str, int]
-    def __init__(self, object_store_requests: _Optional[_Mapping[str, int]] = ..., settings: _Optional[_Mapping[str, str]] = ..., rss_bytes: _Optional[int] = ..., gauges: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
+    def __init__(self, object_store_requests: _Optional[_Mapping[str, int]] = ..., settings: _Optional[_Mapping[str, str]] = ..., rss_bytes: _Optional[int] = ..., gauges: _Optional[_Mapping[str, int]] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ...) -> None: ...
+
+class ShardStats(_message.Message):
+    __slots__ = ("shard", "gauges")
+    class GaugesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    GAUGES_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    gauges: _containers.ScalarMap[str, int]
+    def __init__(self, shard: _Optional[int] = ..., gauges: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class SetFaultsRequest(_message.Message):
     __slots__ = ("error_rate", "added_latency_ms", "stall")

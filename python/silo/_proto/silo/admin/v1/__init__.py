@@ -12,6 +12,7 @@ __all__ = (
     "RateLimitState",
     "SetFaultsRequest",
     "SetFaultsResponse",
+    "ShardStats",
     "Stats",
 )
 
@@ -150,6 +151,20 @@ default_message_pool.register_message("silo.admin.v1", "SetFaultsResponse", SetF
 
 
 @dataclass(eq=False, repr=False)
+class ShardStats(betterproto2.Message):
+    shard: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    gauges: "dict[str, int]" = betterproto2.field(
+        2,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT64),
+    )
+
+
+default_message_pool.register_message("silo.admin.v1", "ShardStats", ShardStats)
+
+
+@dataclass(eq=False, repr=False)
 class Stats(betterproto2.Message):
     object_store_requests: "dict[str, int]" = betterproto2.field(
         1,
@@ -187,6 +202,12 @@ class Stats(betterproto2.Message):
     "ready_in_memory" / "scheduled_in_memory" (the part of "ready" / "scheduled" that the
     broker holds in memory: at most a page per ready group and of the timers; the store
     holds the rest).
+    """
+
+    shards: "list[ShardStats]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The same gauges for each shard this process serves (`gauges` is their sum, plus the
+    LeaseTasks calls waiting across several shards in "lease_waiters").
     """
 
 

@@ -1,0 +1,93 @@
+"""`silo cluster status`: the cluster's nodes, which shards each owns, and each shard's counts
+(GetCluster from any node, Admin/GetStats from each node; docs/cluster.md#operating)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Final
+
+from grpclib.client import Channel
+
+from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest, ShardStats
+from silo._proto.silo.v1 import GetClusterRequest, SiloStub
+from silo.config import DEFAULT_LISTEN, parse_listen
+
+__all__ = ["register", "run"]
+
+#: The per-shard gauges the table shows, in order.
+COLUMNS: Final = ("ready", "scheduled", "running", "lease_waiters")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cluster = commands.add_parser("cluster", help="look at a cluster of silo nodes")
+    actions = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    status = actions.add_parser(
+        "status", help="nodes, shard owners and per-shard counts (any node answers)"
+    )
+    status.add_argument(
+        "--connect", default=DEFAULT_LISTEN, metavar="HOST:PORT", help="a node of the cluster"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        text = asyncio.run(status(args.connect))
+    except (OSError, ValueError) as exc:
+        print(f"silo cluster status: error: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+async def _stats(address: str) -> list[ShardStats] | str:
+    host, port = parse_listen(address)
+    channel = Channel(host, port)
+    try:
+        stats = await asyncio.wait_for(AdminStub(channel).get_stats(GetStatsRequest()), 5)
+        return list(stats.shards)
+    except Exception as exc:
+        return f"unreachable ({type(exc).__name__})"
+    finally:
+        channel.close()
+
+
+async def status(address: str) -> str:
+    """The status tables of the cluster `address` belongs to, as text."""
+    host, port = parse_listen(address)
+    channel = Channel(host, port)
+    try:
+        cluster = await asyncio.wait_for(SiloStub(channel).get_cluster(GetClusterRequest()), 5)
+    except Exception as exc:
+        raise OSError(f"cannot reach {address}: {exc}") from exc
+    finally:
+        channel.close()
+    lines = [f"{len(cluster.nodes)} node(s), {cluster.shard_count} shard(s), {cluster.hash}", ""]
+    rows: list[tuple[str, ...]] = [("NODE", "ADDRESS", "SHARDS")]
+    rows += [(n.id, n.address, ",".join(map(str, sorted(n.shards))) or "-") for n in cluster.nodes]
+    owned = {s for n in cluster.nodes for s in n.shards}
+    moving = [s for s in range(cluster.shard_count) if s not in owned]
+    lines += _table(rows)
+    if moving:
+        lines.append(f"moving (no owner right now): {','.join(map(str, moving))}")
+    lines.append("")
+    shard_rows: list[tuple[str, ...]] = [("SHARD", "NODE", *(c.upper() for c in COLUMNS))]
+    stats = await asyncio.gather(*(_stats(n.address) for n in cluster.nodes))
+    for node, got in zip(cluster.nodes, stats, strict=True):
+        if isinstance(got, str):
+            shard_rows += [(str(s), node.id, got, "", "", "") for s in sorted(node.shards)]
+            continue
+        for shard in sorted(got, key=lambda s: s.shard):
+            shard_rows.append(
+                (str(shard.shard), node.id, *(str(shard.gauges.get(c, 0)) for c in COLUMNS))
+            )
+    lines += _table(shard_rows)
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]

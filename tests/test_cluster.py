@@ -1,0 +1,337 @@
+"""Cluster mode (docs/cluster.md): real `silo serve` nodes over one shared store (a local
+directory and SeaweedFS S3), coordinated by a real etcd on loopback.
+
+- 3 nodes x 12 shards: one owner per shard; jobs of many tenants enqueued through any node
+  all complete.
+- kill -9 of a node under load: its shards serve again within --node-ttl + 5 s; every
+  acknowledged job completes, none has two outcomes.
+- a node paused (SIGSTOP) loses its shards; once they are open elsewhere it acknowledges no
+  write from its stale copy, and what it acknowledged before is kept.
+- a fourth node joins and leaves under load: shards move with no failed call.
+- a bounded chaos loop of kill/restart with the checks after each round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+from cluster import NODE_TTL_S, SHARDS, Load, Nodes, cluster_map, wait_settled
+from etcdserver import EtcdError, EtcdServer
+from grpclib.client import Channel
+from grpclib.const import Status
+from helpers import unique
+from silo._proto.silo.v1 import (
+    EnqueueBatchRequest,
+    EnqueueRequest,
+    GetJobRequest,
+    JobStatus,
+    SiloStub,
+)
+
+pytestmark = [pytest.mark.all_stores, pytest.mark.timeout(300)]
+
+#: A dead node's shards serve again within this (SPEC: --node-ttl + 5 s).
+TAKEOVER_LIMIT_S = NODE_TTL_S + 5
+#: Rounds of the chaos loop (SILO_CHAOS_ROUNDS overrides).
+CHAOS_ROUNDS = int(os.environ.get("SILO_CHAOS_ROUNDS", "20"))
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    try:
+        server = EtcdServer(tmp_path_factory.mktemp("etcd")).start()
+    except EtcdError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def nodes(
+    request: pytest.FixtureRequest,
+    etcd: EtcdServer,
+    store_url: str,
+    store_env: dict[str, str],
+    tmp_path: Path,
+) -> AsyncIterator[Nodes]:
+    cluster = Nodes(store_url, etcd.url(unique("cluster")), tmp_path, store_env)
+    yield cluster
+    failed = getattr(request.node, "rep_call", None)
+    if failed is None or failed.failed:
+        for node_id, node in cluster.nodes.items():
+            tail = "\n".join(node.stderr_text().splitlines()[-40:])
+            print(f"\n--- node {node_id} ({node.address}) stderr tail ---\n{tail}")
+    await cluster.stop_all()
+
+
+async def start(cluster: Nodes, count: int) -> dict[int, str]:
+    for i in range(count):
+        await cluster.add(f"n{i}")
+    return await wait_settled(cluster.live())
+
+
+def tenant_on(shard: int, prefix: str = "t") -> str:
+    """A tenant that lives on `shard`."""
+    for i in range(100_000):
+        t = f"{prefix}-{i}"
+        if xxhash.xxh3_64_intdigest(t.encode()) % SHARDS == shard:
+            return t
+    raise AssertionError("no tenant found")
+
+
+async def serving_again(cluster: Nodes, shards: set[int], limit: float) -> float:
+    """Seconds until an Enqueue to a tenant of each of `shards`, through a live node,
+    succeeds; fails after `limit`."""
+    start = time.monotonic()
+    waiting = set(shards)
+    node = cluster.live()[0]
+    while waiting:
+        for shard in sorted(waiting):
+            channel = Channel(node.host, node.port)
+            try:
+                await asyncio.wait_for(
+                    SiloStub(channel).enqueue(
+                        EnqueueRequest(tenant=tenant_on(shard), queue="probe")
+                    ),
+                    limit,
+                )
+                waiting.discard(shard)
+            except Exception:
+                pass
+            finally:
+                channel.close()
+        if waiting and time.monotonic() - start > limit:
+            raise AssertionError(f"shards {sorted(waiting)} not serving after {limit}s")
+        if waiting:
+            await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def test_three_nodes_twelve_shards_serve_jobs_of_many_tenants(nodes: Nodes) -> None:
+    owners = await start(nodes, 3)
+    assert sorted(owners) == list(range(SHARDS))
+    assert set(owners.values()) == {"n0", "n1", "n2"}
+    queue = unique("q")
+    load = Load(nodes, queue, tenants=40)
+    # Enqueue through every node in turn, one tenant per job, and as one mixed batch.
+    for _ in range(60):
+        await load.enqueue_one()
+    live = nodes.live()
+    channel = Channel(live[1].host, live[1].port)
+    try:
+        batch = [EnqueueRequest(id=f"b{i}", tenant=f"batch-{i}", queue=queue) for i in range(24)]
+        results = (await SiloStub(channel).enqueue_batch(EnqueueBatchRequest(jobs=batch))).results
+        assert [r.code for r in results] == [0] * 24
+        load.acked.update({f"b{i}": f"batch-{i}" for i in range(24)})
+        # A mixed batch with a bad entry: errors keep their place in the whole batch.
+        bad = [*batch[:2], EnqueueRequest(tenant="x", queue=queue, priority=500)]
+        bad[0].id, bad[1].id = "b-again-0", "b1"
+        answers = (await SiloStub(channel).enqueue_batch(EnqueueBatchRequest(jobs=bad))).results
+        assert [a.code for a in answers] == [0, Status.ALREADY_EXISTS.value, 3]
+        assert "jobs[2].priority" in answers[2].message
+        load.acked["b-again-0"] = "batch-0"
+    finally:
+        channel.close()
+    load.start(workers=2)
+    await load.drain()
+    await load.stop()
+    await load.check_outcomes()
+    assert not load.failures, load.failures[:5]
+
+
+async def test_a_killed_node_s_shards_serve_again_and_nothing_acked_is_lost(
+    nodes: Nodes, record_figure
+) -> None:
+    owners = await start(nodes, 3)
+    load = Load(nodes, unique("q"))
+    load.start()
+    await asyncio.sleep(1)  # load runs on every node before the kill
+    victim = nodes.nodes["n1"]
+    lost = {s for s, o in owners.items() if o == "n1"}
+    victim.kill9()
+    took = await serving_again(nodes, lost, TAKEOVER_LIMIT_S)
+    record_figure(f"kill -9: shards {sorted(lost)} serving again after {took:.2f}s")
+    await wait_settled(nodes.live())
+    await asyncio.sleep(0.5)
+    await load.drain()
+    await load.stop()
+    await load.check_outcomes()
+
+
+async def test_a_paused_node_loses_its_shards_and_acknowledges_no_stale_write(
+    nodes: Nodes,
+) -> None:
+    owners = await start(nodes, 3)
+    paused = nodes.nodes["n2"]
+    shard = min(s for s, o in owners.items() if o == "n2")
+    tenant = tenant_on(shard)
+    stub = SiloStub(paused.channel())
+    before = (await stub.enqueue(EnqueueRequest(id="before", tenant=tenant, queue="q"))).id
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        others = [n for n in nodes.live() if n is not paused]
+        await serving_again(nodes_without(nodes, paused), {shard}, TAKEOVER_LIMIT_S)
+        new_owner = {s: o for s, o in (await _owners(others[0])).items()}[shard]
+        assert new_owner != "n2"
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    # The resumed node's copy of the shard is stale: a write through it is either refused
+    # or forwarded to the new owner, never acknowledged by the stale copy.
+    try:
+        await stub.enqueue(EnqueueRequest(id="after", tenant=tenant, queue="q"))
+        acked_after = True
+    except Exception:
+        acked_after = False
+    others_stub = SiloStub(Channel(others[0].host, others[0].port))
+    try:
+        if acked_after:
+            job = await others_stub.get_job(GetJobRequest(id="after", tenant=tenant))
+            assert job.id == "after", "an acknowledged write is in the shard's real store"
+        job = await others_stub.get_job(GetJobRequest(id=before, tenant=tenant))
+        assert job.status == JobStatus.PENDING, "what the paused node acknowledged is kept"
+    finally:
+        others_stub.channel.close()
+    await wait_settled(nodes.live())
+
+
+def nodes_without(cluster: Nodes, gone: object) -> Nodes:
+    view = Nodes(cluster.store, cluster.etcd_url, cluster.log_dir, cluster.env)
+    view.nodes = {k: v for k, v in cluster.nodes.items() if v is not gone}
+    return view
+
+
+async def _owners(node) -> dict[int, str]:
+    m = await cluster_map(node)
+    return {s: n.id for n in m.nodes for s in n.shards}
+
+
+async def test_a_joining_and_leaving_node_moves_shards_with_no_failed_call(
+    nodes: Nodes,
+) -> None:
+    await start(nodes, 3)
+    first = nodes.nodes["n0"]
+    only_first = nodes_without(nodes, None)
+    only_first.nodes = {"n0": first}
+    load = Load(nodes, unique("q"), produce_via=only_first)
+    load.start()
+    await nodes.add("n3")
+    owners = await wait_settled(nodes.live())
+    assert "n3" in owners.values()
+    await asyncio.sleep(0.5)
+    await nodes.nodes["n3"].stop()  # SIGTERM: a graceful leave
+    owners = await wait_settled(nodes.live())
+    assert "n3" not in owners.values()
+    await load.drain()
+    await load.stop()
+    await load.check_outcomes()
+    assert not load.failures, load.failures[:5]
+
+
+async def test_chaos_kill_and_restart_under_load(nodes: Nodes, record_figure) -> None:
+    await start(nodes, 3)
+    load = Load(nodes, unique("q"))
+    load.start()
+    rng = random.Random(13)
+    takeovers: list[float] = []
+    for _ in range(CHAOS_ROUNDS):
+        victim_id = rng.choice(sorted(nodes.nodes))
+        victim = nodes.nodes[victim_id]
+        owners = await _owners(nodes.live()[0])
+        lost = {s for s, o in owners.items() if o == victim_id}
+        if rng.random() < 0.5:
+            victim.kill9()
+        else:
+            await victim.stop()
+        if lost:
+            takeovers.append(await serving_again(nodes, lost, TAKEOVER_LIMIT_S + 5))
+        await wait_settled(nodes.live())
+        await victim.astart()
+        await wait_settled(nodes.live())
+        assert all(n.is_running() for n in nodes.nodes.values())
+    await load.drain()
+    await load.stop()
+    await load.check_outcomes()
+    takeovers.sort()
+    if takeovers:
+        record_figure(
+            f"chaos {CHAOS_ROUNDS} rounds: takeover p50 {takeovers[len(takeovers) // 2]:.2f}s "
+            f"max {takeovers[-1]:.2f}s; {len(load.acked)} jobs, {len(load.failures)} retried calls"
+        )
+
+
+async def test_bad_cluster_settings_are_refused(make_server, etcd: EtcdServer) -> None:
+    from silo.testing import ServerStartError
+
+    for args, names in [
+        (["--cluster", "etcd://127.0.0.1:1"], "--cluster"),
+        (["--cluster", "http://x/p"], "--cluster"),
+        (["--cluster", etcd.url("p"), "--node-ttl", "0s"], "--node-ttl"),
+    ]:
+        with pytest.raises(ServerStartError) as info:
+            await make_server(extra_args=args)
+        assert names in str(info.value)
+    # etcd unreachable: the node does not start, with a one-line error naming etcd.
+    with pytest.raises(ServerStartError) as info:
+        await make_server(extra_args=["--cluster", "etcd://127.0.0.1:1/p"])
+    assert "etcd" in str(info.value)
+
+
+async def test_a_client_routes_by_tenant_and_survives_a_dead_node(nodes: Nodes) -> None:
+    from silo._proto.silo.v1 import GetJobRequest as Get
+    from silo.cluster import Router
+
+    await start(nodes, 3)
+    router = Router([n.address for n in nodes.live()], timeout=30)
+    try:
+        ids = {}
+        for i in range(24):
+            tenant = f"routed-{i}"
+            req = EnqueueRequest(tenant=tenant, queue="q")
+            reply = await router.call(
+                lambda t=tenant: router.for_tenant(t), lambda s, r=req: _unavailable(s.enqueue(r))
+            )
+            ids[tenant] = reply.id
+        # Kill one node: the router refreshes its map and goes on, without an error.
+        nodes.nodes["n1"].kill9()
+        for tenant, job_id in ids.items():
+            job = await router.call(
+                lambda t=tenant: router.for_tenant(t),
+                lambda s, t=tenant, j=job_id: _unavailable(s.get_job(Get(id=j, tenant=t))),
+            )
+            assert job.id == job_id
+    finally:
+        router.close()
+
+
+async def _unavailable(call):
+    """The router's contract: an unreachable node raises silo.errors.Unavailable."""
+    from grpclib.exceptions import GRPCError, StreamTerminatedError
+    from silo import errors
+
+    try:
+        return await call
+    except (OSError, StreamTerminatedError) as exc:
+        raise errors.Unavailable(str(exc)) from exc
+    except GRPCError as exc:
+        if exc.status is Status.UNAVAILABLE:
+            raise errors.Unavailable(str(exc.message)) from exc
+        raise
+
+
+async def test_cluster_status_shows_nodes_owners_and_counts(nodes: Nodes) -> None:
+    from silo.cluster_cli import status
+
+    owners = await start(nodes, 3)
+    text = await status(nodes.live()[0].address)
+    assert "3 node(s), 12 shard(s)" in text
+    for node_id in set(owners.values()):
+        assert node_id in text
+    assert "READY" in text and "SHARD" in text
