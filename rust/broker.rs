@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::metrics::MetricsSnapshot;
 use crate::proto::{admin, wire};
 use crate::shard::{BulkStep, Enqueued, JobRef, Shard, ShardConfig, ShardHandle};
 use crate::store::instrumented::{FaultSwitch, Faults, InstrumentedStore, RequestCounts};
@@ -414,6 +415,15 @@ impl Broker {
             rss_bytes: rss_bytes(),
             gauges: gauges.into_iter().collect(),
         })
+    }
+
+    /// What `/metrics` exports of the core (docs/operations.md#metrics): the shard's counters
+    /// and histograms and the object-store requests. Read without asking the actor, so it
+    /// answers during a store outage too.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut snapshot = self.shard.metrics().snapshot();
+        snapshot.object_store_requests = self.requests.snapshot().into_iter().collect();
+        snapshot
     }
 
     /// The buffers of a new stream RPC, counted in this broker's gauges; serve it with

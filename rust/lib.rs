@@ -7,6 +7,7 @@ pub mod cron;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
+pub mod metrics;
 pub mod proto;
 pub mod record;
 pub mod retry;

@@ -2,6 +2,7 @@
 //! each of its methods sends (one per RPC, named after it). See docs/architecture.md#the-shard-actor.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -9,6 +10,7 @@ use super::bulk_jobs::{BulkProgress, BulkStep};
 use super::flow::FlowCommand;
 use super::worker_session::{SessionId, SessionOpen};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::proto::{admin, wire};
 use crate::validate::{
     HeartbeatParams, LeaseParams, ListJobsParams, NewJob, ReportParams, WaitJobParams,
@@ -63,9 +65,16 @@ pub struct JobRef {
 pub struct ShardHandle {
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) fenced: watch::Receiver<bool>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl ShardHandle {
+    /// The shard's counters and histograms (read without asking the actor, so `/metrics`
+    /// answers whatever the actor is doing).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub(super) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).await.map_err(|_| shutting_down())?;

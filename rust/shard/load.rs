@@ -64,14 +64,17 @@ impl Shard {
             ticks_fired: 0,
             sessions: Default::default(),
             last_write: None,
+            metrics: Arc::default(),
             flush_now,
         };
         shard.load().await?;
+        let metrics = shard.metrics.clone();
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         tokio::spawn(shard.run(rx));
         Ok(ShardHandle {
             tx,
             fenced: fenced_rx,
+            metrics,
         })
     }
 

@@ -155,6 +155,8 @@ pub struct Shard {
     sessions: Sessions,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
+    /// Counters and histograms for /metrics (only the actor writes them).
+    metrics: Arc<crate::metrics::Metrics>,
     /// Asks the flusher task for a WAL flush now (local stores only; see health.rs).
     flush_now: Option<mpsc::Sender<()>>,
 }

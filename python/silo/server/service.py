@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
@@ -30,6 +31,8 @@ ADMIN_SERVICE = "silo.admin.v1.Admin"
 RawStream = Stream[bytes, bytes]
 RawCall = Callable[[bytes], Awaitable[bytes]]
 OpenStream = Callable[[], StreamApi]
+#: observe(method, code, seconds): one unary call ended (metrics.BrokerMetrics.observe_rpc).
+ObserveRpc = Callable[[str, str, float], None]
 
 
 class BrokerApi(Protocol):
@@ -107,7 +110,8 @@ class RawService:
     (status.py); a route whose call is None answers UNIMPLEMENTED; every streaming route is
     served by streams.serve_stream over the stream its opener starts; while the tracker drains,
     new calls answer UNAVAILABLE, unary calls in flight run to completion and streams stop
-    reading and end once they answered what they read.
+    reading and end once they answered what they read. `observe`, when given, learns each
+    unary call's method, status code name and duration.
     """
 
     def __init__(
@@ -116,11 +120,13 @@ class RawService:
         routes: Mapping[str, RawCall | None],
         tracker: CallTracker,
         streams: Mapping[str, OpenStream] | None = None,
+        observe: ObserveRpc | None = None,
     ) -> None:
         self.name = name
         self._routes = dict(routes)
         self._streams = dict(streams or {})
         self._tracker = tracker
+        self._observe = observe
 
     def __mapping__(self) -> dict[str, Handler]:
         unary = {
@@ -163,8 +169,9 @@ class RawService:
         self, route: str, method: str, call: RawCall | None
     ) -> Callable[[RawStream], Awaitable[None]]:
         tracker = self._tracker
+        observe = self._observe
 
-        async def handle(stream: RawStream) -> None:
+        async def serve(stream: RawStream) -> None:
             tracker.enter(route)
             try:
                 if call is None:
@@ -184,14 +191,37 @@ class RawService:
             finally:
                 tracker.leave(route)
 
+        if observe is None:
+            handle = serve
+        else:
+
+            async def handle(stream: RawStream) -> None:
+                started = time.perf_counter()
+                code = "OK"
+                try:
+                    await serve(stream)
+                except GRPCError as exc:
+                    code = exc.status.name
+                    raise
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    observe(method, code, time.perf_counter() - started)
+
         handle.__name__ = method
         handle.__qualname__ = f"{type(self).__name__}.{method}"
         return handle
 
 
-def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawService]:
-    """The Silo and Admin services over `broker`, sharing `tracker`: one route per RPC of the
-    core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
+def services(
+    broker: BrokerApi, tracker: CallTracker, observe: ObserveRpc | None = None
+) -> tuple[RawService, RawService]:
+    """The Silo and Admin services over `broker`, sharing `tracker` (and `observe`): one route
+    per RPC of the core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
     from silo._native import rpcs
 
     routes: dict[str, dict[str, RawCall | None]] = {SILO_SERVICE: {}, ADMIN_SERVICE: {}}
@@ -202,6 +232,6 @@ def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawSe
         else:
             routes[service][method] = functools.partial(broker.call, method)
     return (
-        RawService(SILO_SERVICE, routes[SILO_SERVICE], tracker, streams[SILO_SERVICE]),
-        RawService(ADMIN_SERVICE, routes[ADMIN_SERVICE], tracker, streams[ADMIN_SERVICE]),
+        RawService(SILO_SERVICE, routes[SILO_SERVICE], tracker, streams[SILO_SERVICE], observe),
+        RawService(ADMIN_SERVICE, routes[ADMIN_SERVICE], tracker, streams[ADMIN_SERVICE], observe),
     )
