@@ -174,7 +174,7 @@ async def start_http(broker: Broker, sock: socket.socket) -> RunningHttp:
     app = create_app(broker)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.SockSite(runner, sock, shutdown_timeout=2.0)
+    site = web.SockSite(runner, sock)
     await site.start()
     host, port = sock.getsockname()[:2]
     return RunningHttp(runner, app[STATE], host=host, port=port)
