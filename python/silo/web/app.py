@@ -131,8 +131,8 @@ def _templates(app: web.Application) -> jinja2.Environment:
 def create_app(broker: Broker) -> web.Application:
     """The web UI, /metrics, /healthz and /readyz of `broker`, as an aiohttp application.
 
-    Serve it with `Broker.serve_http`, or mount it in an application of your own (in the
-    broker's event loop): `outer.add_subapp("/silo/", silo.web.create_app(broker))`.
+    Serve it with `Broker.serve_http`, or with an aiohttp runner and site of your own in the
+    broker's event loop. Its links are absolute: serve it at the root of a host or port.
     """
     app = web.Application(middlewares=[error_pages])
     app[BROKER] = broker
