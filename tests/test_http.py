@@ -9,6 +9,7 @@ import html
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qs
 
 from silo.types import JobStatus, TaskFailure
 from web_helpers import finished_job, running_job, text_of
@@ -30,6 +31,7 @@ async def post(http: Any, path: str, form: dict[str, str]) -> tuple[int, str, An
 
 def assert_secure_page(body: str, headers: Any) -> None:
     """The page loads scripts from files only and every POST form carries the csrf field."""
+    assert re.fullmatch(r"app;dur=\d+\.\d{3}", headers["Server-Timing"])
     csp = headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -231,3 +233,153 @@ async def test_static_files_are_served_with_their_types(http) -> None:
         assert r.status == 200 and r.content_type == "text/css"
     async with http.get(js.group(1)) as r:
         assert r.status == 200 and "javascript" in r.content_type
+
+
+# ---------------------------------------------------------------- queues, search, bulk (ListJobs)
+
+
+async def test_overview_lists_queues_with_their_counts(ns, http, http_api) -> None:
+    done = f"{ns.queue}-a"
+    paused = f"{ns.queue}-b"
+    await finished_job(http_api, tenant=ns.tenant, queue=done, result=b"ok")
+    await http_api.enqueue(tenant=ns.tenant, queue=done)
+    await http_api.enqueue(tenant=ns.tenant, queue=paused)
+    await http_api.pause_queue(tenant=ns.tenant, queue=paused)
+    for path in ("/", "/fragments/queues"):
+        status, body, headers = await get(http, path, tenant=ns.tenant)
+        assert status == 200, body
+        assert_secure_page(body, headers)
+        rows = re.findall(r"<tr(?: class=\"paused\")?>\s*<th scope=\"row\">(.*?)</tr>", body, re.S)
+        by_queue = {text_of(r).split()[0]: text_of(r) for r in rows}
+        assert by_queue[done].split()[1:8] == ["0", "1", "0", "1", "0", "0", "2"], by_queue
+        assert "paused" in by_queue[paused] and "Resume" in by_queue[paused]
+        assert "Pause" in by_queue[done]
+        assert f"queue={done}&amp;status=SUCCEEDED" in body  # counts link to their search
+
+
+async def test_overview_of_a_tenant_without_jobs_says_so(ns, http) -> None:
+    status, body, _ = await get(http, "/", tenant=ns.tenant)
+    assert status == 200 and "No queues yet" in body
+    status, body, _ = await get(http, "/", tenant="x" * 200)
+    assert status == 400 and "tenant" in text_of(body)
+
+
+async def test_search_by_each_filter(ns, http, http_api) -> None:
+    failure = TaskFailure(code="E", non_retryable=True)
+    failed = await finished_job(
+        http_api, tenant=ns.tenant, queue=ns.queue, failure=failure, metadata={"c": "42"}
+    )
+    succeeded = await finished_job(
+        http_api, tenant=ns.tenant, queue=ns.queue, result=b"", metadata={"c": "42"}
+    )
+    other = await http_api.enqueue(tenant=ns.tenant, queue=f"{ns.queue}-2", metadata={"c": "7"})
+
+    async def found(**params: str) -> list[str]:
+        status, body, headers = await get(http, "/jobs", tenant=ns.tenant, **params)
+        assert status == 200, body
+        assert_secure_page(body, headers)
+        return re.findall(r'<td class="id"><a href="/job\?[^"]*" title="([^"]+)"', body)
+
+    assert await found() == [other, succeeded, failed]  # newest first
+    assert await found(status="FAILED") == [failed]
+    assert await found(status=["FAILED", "pending"]) == [other, failed]  # type: ignore[arg-type]
+    assert await found(meta="c=42") == [succeeded, failed]
+    assert await found(meta="c=42\n\n") == [succeeded, failed]
+    assert await found(queue=ns.queue) == [succeeded, failed]
+    assert await found(after="4102444800000") == []
+    assert await found(before="2000-01-01T00:00") == []
+    assert await found(queue=ns.queue, meta="c=7") == []
+
+
+async def test_search_pages_through_every_job_once(ns, http, http_api) -> None:
+    ids = [await http_api.enqueue(tenant=ns.tenant, queue=ns.queue) for _ in range(7)]
+    seen: list[str] = []
+    params: dict[str, str] = {"tenant": ns.tenant, "queue": ns.queue, "size": "3"}
+    for _ in range(10):
+        status, body, _ = await get(http, "/jobs", **params)
+        assert status == 200
+        seen += re.findall(r'<td class="id"><a href="/job\?[^"]*" title="([^"]+)"', body)
+        more = re.search(r'<a href="/jobs\?([^"]+)" rel="next">', body)
+        if more is None:
+            break
+        params = {k: v[0] for k, v in parse_qs(html.unescape(more.group(1))).items()}
+        assert params["size"] == "3" and params["token"]
+    assert seen == list(reversed(ids))
+    status, body, _ = await get(http, "/jobs", tenant=ns.tenant, token="not-a-token")
+    assert status == 400 and "page_token" in text_of(body)
+
+
+async def test_bulk_restart_asks_then_restarts_every_failed_job(ns, http, http_api) -> None:
+    failure = TaskFailure(code="E", non_retryable=True)
+    failed = [
+        await finished_job(http_api, tenant=ns.tenant, queue=ns.queue, failure=failure)
+        for _ in range(3)
+    ]
+    form = {
+        "action": "restart",
+        "tenant": ns.tenant,
+        "queue": ns.queue,
+        "status": "FAILED",
+        "csrf": "",
+        "confirmed": "",
+    }
+    status, body, headers = await post(http, "/jobs/bulk", form)
+    assert status == 200, body
+    assert_secure_page(body, headers)
+    assert (
+        f"Restart every failed or cancelled job matching tenant '{ns.tenant}', "
+        f"queue '{ns.queue}', status FAILED?" in html.unescape(text_of(body))
+    )
+    assert (await http_api.get_job(id=failed[0], tenant=ns.tenant)).status is JobStatus.FAILED
+    status, _, headers = await post(http, "/jobs/bulk", {**form, "confirmed": "1"})
+    assert status == 303, headers
+    _, body, _ = await get(http, headers["Location"])
+    assert "Restarted 3 of 3 matching jobs." in text_of(body)
+    for job_id in failed:
+        job = await http_api.get_job(id=job_id, tenant=ns.tenant)
+        assert job.status is JobStatus.PENDING, job
+
+
+async def test_bulk_cancel_then_delete(ns, http, http_api) -> None:
+    ids = [await http_api.enqueue(tenant=ns.tenant, queue=ns.queue) for _ in range(3)]
+    form = {"tenant": ns.tenant, "queue": ns.queue, "csrf": "", "confirmed": "1"}
+    status, _, headers = await post(http, "/jobs/bulk", {**form, "action": "cancel"})
+    assert status == 303 and "done=bulk-cancel" in headers["Location"]
+    assert "changed=3" in headers["Location"]
+    statuses = {(await http_api.get_job(id=i, tenant=ns.tenant)).status for i in ids}
+    assert statuses == {JobStatus.CANCELLED}
+    status, _, headers = await post(http, "/jobs/bulk", {**form, "action": "delete"})
+    assert status == 303 and "changed=3" in headers["Location"]
+    status, body, _ = await get(http, "/job", tenant=ns.tenant, id=ids[0])
+    assert status == 404
+    status, body, _ = await post(http, "/jobs/bulk", {**form, "action": "explode"})
+    assert status == 400 and "action: expected one of" in text_of(body)
+    status, body, _ = await post(http, "/jobs/bulk", {**form, "action": "cancel", "status": "X"})
+    assert status == 400 and "unknown status" in text_of(body)
+
+
+async def test_restart_expedite_and_delete_one_job(ns, http, http_api) -> None:
+    failure = TaskFailure(code="E", non_retryable=True)
+    failed = await finished_job(http_api, tenant=ns.tenant, queue=ns.queue, failure=failure)
+    form = {"tenant": ns.tenant, "csrf": "", "confirmed": "1"}
+    status, _, headers = await post(http, "/job/restart", {**form, "id": failed})
+    assert status == 303 and "done=restart" in headers["Location"]
+    _, body, _ = await get(http, headers["Location"])
+    assert "Job restarted" in text_of(body) and "pending" in text_of(body)
+
+    later = await http_api.enqueue(
+        tenant=ns.tenant, queue=f"{ns.queue}-later", start_at_ms=4_102_444_800_000
+    )
+    _, body, _ = await get(http, "/job", tenant=ns.tenant, id=later)
+    assert "Run now" in body
+    status, _, _ = await post(http, "/job/expedite", {**form, "id": later})
+    assert status == 303
+    assert (await http_api.get_job(id=later, tenant=ns.tenant)).status is JobStatus.PENDING
+
+    gone = await finished_job(http_api, tenant=ns.tenant, queue=f"{ns.queue}-3", result=b"")
+    status, _, headers = await post(http, "/job/delete", {**form, "id": gone})
+    assert status == 303 and headers["Location"].startswith("/jobs?")
+    _, body, _ = await get(http, headers["Location"])
+    assert f"Job “{gone}” deleted." in text_of(body)
+    status, _, _ = await get(http, "/job", tenant=ns.tenant, id=gone)
+    assert status == 404

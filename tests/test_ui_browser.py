@@ -185,3 +185,85 @@ def test_narrow_screens_get_one_column(
         tab.shot("job-narrow")
     finally:
         tab.close()
+
+
+# ---------------------------------------------------------------- queues, search, bulk (ListJobs)
+
+
+def seed_tenant(api: Any, tenant: str, queue: str) -> None:
+    """A tenant whose overview has something to show: three queues in several states."""
+    failure = TaskFailure(code="TimeoutError", message="upstream timed out", non_retryable=True)
+    for _ in range(2):
+        run_once(api, tenant=tenant, queue=f"{queue}-emails", result=b'{"sent": true}')
+    run_once(api, tenant=tenant, queue=f"{queue}-emails", failure=failure)
+    for n in range(3):
+        api.enqueue(tenant=tenant, queue=f"{queue}-reports", metadata={"customer": f"c{n}"})
+    api.enqueue(tenant=tenant, queue=f"{queue}-reports", start_at_ms=4_102_444_800_000)
+    api.enqueue(tenant=tenant, queue=f"{queue}-webhooks")
+
+
+def test_overview_counts_refresh_live_and_queues_pause(tab: Page, api: Any, ns: Any) -> None:
+    from playwright.sync_api import expect
+
+    seed_tenant(api, ns.tenant, ns.queue)
+    page = tab.go(f"/?tenant={ns.tenant}")
+    row = page.locator("tr", has=page.get_by_role("rowheader", name=f"{ns.queue}-webhooks"))
+    pending = row.locator("td").nth(1)
+    expect(pending).to_have_text("1")
+    tab.shot("overview")
+    # A job enqueued elsewhere shows up without reloading the page.
+    for _ in range(2):
+        api.enqueue(tenant=ns.tenant, queue=f"{ns.queue}-webhooks")
+    expect(pending).to_have_text("3", timeout=SHOWS_WITHIN_MS)
+
+    row.get_by_role("button", name="Pause").click()
+    expect(page.locator(".notice")).to_contain_text("paused")
+    row = page.locator("tr", has=page.get_by_role("rowheader", name=f"{ns.queue}-webhooks"))
+    expect(row.locator(".paused-badge")).to_have_text("paused")
+    assert api.lease_tasks(worker_id="w", queues=[f"{ns.queue}-webhooks"]) == []
+    tab.shot("overview-paused")
+    row.get_by_role("button", name="Resume").click()
+    expect(page.locator(".notice")).to_contain_text("resumed")
+    assert len(api.lease_tasks(worker_id="w", queues=[f"{ns.queue}-webhooks"])) == 1
+
+
+def test_search_by_status_and_by_metadata(tab: Page, api: Any, ns: Any) -> None:
+    from playwright.sync_api import expect
+
+    seed_tenant(api, ns.tenant, ns.queue)
+    page = tab.go(f"/jobs?tenant={ns.tenant}")
+    page.get_by_label("failed").check()
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".badge")).to_have_text("failed")
+    tab.shot("search-status")
+
+    page.get_by_label("failed").uncheck()
+    page.get_by_label("Metadata").fill("customer=c1")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("customer=c1")
+    tab.shot("search-metadata")
+    rows.first.locator("td.id a").click()
+    expect(page.locator("#job-status")).to_have_text("pending")
+
+
+def test_bulk_restart_of_failed_jobs(tab: Page, api: Any, ns: Any) -> None:
+    from playwright.sync_api import expect
+
+    failure = TaskFailure(code="ConnectionError", message="refused", non_retryable=True)
+    failed = [run_once(api, tenant=ns.tenant, queue=ns.queue, failure=failure) for _ in range(3)]
+    page = tab.go(f"/jobs?tenant={ns.tenant}&queue={ns.queue}&status=FAILED")
+    expect(page.locator("table.jobs tbody tr")).to_have_count(3)
+    page.get_by_role("button", name="Restart all").click()
+    dialog = page.locator("dialog#confirm")
+    expect(dialog).to_contain_text("Restart every failed or cancelled job matching")
+    expect(dialog).to_contain_text("status FAILED")
+    tab.shot("bulk-confirm")
+    dialog.get_by_role("button", name="Restart all").click()
+    expect(page.locator(".notice")).to_have_text("Restarted 3 of 3 matching jobs.")
+    expect(page.locator(".empty")).to_contain_text("No jobs match")
+    tab.shot("bulk-restarted")
+    for job_id in failed:
+        assert api.get_job(id=job_id, tenant=ns.tenant).status is JobStatus.PENDING
