@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 
 from silo.broker import Broker
 
@@ -68,22 +68,14 @@ def csrf_token(request: web.Request) -> str:
 
 
 async def read_form(request: web.Request) -> MultiDictProxy[str]:
-    """The posted form of a state-changing request, once its `csrf` field is checked.
-
-    Raises HTTPForbidden when the token does not match (never, until sessions exist)."""
-    form = await request.post()
+    """The posted form of a state-changing request (its text fields), once its `csrf` field is
+    checked. Raises HTTPForbidden when the token does not match (never, until sessions
+    exist)."""
+    posted = await request.post()
     expected = csrf_token(request)
-    if expected and form.get(CSRF_FIELD) != expected:
+    if expected and posted.get(CSRF_FIELD) != expected:
         raise web.HTTPForbidden(text="bad or missing csrf token")
-    return MultiDictProxy(
-        _strings(form)  # uploads are not part of any form here
-    )
-
-
-def _strings(form: MultiDictProxy[Any]) -> Any:
-    from multidict import MultiDict
-
-    return MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
+    return MultiDictProxy(MultiDict((k, v) for k, v in posted.items() if isinstance(v, str)))
 
 
 def render(
