@@ -1,8 +1,9 @@
 //! Counters and histograms of the core for `/metrics` (docs/operations.md#metrics): jobs
-//! enqueued, tasks leased and tasks finished (by outcome) per queue, and the group commit's
-//! size and duration. The shard actor counts as it works; `Metrics::snapshot` copies them for
-//! the Python side, which exposes them with a prometheus-client collector
-//! (python/silo/server/metrics.py), so nothing on the request path is decoded twice.
+//! enqueued, tasks leased and tasks finished (by outcome) per queue, the group commit's size
+//! and duration, and the jobs stored per status (from the counts the shard keeps). The shard
+//! actor counts as it works; `Metrics::snapshot` copies them for the Python side, which
+//! exposes them with a prometheus-client collector (python/silo/server/metrics.py), so nothing
+//! on the request path is decoded twice.
 //!
 //! Labels stay bounded: there is no tenant label (tenants are unbounded), and the first
 //! `MAX_QUEUE_LABELS` queue names seen since the process started keep a label of their own;
@@ -10,9 +11,19 @@
 //! each labelled counter only ever goes up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// The `status` labels of `silo_jobs`, in wire order (JobStatus 1..=6).
+pub const JOB_STATUSES: [&str; 6] = [
+    "scheduled",
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+];
 
 /// Most queues with a label of their own.
 pub const MAX_QUEUE_LABELS: usize = 200;
@@ -171,6 +182,8 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     /// Time from each write of a step to its durability.
     pub commit_duration: Histogram,
+    /// Jobs stored per status (in `JOB_STATUSES` order), as the shard's counts leave them.
+    jobs: [AtomicI64; 6],
 }
 
 impl Default for Metrics {
@@ -179,6 +192,7 @@ impl Default for Metrics {
             queues: Mutex::default(),
             commit_batch_size: Histogram::new(BATCH_BOUNDS, 1.0),
             commit_duration: Histogram::new(DURATION_BOUNDS, 1e-9),
+            jobs: Default::default(),
         }
     }
 }
@@ -190,6 +204,8 @@ pub struct MetricsSnapshot {
     pub queues: Vec<(String, QueueCounters)>,
     pub commit_batch_size: HistogramSnapshot,
     pub commit_duration: HistogramSnapshot,
+    /// Jobs stored per status, in `JOB_STATUSES` order.
+    pub jobs: [i64; 6],
     /// Object-store requests by kind (put, get, ...) since start; filled by the broker.
     pub object_store_requests: Vec<(String, u64)>,
 }
@@ -216,6 +232,13 @@ impl Metrics {
         self.with_queue(queue, |c| c.finished[outcome.slot()] += 1);
     }
 
+    /// The shard's jobs per status now (counts kept incrementally with every change of a job).
+    pub fn set_jobs(&self, counts: [i64; 6]) {
+        for (slot, n) in self.jobs.iter().zip(counts) {
+            slot.store(n, Ordering::Relaxed);
+        }
+    }
+
     /// One durable write that answered `calls` calls after `took`.
     pub fn commit(&self, calls: usize, took: Duration) {
         if calls > 0 {
@@ -236,6 +259,7 @@ impl Metrics {
             queues,
             commit_batch_size: self.commit_batch_size.snapshot(),
             commit_duration: self.commit_duration.snapshot(),
+            jobs: std::array::from_fn(|i| self.jobs[i].load(Ordering::Relaxed)),
             object_store_requests: Vec::new(),
         }
     }

@@ -4,6 +4,7 @@ and RPCs, and its labels stay bounded (no tenant label; at most 200 queue labels
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -112,3 +113,65 @@ async def test_metrics_of_an_idle_broker_parse(http_server: ServerProcess) -> No
         "silo_object_store_requests_total",
     ):
         assert family in names, family
+
+
+async def jobs_gauge(server: ServerProcess) -> dict[str, int]:
+    """`silo_jobs{status}` of a server, by upper-case status name."""
+    samples = await scrape(server.http_url)
+    return {
+        dict(pairs)["status"].upper(): int(v)
+        for (name, pairs), v in samples.items()
+        if name == "silo_jobs"
+    }
+
+
+async def listed_counts(api: silo.Client, tenants: list[str]) -> dict[str, int]:
+    """The jobs per status that ListQueues reports, summed over `tenants`' queues."""
+    total: dict[str, int] = defaultdict(int)
+    for tenant in tenants:
+        for q in await api.list_queues(tenant=tenant):
+            for status, n in q.counts.items():
+                total[status] += n
+    return total
+
+
+async def test_jobs_gauge_follows_every_change_and_equals_list_queues(make_server) -> None:
+    # A fresh broker: the gauge is broker-wide, so absolute figures can be checked.
+    server: ServerProcess = await make_server(http="127.0.0.1:0")
+    tenants = ["a", "b"]
+    statuses = ("SCHEDULED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+
+    async def check(api: silo.Client, **expected: int) -> None:
+        want = {s: expected.get(s.lower(), 0) for s in statuses}
+        assert await jobs_gauge(server) == want
+        listed = await listed_counts(api, tenants)
+        assert {s: listed.get(s, 0) for s in statuses} == want
+
+    async with await silo.connect(server.address, streams=False) as api:
+        await check(api)
+        later = 4_000_000_000_000
+        await api.enqueue(id="s", tenant="a", queue="q1", start_at_ms=later)
+        for i in range(3):
+            await api.enqueue(id=f"p{i}", tenant="a", queue="q1")
+        await api.enqueue(id="b0", tenant="b", queue="q2")
+        await check(api, scheduled=1, pending=4)
+        tasks = await api.lease_tasks(worker_id="w", queues=["q1"], max_tasks=3)
+        assert len(tasks) == 3
+        await check(api, scheduled=1, pending=1, running=3)
+        t0, t1, t2 = sorted(tasks, key=lambda t: t.job_id)
+        await api.report_task_outcome(task_id=t0.task_id, worker_id="w", result=b"ok")
+        failure = TaskFailure(code="E", non_retryable=True)
+        await api.report_task_outcome(task_id=t1.task_id, worker_id="w", failure=failure)
+        await api.cancel(id=t2.job_id, tenant="a")
+        await check(api, scheduled=1, pending=1, succeeded=1, failed=1, cancelled=1)
+        await api.report_task_outcome(task_id=t2.task_id, worker_id="w", cancelled=True)
+        await api.expedite_job(id="s", tenant="a")
+        await check(api, pending=2, succeeded=1, failed=1, cancelled=1)
+        await api.restart_job(id=t1.job_id, tenant="a")
+        await api.delete_job(id=t0.job_id, tenant="a")
+        await check(api, pending=3, cancelled=1)
+    # The gauge is stored with the counts: a crash and a restart give the same figures.
+    server.kill9()
+    await asyncio.to_thread(server.restart)
+    async with await silo.connect(server.address, streams=False) as api:
+        await check(api, pending=3, cancelled=1)

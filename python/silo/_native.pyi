@@ -121,7 +121,8 @@ class Broker:
         `queues`: [(queue label, enqueued, leased, {outcome: finished})] (at most 200 labels
         plus "_other"; outcomes succeeded, failed, cancelled, lease_expired);
         `commit_batch_size` and `commit_duration_seconds`: {"buckets": [(upper bound,
-        cumulative count)], "count": int, "sum": float}; `object_store_requests`: {op: n}."""
+        cumulative count)], "count": int, "sum": float}; `jobs`: {status: jobs stored} (lower-case
+        status names); `object_store_requests`: {op: n}."""
     def close(self, future: asyncio.Future[None]) -> Call:
         """Finish queued commands, flush and close SlateDB; settles `future` with None.
         Idempotent."""

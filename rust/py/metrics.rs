@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::metrics::{HistogramSnapshot, MetricsSnapshot, TaskOutcome};
+use crate::metrics::{HistogramSnapshot, MetricsSnapshot, TaskOutcome, JOB_STATUSES};
 
 pub(super) fn to_dict<'py>(py: Python<'py>, m: &MetricsSnapshot) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
@@ -22,6 +22,11 @@ pub(super) fn to_dict<'py>(py: Python<'py>, m: &MetricsSnapshot) -> PyResult<Bou
         "commit_duration_seconds",
         histogram(py, &m.commit_duration)?,
     )?;
+    let jobs = PyDict::new(py);
+    for (status, n) in JOB_STATUSES.iter().zip(m.jobs) {
+        jobs.set_item(status, n)?;
+    }
+    out.set_item("jobs", jobs)?;
     let requests = PyDict::new(py);
     for (op, n) in &m.object_store_requests {
         requests.set_item(op, n)?;

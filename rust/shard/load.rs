@@ -97,6 +97,8 @@ impl Shard {
         self.expiries = Page::unread();
         self.schedules = Page::unread();
         self.counts_cache = Default::default();
+        let jobs = self.load_job_counts().await?;
+        self.metrics.set_jobs(jobs);
         self.retention = Default::default();
         self.last_write = None;
         self.load_paused().await?;

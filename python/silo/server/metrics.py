@@ -88,14 +88,12 @@ class CoreCollector(Collector):
         yield enqueued
         yield leased
         yield finished
-        jobs = snap.get("jobs")
-        if jobs is not None:
-            gauge = GaugeMetricFamily(
-                "silo_jobs", "Jobs stored, by status (kept incrementally).", labels=["status"]
-            )
-            for status, n in jobs.items():
-                gauge.add_metric([status], n)
-            yield gauge
+        jobs = GaugeMetricFamily(
+            "silo_jobs", "Jobs stored, by status (counts kept incrementally).", labels=["status"]
+        )
+        for status, n in snap["jobs"].items():
+            jobs.add_metric([status], n)
+        yield jobs
         yield _histogram(
             "silo_commit_batch_size",
             "Calls answered by one durable write (group commit).",
