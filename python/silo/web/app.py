@@ -81,7 +81,7 @@ _TITLES: Final = {
 def error_page(request: web.Request, status: int, message: str) -> web.Response:
     """The error page of `status` with `message` (already safe to show)."""
     title = _TITLES.get(status, "Error")
-    return render(request, "error.html", status=status, title=title, message=message)
+    return render(request, "error.html", status=status, code=status, title=title, message=message)
 
 
 @web.middleware

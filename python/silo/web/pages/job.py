@@ -115,10 +115,19 @@ def _ref(request: web.Request) -> tuple[str, str]:
     return tenant, job_id
 
 
+async def _get_job(request: web.Request, tenant: str, job_id: str, attempts: bool) -> Job:
+    """The job, or the 404 page naming what was looked for."""
+    try:
+        return await api(request).get_job(id=job_id, tenant=tenant, include_attempts=attempts)
+    except errors.JobNotFound:
+        where = f"tenant {tenant!r}" if tenant else "the default tenant"
+        raise web.HTTPNotFound(text=f"There is no job {job_id!r} in {where}.") from None
+
+
 @routes.get("/job", name="job")
 async def job_page(request: web.Request) -> web.Response:
     tenant, job_id = _ref(request)
-    job = await api(request).get_job(id=job_id, tenant=tenant, include_attempts=True)
+    job = await _get_job(request, tenant, job_id, True)
     attempts = [
         AttemptView(
             attempt=a,
@@ -164,7 +173,7 @@ async def job_data(request: web.Request) -> web.Response:
     parts = ATTEMPT_PARTS if attempt_no else JOB_PARTS
     if part not in parts:
         raise errors.InvalidArgument(f"part: expected one of {', '.join(parts)}")
-    job = await api(request).get_job(id=job_id, tenant=tenant, include_attempts=bool(attempt_no))
+    job = await _get_job(request, tenant, job_id, bool(attempt_no))
     if attempt_no:
         found = [a for a in job.attempts if a.attempt == attempt_no]
         if not found:
