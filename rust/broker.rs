@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub fault_injection: bool,
     /// How long a terminal job is kept, in ms (`--retention`); 0 keeps jobs forever.
     pub retention: i64,
+    /// Whether the shard counts what `/metrics` exports (`--metrics`).
+    pub metrics: bool,
 }
 
 impl BrokerConfig {
@@ -147,6 +149,7 @@ impl Broker {
                 lease_ms: config.lease_ms,
                 limits,
                 retention_ms: config.retention,
+                metrics: config.metrics,
             },
         )
         .await?;

@@ -184,16 +184,13 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     /// Jobs stored per status (in `JOB_STATUSES` order), as the shard's counts leave them.
     jobs: [AtomicI64; 6],
+    /// False with `--metrics off`: nothing is counted (every figure stays 0).
+    counting: bool,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            queues: Mutex::default(),
-            commit_batch_size: Histogram::new(BATCH_BOUNDS, 1.0),
-            commit_duration: Histogram::new(DURATION_BOUNDS, 1e-9),
-            jobs: Default::default(),
-        }
+        Metrics::new(true)
     }
 }
 
@@ -211,7 +208,21 @@ pub struct MetricsSnapshot {
 }
 
 impl Metrics {
+    /// Metrics that count, or (`counting` false, `--metrics off`) that stay at zero.
+    pub fn new(counting: bool) -> Self {
+        Metrics {
+            queues: Mutex::default(),
+            commit_batch_size: Histogram::new(BATCH_BOUNDS, 1.0),
+            commit_duration: Histogram::new(DURATION_BOUNDS, 1e-9),
+            jobs: Default::default(),
+            counting,
+        }
+    }
+
     fn with_queue(&self, queue: &str, f: impl FnOnce(&mut QueueCounters)) {
+        if !self.counting {
+            return;
+        }
         // A poisoned lock only means a panic elsewhere mid-update: counting goes on.
         let mut table = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         f(table.row(queue));
@@ -234,6 +245,9 @@ impl Metrics {
 
     /// The shard's jobs per status now (counts kept incrementally with every change of a job).
     pub fn set_jobs(&self, counts: [i64; 6]) {
+        if !self.counting {
+            return;
+        }
         for (slot, n) in self.jobs.iter().zip(counts) {
             slot.store(n, Ordering::Relaxed);
         }
@@ -241,6 +255,9 @@ impl Metrics {
 
     /// One durable write that answered `calls` calls after `took`.
     pub fn commit(&self, calls: usize, took: Duration) {
+        if !self.counting {
+            return;
+        }
         if calls > 0 {
             self.commit_batch_size.observe_units(calls as u64);
         }
@@ -304,5 +321,20 @@ mod tests {
         assert_eq!(took.buckets[0], (0.0005, 1));
         assert_eq!(took.buckets.last().unwrap().1, 2); // 30 s is only in +Inf
         assert!((took.sum - 30.0203).abs() < 1e-9);
+    }
+
+    #[test]
+    fn metrics_off_count_nothing() {
+        let m = Metrics::new(false);
+        m.job_enqueued("q");
+        m.task_leased("q");
+        m.task_finished("q", TaskOutcome::Succeeded);
+        m.commit(2, Duration::from_millis(1));
+        m.set_jobs([1, 2, 3, 4, 5, 6]);
+        let snap = m.snapshot();
+        assert!(snap.queues.is_empty());
+        assert_eq!(snap.commit_batch_size.count, 0);
+        assert_eq!(snap.commit_duration.count, 0);
+        assert_eq!(snap.jobs, [0; 6]);
     }
 }

@@ -114,6 +114,7 @@ async def test_attempt_values_download_and_cursor_shows(ns, http, http_api) -> N
 async def test_unknown_job_and_bad_addresses_are_error_pages(ns, http) -> None:
     status, body, headers = await get(http, "/job", tenant=ns.tenant, id="no-such-job")
     assert status == 404 and "Not found" in body, body
+    assert f"There is no job 'no-such-job' in tenant '{ns.tenant}'." in text_of(body)
     assert_secure_page(body, headers)
     status, body, _ = await get(http, "/job", tenant=ns.tenant)
     assert status == 400 and "id: give a job id" in text_of(body)

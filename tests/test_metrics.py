@@ -175,3 +175,13 @@ async def test_jobs_gauge_follows_every_change_and_equals_list_queues(make_serve
     await asyncio.to_thread(server.restart)
     async with await silo.connect(server.address, streams=False) as api:
         await check(api, pending=3, cancelled=1)
+
+
+async def test_metrics_off_answers_404_and_the_broker_serves_on(make_server) -> None:
+    server: ServerProcess = await make_server(http="127.0.0.1:0", extra_args=("--metrics", "off"))
+    async with await silo.connect(server.address, streams=False) as api:
+        await api.enqueue(tenant="t", queue="q")
+        assert [q.counts["PENDING"] for q in await api.list_queues(tenant="t")] == [1]
+    async with aiohttp.ClientSession() as s, s.get(f"{server.http_url}/metrics") as r:
+        assert r.status == 404
+        assert "--metrics off" in await r.text()

@@ -152,6 +152,7 @@ def test_unknown_job_is_a_clear_404(tab: Page, ns: Any) -> None:
 
     page = tab.go(job_path(ns.tenant, "no-such-job"))
     expect(page.locator("h1")).to_have_text("Not found")
+    expect(page.locator(".error-message")).to_contain_text("no job 'no-such-job'")
     tab.shot("not-found")
     # The page asked for one missing job: the browser logs the 404 itself.
     tab.errors = [e for e in tab.errors if "404" not in e]

@@ -119,7 +119,7 @@ class Broker(ApiMethods):
         from silo.server.app import bind, start_server
 
         host, port = parse_listen(address)
-        running = await start_server(self, bind(host, port), observe=self.metrics.observe_rpc)
+        running = await start_server(self, bind(host, port), observe=self.metrics.rpc_observer())
         self._servers.append(running)
         return running
 
@@ -146,7 +146,8 @@ class Broker(ApiMethods):
         if self._metrics is None:
             from silo.server.metrics import BrokerMetrics
 
-            self._metrics = BrokerMetrics(self._native.metrics)
+            counting = self.settings().get("metrics") != "false"
+            self._metrics = BrokerMetrics(self._native.metrics, counting=counting)
         return self._metrics
 
     # Lifecycle

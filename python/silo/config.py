@@ -248,6 +248,7 @@ _OPTIONAL_POSITIVE: Final = Kind(_int, _check_optional_positive)
 _NON_NEGATIVE: Final = Kind(_int, _check_non_negative)
 _PAYLOAD: Final = Kind(_int, _check_payload)
 _SWITCH: Final = Kind(_bool, _check_bool, switch=True)
+_ON_OFF: Final = Kind(_bool, _check_bool, show=lambda on: "on" if on else "off")
 _DURATION: Final = Kind(_duration_ms, _check_non_negative, show=_show_duration)
 
 
@@ -304,6 +305,12 @@ class ServeConfig:
         "how long a finished job is kept before it is deleted: N (ms), Ns, Nm, Nh or Nd; "
         "0 keeps jobs forever",
         _DURATION,
+    )
+    metrics: bool = _setting(
+        True,
+        "count what /metrics exports: `on` or `off` (off: the core counts nothing, no RPC is "
+        "timed and /metrics answers 404; to measure what the counting costs)",
+        _ON_OFF,
     )
 
     def __post_init__(self) -> None:

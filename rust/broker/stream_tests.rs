@@ -26,6 +26,7 @@ async fn broker() -> Arc<Broker> {
         gc_interval_ms: 3_600_000,
         gc_min_age_ms: 3_600_000,
         fault_injection: false,
+        metrics: true,
         retention: 0,
     };
     Arc::new(Broker::open(config).await.unwrap())

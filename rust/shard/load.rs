@@ -19,6 +19,7 @@ use super::{Shard, ShardConfig};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::metrics::Metrics;
 use crate::lifecycle::JobState;
 use crate::proto::records;
 use crate::record;
@@ -40,6 +41,7 @@ impl Shard {
         let health = Arc::new(DbHealth::default());
         watch_db(&db, health.clone(), fenced.clone());
         let flush_now = store.eager_flush().then(|| spawn_flusher(db.clone()));
+        let counting = config.metrics;
         let mut shard = Shard {
             store,
             db,
@@ -64,7 +66,7 @@ impl Shard {
             ticks_fired: 0,
             sessions: Default::default(),
             last_write: None,
-            metrics: Arc::default(),
+            metrics: Arc::new(Metrics::new(counting)),
             flush_now,
         };
         shard.load().await?;

@@ -110,6 +110,8 @@ pub struct ShardConfig {
     pub limits: Limits,
     /// How long a terminal job is kept before retention deletes it; 0 keeps jobs forever.
     pub retention_ms: i64,
+    /// Whether the actor counts what `/metrics` exports (off: `Metrics` stays at zero).
+    pub metrics: bool,
 }
 
 /// The actor's state. Fields below `config` are caches rebuilt by `load`; only the actor

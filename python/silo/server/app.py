@@ -233,7 +233,7 @@ async def run(config: ServeConfig) -> int:
         return EXIT_OK
 
     log.info("broker settings: %s", broker.settings())
-    running = await start_server(broker, sock, observe=broker.metrics.observe_rpc)
+    running = await start_server(broker, sock, observe=broker.metrics.rpc_observer())
     http = None if http_sock is None else await start_http(broker, http_sock)
     exit_code = EXIT_OK
     if not stop.is_set():

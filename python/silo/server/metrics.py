@@ -116,10 +116,13 @@ class BrokerMetrics:
     """The registry of one broker: the core's collector and the RPC histogram.
 
     `observe_rpc(method, code, seconds)` is the gRPC server's hook (one dict lookup and one
-    histogram observation per call); `exposition()` renders the text format.
+    histogram observation per call); `exposition()` renders the text format. With `counting`
+    false (`--metrics off`) the gRPC servers time nothing (`rpc_observer()` is None) and
+    /metrics answers 404.
     """
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, *, counting: bool = True) -> None:
+        self.counting = counting
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(CoreCollector(snapshot))
         self._rpc = Histogram(
@@ -138,6 +141,10 @@ class BrokerMetrics:
         if child is None:
             child = self._children[(method, code)] = self._rpc.labels(method, code)
         child.observe(seconds)
+
+    def rpc_observer(self) -> Callable[[str, str, float], None] | None:
+        """The hook a gRPC server calls after each unary call; None when nothing is counted."""
+        return self.observe_rpc if self.counting else None
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format (CONTENT_TYPE)."""

@@ -50,6 +50,9 @@ def _not_ready(reason: str) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    """Every metric of the broker in the Prometheus text format."""
-    body = broker(request).metrics.exposition()
+    """Every metric of the broker in the Prometheus text format (404 with `--metrics off`)."""
+    registry = broker(request).metrics
+    if not registry.counting:
+        return web.Response(status=404, text="metrics are off (--metrics off)\n")
+    body = registry.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
