@@ -128,6 +128,7 @@ def _templates(app: web.Application) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(fmt.FILTERS)
+    env.globals.update(fmt.GLOBALS)
     static = app.router["static"]
 
     def static_url(filename: str) -> str:
