@@ -138,15 +138,15 @@ def _ui_probe(url: str, ids: list[str], n: int) -> dict[str, list[float]]:
     return out
 
 
-def _ui_fields(row: dict[str, Any], pages: dict[str, list[float]], empty: dict[str, Any]) -> None:
-    """Adds each page's p50/p99 to `row`, with its ratio to `empty` where it has the page."""
+def _ui_fields(row: dict[str, Any], pages: dict[str, list[float]], base: dict[str, Any]) -> None:
+    """Adds each page's p50/p99 to `row`, with its ratio to `base` where it has the page."""
     for name, times in pages.items():
         lat = latency_fields(times)
         for pct in ("p50", "p99"):
             row[f"{name}_{pct}_ms"] = lat[f"{pct}_ms"]
-            base = empty.get(f"{name}_{pct}_ms")
-            if base:
-                row[f"{name}_{pct}_vs_empty"] = round(lat[f"{pct}_ms"] / base, 2)
+            first = base.get(f"{name}_{pct}_ms")
+            if first:
+                row[f"{name}_{pct}_vs_empty"] = round(lat[f"{pct}_ms"] / first, 2)
 
 
 def run(bench: Bench) -> None:
@@ -154,12 +154,14 @@ def run(bench: Bench) -> None:
     client = bench.target.client
     assert client is not None
     ui_url = bench.target.http_url if args.ui else None
-    empty: dict[str, Any] = {}
+    # The pages' base figures: the empty broker's (the job page's: the first row with jobs).
+    base: dict[str, Any] = {}
     if ui_url is not None:
-        empty = {"phase": "ui of the empty broker", "stored": 0}
+        empty: dict[str, Any] = {"phase": "ui of the empty broker", "stored": 0}
         _ui_fields(empty, _ui_probe(ui_url, [], args.probes), {})
         bench.say(f"[{empty['phase']}] {_pages_line(empty)}")
         bench.report.add(empty)
+        base = dict(empty)
     started_ms = time.time_ns() // 1_000_000
     failed = _make_failed(client, f"{bench.queue}-failed", args.failed)
     stored = failed
@@ -209,11 +211,10 @@ def run(bench: Bench) -> None:
         )
         line = "  ".join(f"{n} p50 {_ms(row.get(f'{n}_p50_ms'))}" for n in PROBES)
         if ui_url is not None:
-            # The job page's base is the first row with jobs (an empty broker has no job).
             if rows and "ui_job_p50_ms" in rows[0]:
-                empty.setdefault("ui_job_p50_ms", rows[0]["ui_job_p50_ms"])
-                empty.setdefault("ui_job_p99_ms", rows[0]["ui_job_p99_ms"])
-            _ui_fields(row, _ui_probe(ui_url, ids, args.probes), empty)
+                base.setdefault("ui_job_p50_ms", rows[0]["ui_job_p50_ms"])
+                base.setdefault("ui_job_p99_ms", rows[0]["ui_job_p99_ms"])
+            _ui_fields(row, _ui_probe(ui_url, ids, args.probes), base)
             line += "\n  " + _pages_line(row)
         bench.say(f"[{row['phase']}] {line}")
         bench.report.add(row)
