@@ -78,13 +78,14 @@ def badge(status: Any) -> Markup:
     return Markup(f'<span class="badge st-{name}">{name}</span>')
 
 
-def when(ms: int) -> Markup:
-    """A `<time>` of Unix ms: the UTC time, the precise time and how long ago as its tooltip; a
-    muted dash for 0 (unset)."""
+def when(ms: int, zone: bool = True) -> Markup:
+    """A `<time>` of Unix ms: the UTC time (without " UTC" when not `zone`: a table whose
+    heading says it), the precise time and how long ago as its tooltip; a muted dash for 0."""
     if not ms:
         return Markup('<span class="muted">—</span>')
+    shown = utc(ms) if zone else utc(ms).removesuffix(" UTC")
     # Markup.format is slow (string.Formatter in Python); these values are ours, escaped anyway.
-    precise, shown, since = escape(utc_precise(ms)), escape(utc(ms)), escape(ago(ms))
+    precise, shown, since = escape(utc_precise(ms)), escape(shown), escape(ago(ms))
     return Markup(f'<time datetime="{precise}" title="{precise} · {since}">{shown}</time>')
 
 
