@@ -5,6 +5,7 @@ box) and never lists them all."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -62,34 +63,30 @@ async def _queues(request: web.Request, tenant: str) -> Queues:
     return Queues(sorted((QueueRow.of(s) for s in stats), key=lambda r: r.name))
 
 
-@routes.get("/", name="overview")
-async def overview(request: web.Request) -> web.Response:
+async def _render_queues(request: web.Request, template: str, **extra: Any) -> web.Response:
+    """`template` with the queue table of the tenant the query names."""
     tenant = request.query.get("tenant", "")
     queues = await _queues(request, tenant)
     return render(
         request,
-        "overview.html",
+        template,
         tenant=tenant,
         queues=queues,
         statuses=STATUSES,
-        notice=notice(request.query),
         status=queues.status,
+        **extra,
     )
+
+
+@routes.get("/", name="overview")
+async def overview(request: web.Request) -> web.Response:
+    return await _render_queues(request, "overview.html", notice=notice(request.query))
 
 
 @routes.get("/fragments/queues")
 async def queue_rows(request: web.Request) -> web.Response:
     """The rows of the queue table (the overview's script swaps them in every few seconds)."""
-    tenant = request.query.get("tenant", "")
-    queues = await _queues(request, tenant)
-    return render(
-        request,
-        "_queues.html",
-        tenant=tenant,
-        queues=queues,
-        statuses=STATUSES,
-        status=queues.status,
-    )
+    return await _render_queues(request, "_queues.html")
 
 
 async def _pause_or_resume(request: web.Request, *, pause: bool) -> web.Response:
