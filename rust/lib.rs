@@ -8,6 +8,7 @@ pub mod cron;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
+pub mod metrics;
 pub mod proto;
 pub mod record;
 pub mod retry;

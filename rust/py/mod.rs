@@ -6,6 +6,7 @@
 mod completions;
 mod convert;
 mod errors;
+mod metrics;
 mod streams;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::broker::{Broker, BrokerConfig, CallContext};
 use crate::error::{Error, Result};
@@ -110,6 +112,12 @@ impl PyBroker {
             broker.leave().await;
             Ok(Reply::Nothing)
         })
+    }
+
+    /// The core's counters and histograms for /metrics (python/silo/_native.pyi says the
+    /// shape).
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metrics::to_dict(py, &self.inner.metrics())
     }
 
     fn close(&self, future: Py<PyAny>) -> PyCall {

@@ -599,6 +599,11 @@ def _ops(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="idle seconds after each fill before probing (default 2)",
     )
+    p.add_argument(
+        "--ui",
+        action="store_true",
+        help="serve the web UI too and time its pages: on the empty broker, then at each step",
+    )
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """Runs a broker as a gRPC server (`silo serve`; `silo.Broker.serve` for an embedded one): Silo
 and Admin services, standard health service, graceful shutdown.
 
-Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
-SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), stop the streams (each answers what it
-read and ends OK), let calls in flight finish, close the broker (which flushes SlateDB and answers
-parked LeaseTasks and WaitJob calls), let those answers go out and the streams' clients read their
-ends, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives the
-opening up and returns 0 at once. If a newer broker fences this one off the store, the same shutdown
-runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
+Startup: bind the sockets (gRPC, and HTTP unless `--http off`), open the store, serve, print
+`http on HOST:PORT` (the web UI and /metrics, python/silo/web/) and `listening on HOST:PORT`.
+On SIGTERM or SIGINT: /readyz answers 503; refuse new calls (UNAVAILABLE, health NOT_SERVING),
+stop the streams (each answers what it read and ends OK), let calls in flight finish, close the
+broker (which flushes SlateDB and answers parked LeaseTasks and WaitJob calls), let those answers
+go out and the streams' clients read their ends, close the gRPC and HTTP servers, and return 0. A
+SIGTERM or SIGINT while the store is still opening gives the opening up and returns 0 at once. If
+a newer broker fences this one off the store, the same shutdown runs and the exit code is 1.
+Every error is one line on stderr starting with `silo:`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from grpclib.server import Server
 
 from silo import errors
 from silo.server.codec import PassthroughCodec
-from silo.server.service import BrokerApi, CallTracker, services
+from silo.server.service import BrokerApi, CallTracker, ObserveRpc, services
 from silo.server.transport import CoalescingProtocol
+from silo.web import start_http
 
 if TYPE_CHECKING:
     from silo.config import ServeConfig
@@ -172,14 +175,17 @@ class RunningServer:
         await self.server.wait_closed()
 
 
-async def start_server(broker: BrokerApi, sock: socket.socket) -> RunningServer:
+async def start_server(
+    broker: BrokerApi, sock: socket.socket, *, observe: ObserveRpc | None = None
+) -> RunningServer:
     """Serve `broker` on the bound socket `sock` (taken over: closing the server closes it).
 
     Serves silo.v1.Silo, silo.admin.v1.Admin and grpc.health.v1.Health; health answers SERVING
-    for "" and "silo.v1.Silo" until the server drains.
+    for "" and "silo.v1.Silo" until the server drains. `observe` learns each unary call's
+    duration (the broker's `silo_rpc_duration_seconds`).
     """
     tracker = CallTracker()
-    silo, admin = services(broker, tracker)
+    silo, admin = services(broker, tracker, observe)
     health_status = ServiceStatus()
     health_status.set(True)
     health = Health({silo: [health_status], OVERALL: [health_status]})
@@ -206,22 +212,34 @@ async def run(config: ServeConfig) -> int:
         sock = bind(host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {config.listen}: {exc}")
+    http_sock: socket.socket | None = None
+    http_address = config.http_host_port
+    if http_address is not None:
+        try:
+            http_sock = bind(*http_address)
+        except OSError as exc:
+            sock.close()
+            where = format_address(*http_address)
+            return _fail(f"cannot serve http on {where}: {exc} (set --http, or --http off)")
 
     try:
         bound = format_address(*sock.getsockname()[:2])
         broker = await _unless_stopped(Broker.open(config, bound=bound), stop)
     except errors.SiloError as exc:
-        sock.close()
+        _close_all(sock, http_sock)
         return _fail(f"cannot open store {config.store!r}: {exc}")
     if broker is None:
-        sock.close()
+        _close_all(sock, http_sock)
         log.info("stopped while the store was opening; nothing was served")
         return EXIT_OK
 
     log.info("broker settings: %s", broker.settings())
-    running = await start_server(broker, sock)
+    running = await start_server(broker, sock, observe=broker.metrics.rpc_observer())
+    http = None if http_sock is None else await start_http(broker, http_sock)
     exit_code = EXIT_OK
     if not stop.is_set():
+        if http is not None:
+            print(f"http on {http.address}", flush=True)
         print(f"listening on {running.address}", flush=True)
         fenced = asyncio.ensure_future(broker.wait_fenced())
         stopped = asyncio.ensure_future(stop.wait())
@@ -240,6 +258,8 @@ async def run(config: ServeConfig) -> int:
         log.info("leaving the cluster: handing shards over")
         await broker.leave()
     log.info("shutting down: draining %d call(s) in flight", running.tracker.in_flight)
+    if http is not None:
+        http.drain()
     if not await running.drain():
         log.warning("calls still in flight after %.0f s; closing the broker", DRAIN_GRACE_S)
     try:
@@ -247,6 +267,8 @@ async def run(config: ServeConfig) -> int:
     except errors.SiloError as exc:
         exit_code = _fail(f"error while closing the store: {exc}")
     await running.close()
+    if http is not None:
+        await http.close()
     log.info("stopped")
     return exit_code
 
@@ -270,6 +292,12 @@ async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | Non
         return task.result()
     task.cancel()
     return None
+
+
+def _close_all(*socks: socket.socket | None) -> None:
+    for sock in socks:
+        if sock is not None:
+            sock.close()
 
 
 def _install_stop_signals() -> asyncio.Event:

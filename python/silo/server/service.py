@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
@@ -31,6 +32,8 @@ RawStream = Stream[bytes, bytes]
 Metadata = list[tuple[str, bytes]]
 RawCall = Callable[[bytes, Metadata | None], Awaitable[bytes]]
 OpenStream = Callable[[], StreamApi]
+#: observe(method, code, seconds): one unary call ended (metrics.BrokerMetrics.observe_rpc).
+ObserveRpc = Callable[[str, str, float], None]
 
 
 class BrokerApi(Protocol):
@@ -114,7 +117,8 @@ class RawService:
     (status.py); a route whose call is None answers UNIMPLEMENTED; every streaming route is
     served by streams.serve_stream over the stream its opener starts; while the tracker drains,
     new calls answer UNAVAILABLE, unary calls in flight run to completion and streams stop
-    reading and end once they answered what they read.
+    reading and end once they answered what they read. `observe`, when given, learns each
+    unary call's method, status code name and duration.
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class RawService:
         routes: Mapping[str, RawCall | None],
         tracker: CallTracker,
         streams: Mapping[str, OpenStream] | None = None,
+        observe: ObserveRpc | None = None,
         *,
         pass_metadata: bool = False,
     ) -> None:
@@ -131,6 +136,7 @@ class RawService:
         self._streams = dict(streams or {})
         self._tracker = tracker
         self._pass_metadata = pass_metadata
+        self._observe = observe
 
     def __mapping__(self) -> dict[str, Handler]:
         unary = {
@@ -174,8 +180,9 @@ class RawService:
     ) -> Callable[[RawStream], Awaitable[None]]:
         tracker = self._tracker
         pass_metadata = self._pass_metadata
+        observe = self._observe
 
-        async def handle(stream: RawStream) -> None:
+        async def serve(stream: RawStream) -> None:
             tracker.enter(route)
             try:
                 if call is None:
@@ -197,6 +204,27 @@ class RawService:
             finally:
                 tracker.leave(route)
 
+        if observe is None:
+            handle = serve
+        else:
+
+            async def handle(stream: RawStream) -> None:
+                started = time.perf_counter()
+                code = "OK"
+                try:
+                    await serve(stream)
+                except GRPCError as exc:
+                    code = exc.status.name
+                    raise
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    observe(method, code, time.perf_counter() - started)
+
         handle.__name__ = method
         handle.__qualname__ = f"{type(self).__name__}.{method}"
         return handle
@@ -210,9 +238,11 @@ def _metadata(metadata: Mapping[str, str | bytes] | None) -> Metadata:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
-def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawService]:
-    """The Silo and Admin services over `broker`, sharing `tracker`: one route per RPC of the
-    core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
+def services(
+    broker: BrokerApi, tracker: CallTracker, observe: ObserveRpc | None = None
+) -> tuple[RawService, RawService]:
+    """The Silo and Admin services over `broker`, sharing `tracker` (and `observe`): one route
+    per RPC of the core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
     from silo._native import rpcs
 
     routes: dict[str, dict[str, RawCall | None]] = {SILO_SERVICE: {}, ADMIN_SERVICE: {}}
@@ -229,6 +259,7 @@ def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawSe
             routes[SILO_SERVICE],
             tracker,
             streams[SILO_SERVICE],
+            observe,
             pass_metadata=forwards,
         ),
         RawService(
@@ -236,6 +267,7 @@ def services(broker: BrokerApi, tracker: CallTracker) -> tuple[RawService, RawSe
             routes[ADMIN_SERVICE],
             tracker,
             streams[ADMIN_SERVICE],
+            observe,
             pass_metadata=forwards,
         ),
     )
