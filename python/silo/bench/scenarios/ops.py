@@ -26,10 +26,10 @@ from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
 from silo.bench.measure import latency_fields, self_cpu_seconds
-from silo.bench.procs import SENT, Task
+from silo.bench.procs import SENT
 from silo.bench.rpc import SiloClient, pb
 from silo.bench.runner import Bench
-from silo.bench.work import EnqueueCount, enqueue_count
+from silo.bench.work import fill_tasks
 
 #: The probes, in the order they run and print.
 PROBES: Final = ("list_failed", "list_metadata", "list_queue", "list_queues", "get_job")
@@ -170,23 +170,13 @@ def run(bench: Bench) -> None:
     for step in sorted(args.steps):
         if step > stored:
             need = step - stored
-            shares = bench.split(args.fill_clients)
-            jobs = [need * n // args.fill_clients for n in shares]
-            jobs[0] += need - sum(jobs)
-            tasks = [
-                Task(
-                    enqueue_count,
-                    EnqueueCount(
-                        threads=n,
-                        jobs=j,
-                        batch=args.fill_batch,
-                        queue=bench.queue,
-                        payload_bytes=args.payload_bytes,
-                    ),
-                    "filler",
-                )
-                for n, j in zip(shares, jobs, strict=True)
-            ]
+            tasks = fill_tasks(
+                bench.split(args.fill_clients),
+                need,
+                batch=args.fill_batch,
+                queue=bench.queue,
+                payload_bytes=args.payload_bytes,
+            )
             fill = bench.phase(f"fill to {step:,}", tasks, total=need, count_slot=SENT)
             stored += fill.counters[SENT]
             if args.settle_s:
