@@ -25,7 +25,6 @@ import pytest
 import silo
 import xxhash
 from cluster import NODE_TTL_S, SHARDS, Load, Nodes, cluster_map, wait_settled
-from etcdserver import EtcdError, EtcdServer
 from grpclib.client import Channel
 from grpclib.const import Status
 from helpers import unique
@@ -37,6 +36,7 @@ from silo._proto.silo.v1 import (
     SiloStub,
 )
 from silo.cluster import ClusterClient
+from silo.etcd_server import EtcdError, EtcdServer
 from silo.worker import NODES_EVERY_S
 
 pytestmark = [pytest.mark.all_stores, pytest.mark.timeout(300)]
