@@ -6,9 +6,9 @@ a node is unreachable, answers UNAVAILABLE, or the map is older than `refresh_s`
 
 Any node answers any call (it forwards to the owner), so routing is an optimisation: a stale
 map costs a forward, never a wrong answer. A call that failed where it certainly was not
-applied (the node refused the connection, or answered UNAVAILABLE, which a node answers only
-for a call it did not apply) is sent again where the new map points, or to any other node; a
-read is sent again after any failure. A write whose connection broke after it was sent raises
+applied (the node refused the connection, or answered that the call's shard is unavailable) is
+sent again where the new map points, or to any other node; a read is sent again after any
+failure. A write whose connection broke after it was sent raises
 Unavailable (not acknowledged: retry it with its id).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections import Counter
 from collections.abc import Sequence
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import xxhash
-from grpclib.exceptions import GRPCError
 
 from silo import errors
 from silo.client import Client
@@ -133,13 +133,19 @@ def _field(fields: object, name: str) -> Any:
     return getattr(fields, name, None)
 
 
+#: How a node says a call's shard is moving or unreachable (rust/error.rs ShardUnavailable):
+#: nothing was applied.
+_SHARD_UNAVAILABLE: Final = re.compile(r"shard \d+ is unavailable: ")
+
+
 def _not_applied(exc: errors.Unavailable) -> bool:
-    """Whether a failed call certainly was not applied: the node answered UNAVAILABLE (it
-    answers that only for a call it did not apply: docs/cluster.md#routing) or refused the
-    connection."""
+    """Whether a failed call certainly was not applied: the node answered that its shard is
+    unavailable (docs/api.md#status-codes: nothing was applied) or refused the connection."""
+    if isinstance(exc, errors.ShardUnavailable) or _SHARD_UNAVAILABLE.match(str(exc)):
+        return True
     cause = exc.__cause__
     while cause is not None:
-        if isinstance(cause, GRPCError | ConnectionRefusedError):
+        if isinstance(cause, ConnectionRefusedError):
             return True
         cause = cause.__cause__
     return False
