@@ -298,12 +298,12 @@ async def all_forwarded(cluster: Nodes) -> dict[str, int]:
     return {n.address: await forwarded(n.address) for n in cluster.live()}
 
 
-def echo_worker(client: silo.Api, queue: str, ran: list[str]) -> silo.Worker:
+def echo_worker(client: silo.Api, queue: str, ran: list[str], concurrency: int = 8) -> silo.Worker:
     async def handle(ctx: silo.TaskContext, payload: bytes) -> bytes:
         ran.append(ctx.task.job_id)
         return payload
 
-    return silo.Worker(client, handlers={queue: handle}, concurrency=8, poll_ms=200)
+    return silo.Worker(client, handlers={queue: handle}, concurrency=concurrency, poll_ms=200)
 
 
 async def test_connect_routes_each_call_to_its_owner_and_a_worker_leases_from_every_node(
@@ -354,6 +354,11 @@ async def test_connect_routes_each_call_to_its_owner_and_a_worker_leases_from_ev
             await running
         assert sorted(ran) == sorted(jobs), "each job ran once"
         assert set(worker._lanes) == set(), "the lease loops ended with the worker"
+        # run_until_idle over a cluster: every node's due tasks, then it returns; with fewer
+        # slots than nodes, a node's loop waits for the slots the others' calls hold.
+        more = [(await client.enqueue(tenant=f"idle-{i}", queue=queue)).id for i in range(24)]
+        assert await echo_worker(client, queue, ran, concurrency=2).run_until_idle() == len(more)
+        assert set(more) <= set(ran)
     # Enqueue, GetJob, WaitJob, LeaseTasks, heartbeats and outcomes all went to the owner.
     assert await all_forwarded(nodes) == baseline
 

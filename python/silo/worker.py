@@ -212,6 +212,8 @@ class Worker:
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._asked = 0
         self._idle_lanes: set[str] = set()
+        #: Loops waiting for a free slot (every slot runs a task or is asked for by a call).
+        self._starved = 0
         #: Tasks run and outcomes sent, for logs and tests.
         self.completed = 0
 
@@ -388,8 +390,12 @@ class Worker:
         while not self._stop.is_set():
             free = self.concurrency - len(self._running) - self._asked
             if free <= 0:
+                self._starved += 1
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                try:
+                    await self._slot_freed.wait()
+                finally:
+                    self._starved -= 1
                 continue
             await asyncio.sleep(0)  # let this iteration's finishing tasks free their slots
             free = self.concurrency - len(self._running) - self._asked
@@ -414,13 +420,16 @@ class Worker:
                 continue
             finally:
                 self._asked -= ask
+                if self._starved:
+                    # The slots this call held and did not fill are free again: a loop
+                    # waiting for a slot must look (no task finishing would wake it).
+                    self._slot_freed.set()
             now = self._loop.time() if self._loop is not None else 0.0
             for t in tasks:
                 self._leased_from[t.task_id] = address
                 self._start(t, now)
             if tasks:
                 self._idle_lanes.discard(address)
-                self._slot_freed.set()  # the other loops re-divide what is free
             else:
                 self._idle_lanes.add(address)
                 if until_idle:
