@@ -14,9 +14,11 @@ directory and SeaweedFS S3), coordinated by a real etcd on loopback.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -421,6 +423,50 @@ def test_worker_command_takes_every_address() -> None:
 
     assert addresses_of(["a:1,b:2", "c:3"]) == ["a:1", "b:2", "c:3"]
     assert addresses_of(None) == ["127.0.0.1:7070"]
+
+
+CLI_TASKS = """
+import silo
+
+
+@silo.task(queue="cli-cluster")
+async def shout(word: str) -> str:
+    return word.upper()
+"""
+
+
+async def test_silo_worker_with_every_address_runs_every_node_s_jobs(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    await start(nodes, 3)
+    a, b, c = (n.address for n in nodes.live())
+    (tmp_path / "cluster_tasks.py").write_text(CLI_TASKS)
+    worker = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "silo", "worker", "cluster_tasks"),
+        *("--connect", f"{a},{b}", "--connect", c),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with await silo.connect([a, b, c]) as client:
+            jobs = {}
+            for i in range(24):  # tenants on every node's shards
+                job = silo.NewJob(
+                    tenant=f"cli-{i}",
+                    queue="cli-cluster",
+                    payload=b'{"args": ["hi"], "kwargs": {}}',
+                    metadata={"silo.task": "cluster_tasks.shout"},
+                )
+                jobs[(await client.enqueue_many([job]))[0].id] = f"cli-{i}"
+            for job_id, tenant in jobs.items():
+                done = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
+                assert done.status is silo.JobStatus.SUCCEEDED, (job_id, done.last_failure)
+                assert json.loads(done.result) == "HI"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 0, out.decode(errors="replace")
 
 
 async def test_cluster_status_shows_nodes_owners_and_counts(nodes: Nodes) -> None:
