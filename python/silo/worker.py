@@ -700,9 +700,10 @@ class Worker:
 
     # ------------------------------------------------------------------ reports
 
-    async def _send_reports(self, batch: list[Report]) -> list[ReportResult]:
+    async def _send_reports(self, batch: list[Report]) -> Sequence[ReportResult | None]:
         """On the session while it is open (one outcome message each), else one unary
-        ReportTaskOutcomes call."""
+        ReportTaskOutcomes call (over a cluster, one per node). None for an outcome not sent
+        (it is sent again); raises Unavailable when none was sent."""
         if self._session is not None:
             return await self._session.report_many(batch)
         cluster = self._cluster_client()
@@ -712,11 +713,11 @@ class Worker:
 
     async def _send_reports_to_nodes(
         self, cluster: ClusterClient, batch: list[Report]
-    ) -> list[ReportResult]:
+    ) -> list[ReportResult | None]:
         """Each outcome to the node its task was leased from, one call per node at once; the
         outcomes of a node that cannot be reached go by the cluster map (their shard's new
-        owner). Raises Unavailable when some could not be sent at all (the whole batch is
-        sent again: an outcome recorded twice is refused the second time)."""
+        owner). None for the outcomes that could not be sent either way; raises Unavailable
+        when none was sent."""
         groups: dict[str | None, list[int]] = {}
         for i, report in enumerate(batch):
             groups.setdefault(self._leased_from.get(report.task_id), []).append(i)
@@ -728,15 +729,23 @@ class Worker:
             return await cluster.report_task_outcomes(reports=reports)
 
         answers = await asyncio.gather(
-            *(send(a, [batch[i] for i in slots]) for a, slots in groups.items())
+            *(send(a, [batch[i] for i in slots]) for a, slots in groups.items()),
+            return_exceptions=True,
         )
         results: list[ReportResult | None] = [None] * len(batch)
+        failure: BaseException | None = None
         for slots, answer in zip(groups.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, errors.Unavailable):
+                    raise answer
+                failure = answer
+                continue
             for i, result in zip(slots, answer, strict=True):
                 results[i] = result
-        for report in batch:
-            self._leased_from.pop(report.task_id, None)
-        return [r for r in results if r is not None]
+                self._leased_from.pop(batch[i].task_id, None)
+        if failure is not None and all(r is None for r in results):
+            raise failure
+        return results
 
     async def _report_loop(self) -> None:
         while True:
@@ -755,15 +764,21 @@ class Worker:
                 self._reports[:0] = batch
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue
-            self.completed += len(batch)
+            unsent = [r for r, outcome in zip(batch, results, strict=True) if outcome is None]
+            self.completed += len(batch) - len(unsent)
+            if unsent:
+                log.warning("%d outcome(s) could not be sent; trying again", len(unsent))
+                self._reports[:0] = unsent
             for report, outcome in zip(batch, results, strict=True):
-                if not outcome.ok:
+                if outcome is not None and not outcome.ok:
                     log.warning(
                         "the outcome of task %s was refused (code %d): %s",
                         report.task_id,
                         outcome.code,
                         outcome.message,
                     )
+            if unsent:
+                await asyncio.sleep(RETRY_PAUSE_S)
 
     async def _flush_reports(self, timeout: float = 30.0) -> None:
         """Wait until every outcome is sent (at most `timeout` seconds: the broker may be
