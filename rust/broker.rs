@@ -612,6 +612,7 @@ impl Broker {
             "stream_requests".into(),
             streams.requests.load(Ordering::Relaxed),
         );
+        gauges.insert("forwarded_calls".into(), self.forwarder.forwarded());
         Ok(admin::Stats {
             object_store_requests: self.requests.snapshot().into_iter().collect(),
             settings: self.settings.clone().into_iter().collect(),

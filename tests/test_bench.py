@@ -129,6 +129,20 @@ SMOKE_ARGS: dict[str, list[str]] = {
         "--ceiling-min-s",
         "0.2",
     ],
+    "cluster": [
+        "--nodes",
+        "1,2",
+        "--jobs",
+        "2000",
+        "--clients",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--node-ttl",
+        "2s",
+    ],
 }
 
 
@@ -383,6 +397,18 @@ async def test_noop_broker_streams_answer_at_once() -> None:
     answers = unframe(await session.next())
     kinds = [pb.ServerMessage.FromString(a).WhichOneof("kind") for a in answers]
     assert kinds == ["task"] * 3 + ["outcome"]
+
+
+def test_cluster() -> None:
+    doc, _ = run_bench("cluster")
+    rows = {r["phase"]: r for r in doc["results"]}
+    for nodes in (1, 2):
+        assert rows[f"burn-down {nodes} node(s): end to end"]["jobs"] == 2000
+        assert rows[f"burn-down {nodes} node(s): end to end"]["broker_us_per_job"] > 0
+    direct = rows["single Enqueue x4, 2 node(s), to the owner"]
+    assert direct["jobs"] > 0 and direct["forwarded_calls"] == 0, "sent to the owner"
+    forwarded = rows["single Enqueue x4, 2 node(s), each call forwarded"]
+    assert forwarded["forwarded_calls"] >= forwarded["jobs"] > 0
 
 
 def test_against_running_broker(shared_server: ServerProcess) -> None:

@@ -14,17 +14,19 @@ directory and SeaweedFS S3), coordinated by a real etcd on loopback.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import silo
 import xxhash
 from cluster import NODE_TTL_S, SHARDS, Load, Nodes, cluster_map, wait_settled
-from etcdserver import EtcdError, EtcdServer
 from grpclib.client import Channel
 from grpclib.const import Status
 from helpers import unique
@@ -35,6 +37,9 @@ from silo._proto.silo.v1 import (
     JobStatus,
     SiloStub,
 )
+from silo.cluster import ClusterClient
+from silo.etcd_server import EtcdError, EtcdServer
+from silo.worker import NODES_EVERY_S
 
 pytestmark = [pytest.mark.all_stores, pytest.mark.timeout(300)]
 
@@ -284,46 +289,184 @@ async def test_bad_cluster_settings_are_refused(make_server, etcd: EtcdServer) -
     assert "etcd" in str(info.value)
 
 
-async def test_a_client_routes_by_tenant_and_survives_a_dead_node(nodes: Nodes) -> None:
-    from silo._proto.silo.v1 import GetJobRequest as Get
-    from silo.cluster import Router
+async def forwarded(address: str) -> int:
+    """The node's Admin/GetStats `forwarded_calls`: calls it sent on to another node."""
+    async with await silo.connect(address) as client:
+        stats = await client.get_stats()
+    return int(stats["gauges"]["forwarded_calls"])
 
+
+async def all_forwarded(cluster: Nodes) -> dict[str, int]:
+    return {n.address: await forwarded(n.address) for n in cluster.live()}
+
+
+def echo_worker(client: silo.Api, queue: str, ran: list[str], concurrency: int = 8) -> silo.Worker:
+    async def handle(ctx: silo.TaskContext, payload: bytes) -> bytes:
+        ran.append(ctx.task.job_id)
+        return payload
+
+    return silo.Worker(client, handlers={queue: handle}, concurrency=concurrency, poll_ms=200)
+
+
+async def test_connect_routes_each_call_to_its_owner_and_a_worker_leases_from_every_node(
+    nodes: Nodes,
+) -> None:
+    owners = await start(nodes, 3)
+    addresses = [n.address for n in nodes.live()]
+    by_id = {node_id: n.address for node_id, n in nodes.nodes.items()}
+    queue = unique("routed")
+    # Proof that the gauge counts: a single-node client sends a call to a tenant of another
+    # node's shard, which that node forwards.
+    foreign = next(
+        t
+        for t in (f"probe-{i}" for i in range(1000))
+        if by_id[owners[xxhash.xxh3_64_intdigest(t.encode()) % SHARDS]] != addresses[0]
+    )
+    before = await forwarded(addresses[0])
+    async with await silo.connect(addresses[0]) as single:
+        await single.enqueue(tenant=foreign, queue=unique("probe"))
+    assert await forwarded(addresses[0]) == before + 1
+    baseline = await all_forwarded(nodes)
+
+    async with await silo.connect(addresses) as client:
+        assert isinstance(client, ClusterClient)
+        jobs: dict[str, str] = {}
+        for i in range(48):  # streamed Enqueue (one EnqueueStream per node)
+            tenant = f"tenant-{i}"
+            jobs[(await client.enqueue(tenant=tenant, queue=queue)).id] = tenant
+        batch = [silo.NewJob(tenant="tenant-7", queue=queue) for _ in range(5)]
+        for result in await client.enqueue_many(batch):
+            jobs[result.id] = "tenant-7"
+        async with await silo.connect(addresses, streams=False) as unary:
+            for i in range(12):
+                jobs[(await unary.enqueue(tenant=f"unary-{i}", queue=queue)).id] = f"unary-{i}"
+        for job_id, tenant in jobs.items():
+            assert (await client.get_job(id=job_id, tenant=tenant)).status is silo.JobStatus.PENDING
+        assert len({o for o in owners.values()}) == 3, "every node owns shards"
+
+        ran: list[str] = []
+        worker = echo_worker(client, queue, ran)
+        running = asyncio.ensure_future(worker.run(handle_signals=False))
+        try:
+            for job_id, tenant in jobs.items():
+                job = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
+                assert job.status is silo.JobStatus.SUCCEEDED, job_id
+        finally:
+            worker.stop()
+            await running
+        assert sorted(ran) == sorted(jobs), "each job ran once"
+        assert set(worker._lanes) == set(), "the lease loops ended with the worker"
+        # run_until_idle over a cluster: every node's due tasks, then it returns; with fewer
+        # slots than nodes, a node's loop waits for the slots the others' calls hold.
+        more = [(await client.enqueue(tenant=f"idle-{i}", queue=queue)).id for i in range(24)]
+        assert await echo_worker(client, queue, ran, concurrency=2).run_until_idle() == len(more)
+        assert set(more) <= set(ran)
+    # Enqueue, GetJob, WaitJob, LeaseTasks, heartbeats and outcomes all went to the owner.
+    assert await all_forwarded(nodes) == baseline
+
+
+async def test_connect_and_a_worker_carry_on_when_a_node_is_killed(nodes: Nodes) -> None:
     await start(nodes, 3)
-    router = Router([n.address for n in nodes.live()], timeout=30)
+    addresses = [n.address for n in nodes.live()]
+    queue = unique("failover")
+    acked: dict[str, str] = {}
+
+    async def produce(client: silo.Api, count: int, offset: int) -> None:
+        for n in range(offset, offset + count):
+            job_id, tenant = f"{queue}-{n}", f"tenant-{n % 24}"
+            deadline = time.monotonic() + TAKEOVER_LIMIT_S + 20
+            while True:
+                try:
+                    await client.enqueue(id=job_id, tenant=tenant, queue=queue)
+                except silo.errors.JobAlreadyExists:
+                    pass  # a retry of one that landed before the node died
+                except silo.errors.Unavailable:
+                    # Not acknowledged (the stream to the killed node broke): retry by id.
+                    assert time.monotonic() < deadline, f"{job_id} never acknowledged"
+                    continue
+                acked[job_id] = tenant
+                break
+
+    async with await silo.connect(addresses, timeout=30) as client:
+        ran: list[str] = []
+        worker = echo_worker(client, queue, ran)
+        running = asyncio.ensure_future(worker.run(handle_signals=False))
+        try:
+            await produce(client, 120, 0)
+            # A worker in the middle of leasing from every node, a client mid-stream.
+            victim = nodes.nodes["n1"]
+            victim.kill9()
+            await produce(client, 120, 120)
+            await wait_settled(nodes.live())
+            for job_id, tenant in acked.items():
+                job = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
+                assert job.status is silo.JobStatus.SUCCEEDED, job_id
+            assert victim.address not in client.nodes(), "the map dropped the dead node"
+            # The worker reads the node list every NODES_EVERY_S: its loop for the dead node
+            # ends at the next read (polled: the worker has no event for it).
+            deadline = time.monotonic() + 3 * NODES_EVERY_S
+            while victim.address in worker._lanes:
+                assert time.monotonic() < deadline, "a lease loop for the dead node stayed"
+                await asyncio.sleep(0.1)
+        finally:
+            worker.stop()
+            await running
+        for job_id, tenant in acked.items():
+            job = await client.get_job(id=job_id, tenant=tenant, include_attempts=True)
+            done = [a for a in job.attempts if a.status is silo.AttemptStatus.SUCCEEDED]
+            assert len(done) == 1, f"{job_id}: {len(done)} succeeded attempts"
+    assert len(acked) == 240
+
+
+def test_worker_command_takes_every_address() -> None:
+    from silo.commands import addresses_of
+
+    assert addresses_of(["a:1,b:2", "c:3"]) == ["a:1", "b:2", "c:3"]
+    assert addresses_of(None) == ["127.0.0.1:7070"]
+
+
+CLI_TASKS = """
+import silo
+
+
+@silo.task(queue="cli-cluster")
+async def shout(word: str) -> str:
+    return word.upper()
+"""
+
+
+async def test_silo_worker_with_every_address_runs_every_node_s_jobs(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    await start(nodes, 3)
+    a, b, c = (n.address for n in nodes.live())
+    (tmp_path / "cluster_tasks.py").write_text(CLI_TASKS)
+    worker = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "silo", "worker", "cluster_tasks"),
+        *("--connect", f"{a},{b}", "--connect", c),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
-        ids = {}
-        for i in range(24):
-            tenant = f"routed-{i}"
-            req = EnqueueRequest(tenant=tenant, queue="q")
-            reply = await router.call(
-                lambda t=tenant: router.for_tenant(t), lambda s, r=req: _unavailable(s.enqueue(r))
-            )
-            ids[tenant] = reply.id
-        # Kill one node: the router refreshes its map and goes on, without an error.
-        nodes.nodes["n1"].kill9()
-        for tenant, job_id in ids.items():
-            job = await router.call(
-                lambda t=tenant: router.for_tenant(t),
-                lambda s, t=tenant, j=job_id: _unavailable(s.get_job(Get(id=j, tenant=t))),
-            )
-            assert job.id == job_id
+        async with await silo.connect([a, b, c]) as client:
+            jobs = {}
+            for i in range(24):  # tenants on every node's shards
+                job = silo.NewJob(
+                    tenant=f"cli-{i}",
+                    queue="cli-cluster",
+                    payload=b'{"args": ["hi"], "kwargs": {}}',
+                    metadata={"silo.task": "cluster_tasks.shout"},
+                )
+                jobs[(await client.enqueue_many([job]))[0].id] = f"cli-{i}"
+            for job_id, tenant in jobs.items():
+                done = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
+                assert done.status is silo.JobStatus.SUCCEEDED, (job_id, done.last_failure)
+                assert json.loads(done.result) == "HI"
     finally:
-        router.close()
-
-
-async def _unavailable(call):
-    """The router's contract: an unreachable node raises silo.errors.Unavailable."""
-    from grpclib.exceptions import GRPCError, StreamTerminatedError
-    from silo import errors
-
-    try:
-        return await call
-    except (OSError, StreamTerminatedError) as exc:
-        raise errors.Unavailable(str(exc)) from exc
-    except GRPCError as exc:
-        if exc.status is Status.UNAVAILABLE:
-            raise errors.Unavailable(str(exc.message)) from exc
-        raise
+        worker.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 0, out.decode(errors="replace")
 
 
 async def test_cluster_status_shows_nodes_owners_and_counts(nodes: Nodes) -> None:

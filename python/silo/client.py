@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from grpclib.client import Channel, UnaryUnaryMethod
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -29,6 +29,9 @@ from silo.server.codec import PassthroughCodec, RawMessage
 from silo.status import error_for_status
 from silo.streams import EnqueueStreamClient, SessionClient, StreamRefused, error_of
 from silo.types import Enqueued, Task
+
+if TYPE_CHECKING:
+    from silo.cluster import ClusterClient
 
 __all__ = ["Client", "connect"]
 
@@ -184,8 +187,14 @@ async def connect(
     tls: bool | ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
     streams: bool = True,
-) -> Client:
-    """A client of the broker at `address` (`HOST:PORT`; a list names the nodes of a cluster,
-    of which this version uses the first). Connecting is lazy: an unreachable broker shows as
-    Unavailable on the first call. `streams=False` keeps every call unary."""
-    return Client(address, token=token, tls=tls, timeout=timeout, streams=streams)
+) -> Client | ClusterClient:
+    """A client of the broker at `address` (`HOST:PORT`). A list of two or more addresses names
+    nodes of a cluster: the `silo.cluster.ClusterClient` then sends each call to the node that
+    serves its tenant (docs/cluster.md#clients). Connecting is lazy: an unreachable broker
+    shows as Unavailable on the first call. `streams=False` keeps every call unary."""
+    addresses = [address] if isinstance(address, str) else list(dict.fromkeys(address))
+    if len(addresses) > 1:
+        from silo.cluster import ClusterClient
+
+        return ClusterClient(addresses, token=token, tls=tls, timeout=timeout, streams=streams)
+    return Client(addresses, token=token, tls=tls, timeout=timeout, streams=streams)

@@ -36,7 +36,12 @@ EXIT_FAILURE = 1
 def add_broker_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--connect", metavar="HOST:PORT", help=f"a running broker (default {DEFAULT_LISTEN})"
+        "--connect",
+        metavar="HOST:PORT",
+        action="append",
+        help=f"a running broker (default {DEFAULT_LISTEN}); the nodes of a cluster as "
+        "HOST:PORT,HOST:PORT or a repeated --connect (calls go to the node of their tenant; "
+        "`silo worker` leases from every node)",
     )
     where.add_argument(
         "--store", metavar="URL", help="open the broker on this store in this process instead"
@@ -148,16 +153,22 @@ async def _schedules(args: argparse.Namespace) -> int:
 async def api_of(args: argparse.Namespace) -> AsyncIterator[Api]:
     import silo
 
-    api: silo.Broker | silo.Client
+    api: Api
     if args.store:
         settings = {} if args.lease_ms is None else {"lease_ms": args.lease_ms}
         api = await silo.open(args.store, **settings)
     else:
-        api = await silo.connect(args.connect or DEFAULT_LISTEN)
+        api = await silo.connect(addresses_of(args.connect))
     try:
         yield api
     finally:
         await api.close()
+
+
+def addresses_of(connect: Sequence[str] | None) -> list[str]:
+    """The addresses of `--connect` (repeated, each possibly comma-separated)."""
+    found = [a.strip() for flag in connect or () for a in flag.split(",") if a.strip()]
+    return found or [DEFAULT_LISTEN]
 
 
 # ---------------------------------------------------------------------------- worker

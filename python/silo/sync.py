@@ -25,6 +25,7 @@ from silo.broker import Broker
 from silo.broker import open as open_async
 from silo.client import Client
 from silo.client import connect as connect_async
+from silo.cluster import ClusterClient
 from silo.config import DEFAULT_LISTEN, DEFAULT_STORE
 from silo.methods import ApiMethods
 from silo.tasks import TaskDef, TaskHandle
@@ -173,13 +174,13 @@ class SyncTaskHandle(Generic[R]):
         self._api.run(self.handle.cancel())
 
 
-def _start(make: Callable[[], Awaitable[Broker | Client]]) -> SyncApi:
+def _start(make: Callable[[], Awaitable[Broker | Client | ClusterClient]]) -> SyncApi:
     """Start a loop in a daemon thread, make the API on it, wrap both."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="silo-sync", daemon=True)
     thread.start()
 
-    async def made() -> Broker | Client:
+    async def made() -> Broker | Client | ClusterClient:
         return await make()
 
     try:

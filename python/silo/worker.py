@@ -21,6 +21,14 @@ go on the same stream; a session that breaks is opened again, and meanwhile hear
 outcomes use the unary calls (the leases belong to the worker, not to the stream).
 `run_until_idle` and an embedded `silo.Broker` use the unary calls.
 
+Over a `silo.connect([...])` of several nodes (a `silo.cluster.ClusterClient`), the worker
+leases from every node of the cluster map at once (a node leases from its own shards only:
+docs/cluster.md#workers): one lease loop per node, all sharing the worker's `concurrency` (a
+loop whose last call found nothing asks for one task, the others for a fair part of the free
+slots), each task heartbeated and reported to the node that leased it (through the map when
+that node is gone). The node list is read again every few seconds: a loop starts for a node
+that joined and stops for one that left.
+
 Stopping (`stop()`, SIGTERM or SIGINT): leasing stops, running tasks get `grace` seconds to
 finish; those still running then are cancelled and reported as a retryable failure with code
 `silo.WorkerShutdown`, so their jobs are retried per policy at once instead of waiting for the
@@ -50,6 +58,8 @@ from silo.types import HeartbeatResult, Report, ReportResult, Task, TaskFailure
 
 if TYPE_CHECKING:
     from silo.api import Api
+    from silo.client import Client
+    from silo.cluster import ClusterClient
     from silo.streams import SessionClient
 
 __all__ = ["SHUTDOWN_CODE", "UNKNOWN_TASK_CODE", "Worker", "failure_of"]
@@ -67,6 +77,8 @@ MAX_TRACEBACK_BYTES: Final = 64 * 1024
 MAX_BATCH: Final = 1000
 #: Pause after a failed LeaseTasks or ReportTaskOutcomes call before trying again, in seconds.
 RETRY_PAUSE_S: Final = 1.0
+#: Over a cluster: how often the worker reads the node list again, in seconds.
+NODES_EVERY_S: Final = 2.0
 
 
 def failure_of(exc: BaseException) -> TaskFailure:
@@ -193,6 +205,15 @@ class Worker:
         self._session: SessionClient | None = None
         #: Credit granted to the session and not yet used by a task.
         self._credit = 0
+        #: Over a cluster: the node each running or unreported task was leased from (its
+        #: heartbeats and outcome go there), the node loops by address, the slots the loops'
+        #: calls in flight asked for, and the loops whose last call found nothing.
+        self._leased_from: dict[str, str] = {}
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._asked = 0
+        self._idle_lanes: set[str] = set()
+        #: Loops waiting for a free slot (every slot runs a task or is asked for by a call).
+        self._starved = 0
         #: Tasks run and outcomes sent, for logs and tests.
         self.completed = 0
 
@@ -242,7 +263,10 @@ class Worker:
         reporter = asyncio.create_task(self._report_loop(), name="silo-worker-reports")
         try:
             opener = getattr(self.api, "open_session", None)
-            if callable(opener) and not until_idle:
+            cluster = self._cluster_client()
+            if cluster is not None:
+                await self._cluster_loop(cluster, until_idle=until_idle)
+            elif callable(opener) and not until_idle:
                 await self._session_loop(opener)
             else:
                 await self._lease_loop(until_idle=until_idle)
@@ -313,6 +337,106 @@ class Worker:
                     return
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+
+    def _cluster_client(self) -> ClusterClient | None:
+        from silo.cluster import ClusterClient
+
+        return self.api if isinstance(self.api, ClusterClient) else None
+
+    async def _cluster_loop(self, cluster: ClusterClient, *, until_idle: bool) -> None:
+        """One lease loop per node of the cluster map until `stop()` (or, `until_idle`, until
+        every loop found nothing and no task runs); the node list is read again every
+        NODES_EVERY_S seconds."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    await cluster.refresh()
+                except errors.Unavailable as exc:
+                    log.warning("cannot read the cluster map (%s); trying again", exc)
+                nodes = cluster.nodes()
+                for address in nodes:
+                    lane = self._lanes.get(address)
+                    if lane is not None and lane.done() and lane.exception() is not None:
+                        log.error("the lease loop of %s failed: %r", address, lane.exception())
+                    if lane is None or lane.done():
+                        self._lanes[address] = asyncio.ensure_future(
+                            self._lane(address, cluster.node(address), until_idle=until_idle)
+                        )
+                for address in [a for a in self._lanes if a not in nodes]:
+                    log.info("node %s left the cluster: no more leases from it", address)
+                    self._lanes.pop(address).cancel()
+                    self._idle_lanes.discard(address)
+                lanes = list(self._lanes.values())
+                stopped = asyncio.ensure_future(self._stop.wait())
+                await asyncio.wait(
+                    [*lanes, stopped],
+                    timeout=NODES_EVERY_S,
+                    return_when=asyncio.ALL_COMPLETED if until_idle else asyncio.FIRST_COMPLETED,
+                )
+                stopped.cancel()
+                if until_idle and all(lane.done() for lane in lanes):
+                    return
+        finally:
+            lanes = list(self._lanes.values())
+            self._lanes.clear()
+            self._slot_freed.set()
+            # The loops end within one long-poll (poll_ms): what they leased still runs.
+            for result in await asyncio.gather(*lanes, return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.error("a lease loop failed: %r", result)
+
+    async def _lane(self, address: str, node: Client, *, until_idle: bool) -> None:
+        """Lease from one node of a cluster (see the module doc) until `stop()`."""
+        while not self._stop.is_set():
+            free = self.concurrency - len(self._running) - self._asked
+            if free <= 0:
+                self._starved += 1
+                self._slot_freed.clear()
+                try:
+                    await self._slot_freed.wait()
+                finally:
+                    self._starved -= 1
+                continue
+            await asyncio.sleep(0)  # let this iteration's finishing tasks free their slots
+            free = self.concurrency - len(self._running) - self._asked
+            if free <= 0:
+                continue
+            busy = max(1, len(self._lanes) - len(self._idle_lanes - {address}))
+            ask = 1 if address in self._idle_lanes else -(-free // busy)
+            ask = min(ask, free, MAX_BATCH)
+            self._asked += ask
+            try:
+                tasks = await node.lease_tasks(
+                    worker_id=self.worker_id,
+                    max_tasks=ask,
+                    queues=self.queues,
+                    wait_ms=0 if until_idle else self.poll_ms,
+                )
+            except errors.Unavailable as exc:
+                log.warning("lease_tasks on %s failed (%s); trying again", address, exc)
+                self._idle_lanes.add(address)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), RETRY_PAUSE_S)
+                continue
+            finally:
+                self._asked -= ask
+                if self._starved:
+                    # The slots this call held and did not fill are free again: a loop
+                    # waiting for a slot must look (no task finishing would wake it).
+                    self._slot_freed.set()
+            now = self._loop.time() if self._loop is not None else 0.0
+            for t in tasks:
+                self._leased_from[t.task_id] = address
+                self._start(t, now)
+            if tasks:
+                self._idle_lanes.discard(address)
+            else:
+                self._idle_lanes.add(address)
+                if until_idle:
+                    if not self._running:
+                        return
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
 
     async def _session_loop(self, opener: Any) -> None:
         """Take tasks from a WorkerSession until `stop()`: grant one credit per free slot, open
@@ -444,6 +568,8 @@ class Worker:
             else:
                 report = Report(task_id=task.task_id, worker_id=self.worker_id, result=result)
         del self._running[task.task_id]
+        if report is None:
+            self._leased_from.pop(task.task_id, None)
         if not self._running:
             self._idle.set()
         self._slot_freed.set()
@@ -563,16 +689,63 @@ class Worker:
         """On the session while it is open, else the unary call."""
         if self._session is not None:
             return await self._session.heartbeat(task_id=task_id)
+        cluster = self._cluster_client()
+        address = self._leased_from.get(task_id)
+        if cluster is not None and address is not None:
+            with contextlib.suppress(errors.Unavailable):  # gone: the map names the new owner
+                return await cluster.node(address).heartbeat_task(
+                    task_id=task_id, worker_id=self.worker_id
+                )
         return await self.api.heartbeat_task(task_id=task_id, worker_id=self.worker_id)
 
     # ------------------------------------------------------------------ reports
 
-    async def _send_reports(self, batch: list[Report]) -> list[ReportResult]:
+    async def _send_reports(self, batch: list[Report]) -> Sequence[ReportResult | None]:
         """On the session while it is open (one outcome message each), else one unary
-        ReportTaskOutcomes call."""
+        ReportTaskOutcomes call (over a cluster, one per node). None for an outcome not sent
+        (it is sent again); raises Unavailable when none was sent."""
         if self._session is not None:
             return await self._session.report_many(batch)
+        cluster = self._cluster_client()
+        if cluster is not None:
+            return await self._send_reports_to_nodes(cluster, batch)
         return await self.api.report_task_outcomes(reports=batch)
+
+    async def _send_reports_to_nodes(
+        self, cluster: ClusterClient, batch: list[Report]
+    ) -> list[ReportResult | None]:
+        """Each outcome to the node its task was leased from, one call per node at once; the
+        outcomes of a node that cannot be reached go by the cluster map (their shard's new
+        owner). None for the outcomes that could not be sent either way; raises Unavailable
+        when none was sent."""
+        groups: dict[str | None, list[int]] = {}
+        for i, report in enumerate(batch):
+            groups.setdefault(self._leased_from.get(report.task_id), []).append(i)
+
+        async def send(address: str | None, reports: list[Report]) -> list[ReportResult]:
+            if address is not None:
+                with contextlib.suppress(errors.Unavailable):
+                    return await cluster.node(address).report_task_outcomes(reports=reports)
+            return await cluster.report_task_outcomes(reports=reports)
+
+        answers = await asyncio.gather(
+            *(send(a, [batch[i] for i in slots]) for a, slots in groups.items()),
+            return_exceptions=True,
+        )
+        results: list[ReportResult | None] = [None] * len(batch)
+        failure: BaseException | None = None
+        for slots, answer in zip(groups.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, errors.Unavailable):
+                    raise answer
+                failure = answer
+                continue
+            for i, result in zip(slots, answer, strict=True):
+                results[i] = result
+                self._leased_from.pop(batch[i].task_id, None)
+        if failure is not None and all(r is None for r in results):
+            raise failure
+        return results
 
     async def _report_loop(self) -> None:
         while True:
@@ -591,15 +764,21 @@ class Worker:
                 self._reports[:0] = batch
                 await asyncio.sleep(RETRY_PAUSE_S)
                 continue
-            self.completed += len(batch)
+            unsent = [r for r, outcome in zip(batch, results, strict=True) if outcome is None]
+            self.completed += len(batch) - len(unsent)
+            if unsent:
+                log.warning("%d outcome(s) could not be sent; trying again", len(unsent))
+                self._reports[:0] = unsent
             for report, outcome in zip(batch, results, strict=True):
-                if not outcome.ok:
+                if outcome is not None and not outcome.ok:
                     log.warning(
                         "the outcome of task %s was refused (code %d): %s",
                         report.task_id,
                         outcome.code,
                         outcome.message,
                     )
+            if unsent:
+                await asyncio.sleep(RETRY_PAUSE_S)
 
     async def _flush_reports(self, timeout: float = 30.0) -> None:
         """Wait until every outcome is sent (at most `timeout` seconds: the broker may be

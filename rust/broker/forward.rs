@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -68,9 +69,17 @@ pub enum ForwardError {
 #[derive(Default)]
 pub struct Forwarder {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Calls (and sub-batches) sent to another node since start: the Admin/GetStats gauge
+    /// `forwarded_calls` (a client that routes by the cluster map keeps it near 0).
+    sent: AtomicI64,
 }
 
 impl Forwarder {
+    /// How many calls this node has forwarded since it started.
+    pub fn forwarded(&self) -> i64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     fn channel(&self, address: &str) -> Result<Channel, ForwardError> {
         let mut channels = self
             .channels
@@ -102,6 +111,7 @@ impl Forwarder {
         ctx: &CallContext,
     ) -> Result<Vec<u8>, ForwardError> {
         let channel = self.channel(&peer.address)?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let mut grpc = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -658,6 +658,29 @@ def _flow(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _cluster(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nodes",
+        type=parse_sizes,
+        default=[1, 2, 3],
+        metavar="N,N",
+        help="cluster sizes, one fresh cluster each (default 1,2,3)",
+    )
+    p.add_argument("--shards", type=_positive, default=12, metavar="N", help="(default 12)")
+    p.add_argument("--node-ttl", default="5s", metavar="TTL", help="--node-ttl of the nodes (5s)")
+    p.add_argument(
+        "--jobs", type=_positive, default=50_000, metavar="N", help="burn-down jobs (default 50k)"
+    )
+    p.add_argument(
+        "--clients",
+        type=_positive,
+        default=50,
+        metavar="N",
+        help="single-Enqueue clients over all nodes (default 50)",
+    )
+    _timed_flags(p, duration=5.0)
+
+
 SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
     ScenarioSpec(
         "python-api",
@@ -775,5 +798,16 @@ SCENARIOS: Final[tuple[ScenarioSpec, ...]] = (
         "--probes each); the last row is each probe's latency at the largest step as a ratio "
         "to the smallest.",
         _ops,
+    ),
+    ScenarioSpec(
+        "cluster",
+        "burn-down and single Enqueue through 1, 2 and 3 cluster nodes; the forwarding cost",
+        "Starts etcd and, for each --nodes count, a fresh cluster of that many `silo serve` "
+        "nodes on one local store of --shards shards. Per cluster: a burn-down of --jobs jobs "
+        "(each load process on one node, with a tenant that node owns) with the nodes' CPU "
+        "per job, and single Enqueue at --clients clients sent to their tenant's owner (calls/s "
+        "and the ratio to one node); with 2+ nodes the same with every call sent to a node "
+        "that does not own the tenant (forwarded): the CPU each forward adds per call.",
+        _cluster,
     ),
 )

@@ -63,6 +63,8 @@ class Task:
     fn: Callable[[Child, Any], Any]
     spec: Any
     role: str
+    #: The server this process calls, when not the phase's (a node of a cluster).
+    address: str | None = None
 
 
 class Child:
@@ -143,7 +145,7 @@ def _child_main(
 ) -> None:
     child: Child | None = None
     try:
-        child = Child(index, address, counters, stop, start_at)
+        child = Child(index, task.address or address, counters, stop, start_at)
         child.client.wait_ready()
         ready.release()
         go.wait()

@@ -1,5 +1,6 @@
-"""A real etcd for the cluster tests: Debian's `etcd-server` (`/usr/bin/etcd`) as a child process
-on free loopback ports with a data directory of its own, like s3server.py starts SeaweedFS.
+"""A real etcd for the cluster tests (tests/test_cluster.py) and `silo bench cluster`: Debian's
+`etcd-server` (`/usr/bin/etcd`) as a child process on free loopback ports with a data directory
+of its own, like tests/s3server.py starts SeaweedFS.
 
 Elections and heartbeats are short (50 ms / 500 ms) so that leases of one second are allowed
 (etcd refuses a TTL under 1.5 election timeouts).
