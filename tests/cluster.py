@@ -25,6 +25,7 @@ from silo._proto.silo.v1 import (
     ReportTaskOutcomeRequest,
     SiloStub,
 )
+from silo.streams import is_lost_connection
 from silo.testing import ServerProcess
 
 #: A short membership lease keeps the suite quick (docs/cluster.md#sizing).
@@ -32,6 +33,12 @@ NODE_TTL_S = 2
 SHARDS = 12
 #: What a client treats as "try again" (the node is down, or a shard is moving).
 RETRYABLE = (GRPCError, StreamTerminatedError, ConnectionError, OSError, asyncio.TimeoutError)
+
+
+def retryable(exc: Exception) -> bool:
+    """One of RETRYABLE, or grpclib's AttributeError for a connection lost while a call opened
+    its stream (`silo.streams.is_lost_connection`)."""
+    return isinstance(exc, RETRYABLE) or is_lost_connection(exc)
 
 
 def node_args(etcd_url: str, node_id: str, shards: int = SHARDS) -> list[str]:
@@ -108,7 +115,9 @@ async def wait_settled(nodes: list[ServerProcess], *, timeout: float = 30.0) -> 
                 and addresses <= set(ids)
             ):
                 return owners[0]
-        except RETRYABLE as exc:
+        except Exception as exc:
+            if not retryable(exc):
+                raise
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"the cluster did not settle within {timeout}s: {last}")
@@ -159,7 +168,9 @@ class Load:
             channel = Channel(node.host, node.port)
             try:
                 return await asyncio.wait_for(make(SiloStub(channel)), 15)
-            except RETRYABLE as exc:
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
                 if isinstance(exc, GRPCError) and exc.status is not Status.UNAVAILABLE:
                     raise
                 self.failures.append(f"{time.strftime('%H:%M:%S')} {node.address}: {exc!r}")
@@ -203,7 +214,9 @@ class Load:
                     tasks = (await asyncio.wait_for(SiloStub(channel).lease_tasks(req), 10)).tasks
                     for t in tasks:
                         await self._report(worker, t.task_id)
-                except RETRYABLE:
+                except Exception as exc:
+                    if not retryable(exc):
+                        raise
                     await asyncio.sleep(0.05)
                 finally:
                     channel.close()

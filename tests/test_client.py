@@ -32,3 +32,14 @@ async def test_raw_calls_and_tokens(server: ServerProcess) -> None:
         job_id = await client.enqueue(queue="q")
         reply = await client.call("GetJob", silo._native.encode_request("GetJob", {"id": job_id}))
         assert silo._native.decode_reply("GetJob", reply).id == job_id
+
+
+def test_a_connection_lost_while_a_call_opens_its_stream_is_unavailable_not_a_crash() -> None:
+    # grpclib 0.4 raises this AttributeError when a killed node's connection is lost between
+    # the channel handing it out and the call opening its stream (seen in test_cluster).
+    from silo.streams import is_lost_connection
+
+    assert is_lost_connection(AttributeError("'Connection' object has no attribute '_transport'"))
+    assert is_lost_connection(ConnectionResetError())
+    assert not is_lost_connection(AttributeError("'Job' object has no attribute 'status'"))
+    assert not is_lost_connection(ValueError("_transport"))

@@ -27,7 +27,13 @@ from silo.config import DEFAULT_LISTEN, parse_listen
 from silo.methods import ApiMethods
 from silo.server.codec import PassthroughCodec, RawMessage
 from silo.status import error_for_status
-from silo.streams import EnqueueStreamClient, SessionClient, StreamRefused, error_of
+from silo.streams import (
+    EnqueueStreamClient,
+    SessionClient,
+    StreamRefused,
+    error_of,
+    is_lost_connection,
+)
 from silo.types import Enqueued, Task
 
 if TYPE_CHECKING:
@@ -165,8 +171,10 @@ class Client(ApiMethods):
             if error is None:
                 raise
             raise error from exc
-        except (OSError, StreamTerminatedError) as exc:
-            raise errors.Unavailable(f"cannot reach the broker: {exc}") from exc
+        except (OSError, StreamTerminatedError, AttributeError) as exc:
+            if not is_lost_connection(exc):
+                raise
+            raise errors.Unavailable(f"cannot reach the broker: {exc!r}") from exc
         return reply
 
 

@@ -46,6 +46,15 @@ WORKER_SESSION: Final = "/silo.v1.Silo/WorkerSession"
 _SEND_ERRORS: Final = (OSError, StreamTerminatedError, ProtocolError, StreamClosedError)
 
 
+def is_lost_connection(exc: BaseException) -> bool:
+    """Whether `exc` says the connection to the broker is gone: a send error, or the
+    AttributeError grpclib 0.4 raises when the connection is lost while a call is opening a
+    stream on it (its `_transport` is already deleted; seen when a node is killed mid-call)."""
+    if isinstance(exc, AttributeError):
+        return "_transport" in str(exc)
+    return isinstance(exc, _SEND_ERRORS)
+
+
 class StreamRefused(errors.Unavailable):
     """The broker does not serve this stream (UNIMPLEMENTED): use the unary calls."""
 
@@ -183,7 +192,7 @@ class _OrderedStream:
             await stream.send_request()
         except BaseException as exc:
             await context.__aexit__(None, None, None)
-            if isinstance(exc, _SEND_ERRORS):
+            if is_lost_connection(exc):
                 raise errors.Unavailable(f"cannot open the stream: {exc!r}") from exc
             raise
         self._context, self._stream = context, stream
