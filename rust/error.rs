@@ -29,6 +29,9 @@ pub enum Error {
     /// The task's lease expired, belongs to another worker, or its outcome is recorded.
     #[error("{0}")]
     LeaseNotHeld(&'static str),
+    /// The caller's token may not make this call, or not for this tenant (docs/security.md).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// SetFaults on a server started without --fault-injection.
     #[error("fault injection is off: start the server with --fault-injection")]
     FaultInjectionDisabled,
@@ -61,6 +64,7 @@ pub enum Code {
     InvalidArgument = 3,
     NotFound = 5,
     AlreadyExists = 6,
+    PermissionDenied = 7,
     FailedPrecondition = 9,
     Unimplemented = 12,
     Internal = 13,
@@ -138,6 +142,7 @@ impl Error {
             Error::JobTerminal(_) => (Code::FailedPrecondition, "JobTerminal"),
             Error::InvalidJobState(_) => (Code::FailedPrecondition, "InvalidJobState"),
             Error::LeaseNotHeld(_) => (Code::FailedPrecondition, "LeaseNotHeld"),
+            Error::PermissionDenied(_) => (Code::PermissionDenied, "PermissionDenied"),
             Error::FaultInjectionDisabled => (Code::FailedPrecondition, "FaultInjectionDisabled"),
             Error::Unimplemented(_) => (Code::Unimplemented, "Unimplemented"),
             Error::StoreUnavailable(_) => (Code::Unavailable, "StoreUnavailable"),
@@ -160,6 +165,7 @@ impl Error {
             Error::JobTerminal("succeeded"),
             Error::InvalidJobState("job is RUNNING".into()),
             Error::LeaseNotHeld("lease expired"),
+            Error::PermissionDenied("detail".into()),
             Error::FaultInjectionDisabled,
             Error::Unimplemented("feature"),
             Error::StoreUnavailable("detail".into()),

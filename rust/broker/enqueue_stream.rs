@@ -11,7 +11,8 @@ use futures::FutureExt;
 use prost::Message;
 
 use super::route::one_each;
-use super::{enqueue_result, Broker, CallContext};
+use super::{enqueue_result, in_scope, Broker, CallContext};
+use crate::auth::{Caller, TenantScope};
 use crate::error::Result;
 use crate::proto::wire;
 use crate::rpc::decode;
@@ -21,7 +22,8 @@ use crate::validate::{self, NewJob, MAX_BATCH};
 impl Broker {
     /// Serves one EnqueueStream until its input ends and every request is answered. A bad
     /// request fails alone (its result carries the code); the stream itself always ends OK.
-    pub async fn enqueue_stream(&self, io: &StreamIo) -> Result<()> {
+    /// A request of a tenant outside `scope` fails alone with PERMISSION_DENIED.
+    pub async fn enqueue_stream(&self, io: &StreamIo, scope: &TenantScope) -> Result<()> {
         let mut pending = FuturesOrdered::new();
         let mut input = true;
         while input || !pending.is_empty() {
@@ -37,7 +39,7 @@ impl Broker {
                     io.answer(answers, done);
                 }
                 requests = io.take(MAX_BATCH), if input => match requests {
-                    Some(requests) => pending.push_back(self.enqueue_requests(requests)),
+                    Some(requests) => pending.push_back(self.enqueue_requests(requests, scope)),
                     None => input = false,
                 },
             }
@@ -46,8 +48,13 @@ impl Broker {
     }
 
     /// Enqueues one batch of raw requests: each decoded and validated alone, the valid ones in
-    /// one command per shard. The encoded results in order, and the requests they complete.
-    async fn enqueue_requests(&self, requests: Vec<Bytes>) -> (Vec<Vec<u8>>, Usage) {
+    /// one command per shard; an entry of a tenant outside `scope` fails alone
+    /// (PERMISSION_DENIED). The encoded results in order, and the requests they complete.
+    async fn enqueue_requests(
+        &self,
+        requests: Vec<Bytes>,
+        scope: &TenantScope,
+    ) -> (Vec<Vec<u8>>, Usage) {
         let done = Usage::of(&requests);
         let entries: Vec<Result<NewJob>> = requests
             .iter()
@@ -56,6 +63,7 @@ impl Broker {
                     .and_then(|req| validate::enqueue(req, &self.limits))
             })
             .collect();
+        let entries = in_scope(entries, scope);
         let results = if self.all_local() {
             self.enqueue_each(entries)
                 .await
@@ -101,7 +109,8 @@ impl Broker {
             return results;
         }
         let answered = self
-            .enqueue_batch_routed(Bytes::from(batch), &CallContext::default())
+            // The entries' tenants were checked against the stream's caller (`in_scope`).
+            .enqueue_batch_routed(Bytes::from(batch), &CallContext::default(), &Caller::Trusted)
             .await
             .and_then(|reply| decode::<wire::EnqueueBatchResponse>(Bytes::from(reply)))
             .and_then(|reply| one_each(reply.results, slots.len()));

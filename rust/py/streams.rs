@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use tokio::task::AbortHandle;
 
+use super::auth::PyPrincipal;
 use super::completions::{settle, spawn, PyCall, Queue, Reply};
 use super::{guarded, PyBroker};
 use crate::error::Result;
@@ -68,17 +69,20 @@ pub(super) struct PyStream {
 #[pymethods]
 impl PyStream {
     /// Starts serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession") on
-    /// `broker`. ValueError for a name that is not a streaming RPC of the table.
+    /// `broker` for `principal` (None: trusted). ValueError for a name that is not a streaming
+    /// RPC of the table.
     #[new]
-    fn new(broker: &PyBroker, rpc: &str) -> PyResult<Self> {
+    #[pyo3(signature = (broker, rpc, principal=None))]
+    fn new(broker: &PyBroker, rpc: &str, principal: Option<&PyPrincipal>) -> PyResult<Self> {
         let rpc = Rpc::from_name(rpc)
             .filter(|r| r.streaming())
             .ok_or_else(|| PyValueError::new_err(format!("no streaming RPC named {rpc:?}")))?;
         let inner = broker.inner.clone();
         let io = Arc::new(inner.stream_io());
         let pump_io = io.clone();
+        let caller = super::auth::caller(principal);
         let pump = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let end = guarded(inner.serve_stream(rpc, &pump_io)).await;
+            let end = guarded(inner.serve_stream(&caller, rpc, &pump_io)).await;
             pump_io.finish(end);
         });
         Ok(PyStream {
