@@ -11,6 +11,7 @@ use std::future::Future;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::audit::{self, Audited, AuditedReply};
 use crate::auth::{Caller, Scoped};
 use crate::broker::{Broker, CallContext};
 use crate::error::{Error, Result};
@@ -183,6 +184,24 @@ where
     Ok(op(req).await?.encode_to_vec())
 }
 
+/// `op` for an operator action: once it succeeded, its line in the audit log (rust/audit.rs).
+/// It runs where the call is served (after any forwarding), so an action is written once.
+async fn audited<Req, Resp, Fut>(
+    caller: &Caller,
+    rpc: Rpc,
+    req: Req,
+    op: impl FnOnce(Req) -> Fut,
+) -> Result<Resp>
+where
+    Req: Audited + Clone,
+    Resp: AuditedReply,
+    Fut: Future<Output = Result<Resp>>,
+{
+    let reply = op(req.clone()).await?;
+    audit::record(caller, rpc, &req, &reply);
+    Ok(reply)
+}
+
 impl Broker {
     /// Serves one unary RPC from its encoded request for `caller`: the encoded reply, or the
     /// error to answer with. The caller's role for the RPC is checked first and the tenant the
@@ -217,7 +236,9 @@ impl Broker {
             Rpc::EnqueueBatch => self.enqueue_batch_routed(bytes, ctx, c).await,
             Rpc::Cancel => {
                 let shard = |r: &wire::CancelRequest| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.cancel(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.cancel(r))
+                })
                     .await
             }
             Rpc::LeaseTasks => raw(bytes, c, |r| self.lease_tasks(r, scope)).await,
@@ -299,22 +320,30 @@ impl Broker {
             }
             Rpc::PauseQueue => {
                 let shard = |r: &wire::QueueRef| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.pause_queue(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.pause_queue(r))
+                })
                     .await
             }
             Rpc::ResumeQueue => {
                 let shard = |r: &wire::QueueRef| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.resume_queue(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.resume_queue(r))
+                })
                     .await
             }
             Rpc::PutSchedule => {
                 let shard = |r: &wire::Schedule| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.put_schedule(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.put_schedule(r))
+                })
                     .await
             }
             Rpc::DeleteSchedule => {
                 let shard = |r: &wire::ScheduleRef| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.delete_schedule(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.delete_schedule(r))
+                })
                     .await
             }
             Rpc::GetSchedule => {

@@ -41,6 +41,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import Connection, H2Protocol
 from h2.errors import ErrorCodes
+from h2.exceptions import FrameTooLargeError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes
 from hyperframe.frame import Frame
@@ -245,6 +246,13 @@ class Limits:
         log.info("closing a connection idle for %.0f s", idle)
         protocol.goaway("idle")
 
+    def protocol_error(self, exc: ProtocolError) -> None:
+        """Count and log a connection closed for breaking HTTP/2 (`frame_size` for a frame over
+        the advertised size)."""
+        limit = "frame_size" if isinstance(exc, FrameTooLargeError) else "protocol"
+        self.refused[limit] += 1
+        log.warning("refused (%s): connection closed: %s", limit, exc)
+
     def all_protocols(self) -> list[GuardedProtocol]:
         return list(self._protocols)
 
@@ -401,6 +409,23 @@ class GuardedProtocol(H2Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.limits.connection_lost(self)
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """grpclib's, except that a protocol error (a frame over the advertised size, a header
+        block over the limit, ...) sends the GOAWAY h2 prepared before the connection closes
+        (grpclib closes it at once, so the client never learns why), and counts and logs it."""
+        try:
+            events = self.connection.feed(data)
+        except ProtocolError as exc:
+            self.limits.protocol_error(exc)
+            with contextlib.suppress(Exception):
+                self.connection.flush()
+            self.processor.close("Protocol error")
+            return
+        self.connection.flush()
+        for event in events:
+            self.processor.process(event)
+        self.connection.flush()
 
     def goaway(self, reason: str) -> None:
         """Send GOAWAY and close the connection (its open calls are cancelled)."""
