@@ -7,7 +7,8 @@ pre-encoded bytes (the `*_raw` callables take and return `bytes`).
 
 from __future__ import annotations
 
-from typing import Any, Final
+import os
+from typing import Any, Final, NamedTuple
 
 import grpc
 
@@ -46,6 +47,11 @@ class SiloClient:
     def __init__(self, address: str) -> None:
         self.address = address
         self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        token = os.environ.get("SILO_TOKEN")
+        if token:
+            # Every call carries the token (a broker with --auth-file checks it; one without
+            # ignores it, so both are measured with the same client cost).
+            self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         u = self.channel.unary_unary
 
         def call(name: str, reply: Any) -> Any:
@@ -103,6 +109,38 @@ class SiloClient:
 
     def close(self) -> None:
         self.channel.close()
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` to every call (docs/security.md)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, d: Any) -> _CallDetails:
+        return _CallDetails(
+            d.method,
+            d.timeout,
+            [*(d.metadata or ()), self._header],
+            d.credentials,
+            d.wait_for_ready,
+            d.compression,
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
 class AdminStats:
