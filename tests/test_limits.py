@@ -16,11 +16,11 @@ from grpclib.client import Channel, StreamStreamMethod, UnaryUnaryMethod
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_pb2 import HealthCheckRequest
-from helpers import unique, wait_parked
+from helpers import admin_gauges, unique, wait_for_gauge, wait_parked
 from raw_h2 import RawH2, data_frame_header, prefix
 from secure import PATHS, channel, stream, unary
 from silo._proto.silo.admin.v1 import AdminStub
-from silo._proto.silo.v1 import EnqueueRequest, GetJobRequest, LeaseTasksRequest
+from silo._proto.silo.v1 import EnqueueRequest, GetJobRequest, LeaseTasksRequest, WaitJobRequest
 from silo.server.codec import RawMessage
 from silo.testing import ServerProcess
 
@@ -260,3 +260,56 @@ async def test_idle_connections_stalled_frames_and_parked_long_polls_leave_memor
             ch.close()
         admin_ch.close()
     await still_serving(server)
+
+
+async def test_request_bytes_in_flight_are_capped(make_server: MakeServer) -> None:
+    """A 40 MiB WaitJob (its padding an unknown field) holds its bytes while it waits; a second
+    40 MiB request does not fit in the 64 MiB budget and is refused once its wait for room ends,
+    without a byte of its body read."""
+    server = await make_server(
+        extra_args=["--max-inflight-bytes", str(64 * 1024 * 1024), "--request-timeout-ms", "1000"]
+    )
+    ch = channel(server.host, server.port)
+    held = None
+    try:
+        out = await unary(ch, "Enqueue", bytes(EnqueueRequest(id="slow", queue="never")))
+        assert out.status == Status.OK, out
+        padding = field_bytes(15, b"\x00" * (40 * 1024 * 1024))
+        wait = bytes(WaitJobRequest(id="slow", timeout_ms=30_000)) + padding
+        held = asyncio.ensure_future(unary(ch, "WaitJob", wait, timeout=60))
+        admin_ch = server.channel()
+        try:
+            await wait_for_gauge(
+                admin_gauges(AdminStub(admin_ch)),
+                "job_waiters",
+                lambda n: n == 1,
+                what="the padded WaitJob never waited",
+            )
+        finally:
+            admin_ch.close()
+        raw = await RawH2.open(server.host, server.port)
+        try:
+            sid = await raw.request(ENQUEUE)
+            await raw.send(sid, prefix(40 * 1024 * 1024))
+            answer = await raw.ended(sid)
+        finally:
+            await raw.close()
+        assert answer.status == Status.RESOURCE_EXHAUSTED.value, answer
+        assert "request bytes in flight" in answer.message
+    finally:
+        if held is not None:
+            held.cancel()
+        ch.close()
+    assert "refused (inflight_bytes)" in server.stderr_text()
+    await still_serving(server)
+
+
+def field_bytes(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (an unknown one pads a request)."""
+    key, length = (number << 3) | 2, len(value)
+    out = bytearray([key])
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        out.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(out) + value

@@ -411,7 +411,9 @@ class ServeConfig:
         broker=False,
     )
     max_inflight_bytes: int = _setting(
-        256 * 1024 * 1024,
+        # A full 64 MiB EnqueueBatch peaks near 12x its size in RSS while it is stored
+        # (docs/security.md#limits): two at once, not four.
+        128 * 1024 * 1024,
         "request bytes read and not yet answered, in total; a message that would pass it waits "
         "no longer than --request-timeout-ms, then is refused with RESOURCE_EXHAUSTED",
         _POSITIVE,

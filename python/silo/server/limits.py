@@ -80,7 +80,7 @@ class LimitSettings:
     max_long_polls_per_connection: int = 64
     max_long_polls: int = 10_000
     max_streams_per_connection: int = 16
-    max_inflight_bytes: int = 256 * 1024 * 1024
+    max_inflight_bytes: int = 128 * 1024 * 1024
     max_message_bytes: int = MAX_MESSAGE_BYTES
 
     @classmethod
