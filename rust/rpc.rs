@@ -273,17 +273,23 @@ impl Broker {
             }
             Rpc::RestartJob => {
                 let shard = |r: &wire::RestartJobRequest| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.restart_job(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.restart_job(r))
+                })
                     .await
             }
             Rpc::ExpediteJob => {
                 let shard = |r: &wire::ExpediteJobRequest| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.expedite_job(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.expedite_job(r))
+                })
                     .await
             }
             Rpc::DeleteJob => {
                 let shard = |r: &wire::DeleteJobRequest| self.tenant_shard(&r.tenant);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.delete_job(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.delete_job(r))
+                })
                     .await
             }
             Rpc::ListQueues => {
@@ -293,17 +299,23 @@ impl Broker {
             }
             Rpc::CancelJobs => {
                 let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.cancel_jobs(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.cancel_jobs(r))
+                })
                     .await
             }
             Rpc::RestartJobs => {
                 let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.restart_jobs(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.restart_jobs(r))
+                })
                     .await
             }
             Rpc::DeleteJobs => {
                 let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
-                self.routed(rpc, bytes, ctx, c, shard, |r| self.delete_jobs(r))
+                self.routed(rpc, bytes, ctx, c, shard, |r| {
+                    audited(c, rpc, r, |r| self.delete_jobs(r))
+                })
                     .await
             }
             Rpc::GetStats => raw(bytes, c, |r| self.get_stats(r)).await,

@@ -347,6 +347,9 @@ async def test_no_existence_oracle_across_tenants(make_server: MakeServer, tmp_p
             ("GetJob", GetJobRequest),
             ("Cancel", CancelRequest),
             ("WaitJob", WaitJobRequest),
+            ("RestartJob", RestartJobRequest),
+            ("ExpediteJob", ExpediteJobRequest),
+            ("DeleteJob", DeleteJobRequest),
         ]:
             there = await unary(ch, rpc, bytes(message(id="exists", tenant=OUT)), TOKENS["admin"])
             absent = await unary(ch, rpc, bytes(message(id="absent", tenant=OUT)), TOKENS["admin"])
