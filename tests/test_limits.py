@@ -267,7 +267,7 @@ async def test_request_bytes_in_flight_are_capped(make_server: MakeServer) -> No
     40 MiB request does not fit in the 64 MiB budget and is refused once its wait for room ends,
     without a byte of its body read."""
     server = await make_server(
-        extra_args=["--max-inflight-bytes", str(64 * 1024 * 1024), "--request-timeout-ms", "1000"]
+        extra_args=["--max-inflight-bytes", str(64 * 1024 * 1024), "--request-timeout-ms", "5000"]
     )
     ch = channel(server.host, server.port)
     held = None
@@ -285,6 +285,10 @@ async def test_request_bytes_in_flight_are_capped(make_server: MakeServer) -> No
                 lambda n: n == 1,
                 what="the padded WaitJob never waited",
             )
+        except AssertionError:
+            raise AssertionError(
+                f"WaitJob: {held.result() if held.done() else 'pending'}"
+            ) from None
         finally:
             admin_ch.close()
         raw = await RawH2.open(server.host, server.port)
