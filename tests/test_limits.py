@@ -36,6 +36,15 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+async def logged(server: ServerProcess, text: str, timeout: float = 10.0) -> None:
+    """Wait until the server's log has `text` (its stderr is copied to a file by a thread, so a
+    line written just before an answer may land just after it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while text not in server.stderr_text():
+        assert asyncio.get_running_loop().time() < deadline, f"not logged: {text!r}"
+        await asyncio.sleep(0.05)
+
+
 async def still_serving(server: ServerProcess) -> None:
     """An Enqueue and a GetJob of it succeed on a new connection."""
     ch = channel(server.host, server.port)
@@ -82,7 +91,7 @@ async def test_a_message_over_the_limit_is_refused_from_its_prefix(server: Serve
         assert "exceeds the limit of 67108864 bytes" in answer.message
     finally:
         await raw.close()
-    assert "refused (message_bytes)" in server.stderr_text()
+    await logged(server, "refused (message_bytes)")
     await still_serving(server)
 
 
@@ -117,7 +126,7 @@ async def test_a_client_that_stalls_mid_request_is_refused(make_server: MakeServ
         assert "did not arrive within 500 ms" in answer.message
     finally:
         await raw.close()
-    assert "refused (slow_client)" in server.stderr_text()
+    await logged(server, "refused (slow_client)")
     await still_serving(server)
 
 
@@ -149,7 +158,7 @@ async def test_connections_over_the_cap_are_refused(make_server: MakeServer) -> 
     finally:
         for ch in held:
             ch.close()
-    assert "refused (connections)" in server.stderr_text()
+    await logged(server, "refused (connections)")
 
 
 async def test_streams_over_the_cap_per_connection_are_refused(make_server: MakeServer) -> None:
@@ -178,7 +187,7 @@ async def test_streams_over_the_cap_per_connection_are_refused(make_server: Make
                     pass
     finally:
         ch.close()
-    assert "refused (streams_per_connection)" in server.stderr_text()
+    await logged(server, "refused (streams_per_connection)")
     await still_serving(server)
 
 
@@ -207,9 +216,8 @@ async def test_long_polls_over_the_caps_are_refused(make_server: MakeServer) -> 
         a.close()
         b.close()
         admin_ch.close()
-    log = server.stderr_text()
-    assert "refused (long_polls_per_connection)" in log
-    assert "refused (long_polls)" in log
+    await logged(server, "refused (long_polls_per_connection)")
+    await logged(server, "refused (long_polls)")
     await still_serving(server)
 
 
@@ -304,7 +312,7 @@ async def test_request_bytes_in_flight_are_capped(make_server: MakeServer) -> No
         if held is not None:
             held.cancel()
         ch.close()
-    assert "refused (inflight_bytes)" in server.stderr_text()
+    await logged(server, "refused (inflight_bytes)")
     await still_serving(server)
 
 
