@@ -28,8 +28,10 @@ from etcdserver import EtcdError, EtcdServer
 from grpclib.client import Channel
 from grpclib.const import Status
 from helpers import unique
+from secure import Token, channel, unary, write_auth
 from silo._proto.silo.v1 import (
     EnqueueBatchRequest,
+    EnqueueBatchResponse,
     EnqueueRequest,
     GetJobRequest,
     JobStatus,
@@ -335,3 +337,54 @@ async def test_cluster_status_shows_nodes_owners_and_counts(nodes: Nodes) -> Non
     for node_id in set(owners.values()):
         assert node_id in text
     assert "READY" in text and "SHARD" in text
+
+
+async def test_a_forwarded_call_is_checked_on_both_nodes_with_the_caller_s_token(
+    etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/security.md#in-a-cluster: the node a call reaches checks its token and tenant
+    before it forwards; the owner gets the caller's metadata and checks the token again (a
+    forward without it would be UNAUTHENTICATED there)."""
+    a = Token("a", "secret-a", ["a-*"], ["produce", "operate", "work"])
+    b = Token("b", "secret-b", ["b-*"], ["produce", "operate", "work"])
+    auth = write_auth(tmp_path / "auth.toml", [a, b])
+    cluster = Nodes(
+        store_url, etcd.url(unique("cluster")), tmp_path, store_env, ["--auth-file", str(auth)]
+    )
+    try:
+        for i in range(2):
+            await cluster.add(f"n{i}")
+        owners = await wait_settled(cluster.live(), metadata=a.header)
+        n0 = cluster.nodes["n0"]
+        remote = next(s for s, node in owners.items() if node != "n0")
+        local = next((s for s, node in owners.items() if node == "n0"), remote)
+        tenant = tenant_on(remote, "a")
+        ch = channel(n0.host, n0.port)
+        try:
+            job = EnqueueRequest(id="fwd-1", tenant=tenant, queue="q")
+            enqueued = await unary(ch, "Enqueue", bytes(job), a)
+            assert enqueued.status == Status.OK, enqueued.message
+            got = await unary(ch, "GetJob", bytes(GetJobRequest(tenant=tenant, id="fwd-1")), a)
+            assert got.status == Status.OK, got.message
+            # Another tenant's token is refused before the call leaves n0; no token at all too.
+            denied = await unary(ch, "GetJob", bytes(GetJobRequest(tenant=tenant, id="fwd-1")), b)
+            assert denied.status == Status.PERMISSION_DENIED, denied.message
+            anonymous = await unary(ch, "Enqueue", bytes(job))
+            assert anonymous.status == Status.UNAUTHENTICATED
+            # A batch over both nodes' shards: each entry checked, the forwarded part accepted
+            # by its owner, the other tenant's entry refused alone.
+            batch = EnqueueBatchRequest(
+                jobs=[
+                    EnqueueRequest(tenant=tenant_on(local, "a"), queue="q"),
+                    EnqueueRequest(tenant=tenant, queue="q"),
+                    EnqueueRequest(tenant=tenant_on(remote, "b"), queue="q"),
+                ]
+            )
+            answered = await unary(ch, "EnqueueBatch", bytes(batch), a)
+            assert answered.status == Status.OK, answered.message
+            codes = [r.code for r in EnqueueBatchResponse.parse(answered.reply).results]
+            assert codes == [0, 0, Status.PERMISSION_DENIED.value]
+        finally:
+            ch.close()
+    finally:
+        await cluster.stop_all()
