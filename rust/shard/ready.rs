@@ -750,8 +750,8 @@ mod tests {
         assert_eq!(ix.peek(&qs, 3, &all()).len(), 2, "levels stop once they hold max");
         assert_eq!(ix.in_memory(), 7, "peeking takes nothing");
         // Serving "big" sends it to the back of the line: the peek follows the turns.
-        ix.pop(&qs);
-        ix.pop(&qs);
+        ix.pop(&qs, &all());
+        ix.pop(&qs, &all());
         assert_eq!(ix.peek(&qs, 100, &all())[0].tenants, vec![2, 2]);
     }
 
