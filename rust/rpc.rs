@@ -239,7 +239,7 @@ impl Broker {
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.cancel(r))
                 })
-                    .await
+                .await
             }
             Rpc::LeaseTasks => raw(bytes, c, |r| self.lease_tasks(r, scope)).await,
             Rpc::HeartbeatTask => {
@@ -276,21 +276,21 @@ impl Broker {
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.restart_job(r))
                 })
-                    .await
+                .await
             }
             Rpc::ExpediteJob => {
                 let shard = |r: &wire::ExpediteJobRequest| self.tenant_shard(&r.tenant);
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.expedite_job(r))
                 })
-                    .await
+                .await
             }
             Rpc::DeleteJob => {
                 let shard = |r: &wire::DeleteJobRequest| self.tenant_shard(&r.tenant);
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.delete_job(r))
                 })
-                    .await
+                .await
             }
             Rpc::ListQueues => {
                 let shard = |r: &wire::ListQueuesRequest| self.tenant_shard(&r.tenant);
@@ -302,21 +302,21 @@ impl Broker {
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.cancel_jobs(r))
                 })
-                    .await
+                .await
             }
             Rpc::RestartJobs => {
                 let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.restart_jobs(r))
                 })
-                    .await
+                .await
             }
             Rpc::DeleteJobs => {
                 let shard = |r: &wire::BulkJobsRequest| self.bulk_shard(r);
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.delete_jobs(r))
                 })
-                    .await
+                .await
             }
             Rpc::GetStats => raw(bytes, c, |r| self.get_stats(r)).await,
             Rpc::SetFaults => raw(bytes, c, |r| self.set_faults(r)).await,
@@ -335,28 +335,28 @@ impl Broker {
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.pause_queue(r))
                 })
-                    .await
+                .await
             }
             Rpc::ResumeQueue => {
                 let shard = |r: &wire::QueueRef| self.tenant_shard(&r.tenant);
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.resume_queue(r))
                 })
-                    .await
+                .await
             }
             Rpc::PutSchedule => {
                 let shard = |r: &wire::Schedule| self.tenant_shard(&r.tenant);
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.put_schedule(r))
                 })
-                    .await
+                .await
             }
             Rpc::DeleteSchedule => {
                 let shard = |r: &wire::ScheduleRef| self.tenant_shard(&r.tenant);
                 self.routed(rpc, bytes, ctx, c, shard, |r| {
                     audited(c, rpc, r, |r| self.delete_schedule(r))
                 })
-                    .await
+                .await
             }
             Rpc::GetSchedule => {
                 let shard = |r: &wire::ScheduleRef| self.tenant_shard(&r.tenant);

@@ -110,7 +110,11 @@ impl Broker {
         }
         let answered = self
             // The entries' tenants were checked against the stream's caller (`in_scope`).
-            .enqueue_batch_routed(Bytes::from(batch), &CallContext::default(), &Caller::Trusted)
+            .enqueue_batch_routed(
+                Bytes::from(batch),
+                &CallContext::default(),
+                &Caller::Trusted,
+            )
             .await
             .and_then(|reply| decode::<wire::EnqueueBatchResponse>(Bytes::from(reply)))
             .and_then(|reply| one_each(reply.results, slots.len()));

@@ -433,12 +433,7 @@ impl ReadyIndex {
                 else {
                     continue;
                 };
-                for (tick, tenant) in level
-                    .turn
-                    .iter()
-                    .filter(|(_, t)| scope.allows(t))
-                    .take(max)
-                {
+                for (tick, tenant) in level.turn.iter().filter(|(_, t)| scope.allows(t)).take(max) {
                     let Some(page) = level.tenants.get(tenant) else {
                         continue;
                     };
@@ -747,7 +742,11 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(ix.peek(&qs, 3, &all()).len(), 2, "levels stop once they hold max");
+        assert_eq!(
+            ix.peek(&qs, 3, &all()).len(),
+            2,
+            "levels stop once they hold max"
+        );
         assert_eq!(ix.in_memory(), 7, "peeking takes nothing");
         // Serving "big" sends it to the back of the line: the peek follows the turns.
         ix.pop(&qs, &all());

@@ -4,10 +4,10 @@
 //! once, then takes from the best ones). Neither takes or writes anything.
 
 use super::handle::Reply;
-use crate::auth::TenantScope;
 use super::ready::PeekLevel;
 use super::step::defer;
 use super::{Shard, Step};
+use crate::auth::TenantScope;
 
 /// A `WatchReady` call waiting for a due job in one of its queues, or for its deadline.
 pub(super) struct ReadyWatch {
