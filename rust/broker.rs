@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::TenantScope;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::metrics::MetricsSnapshot;
 use crate::proto::{admin, wire};
 use crate::routing;
 use crate::shard::{BulkStep, Enqueued, JobRef, Shard, ShardConfig, ShardHandle};
@@ -78,6 +79,13 @@ pub struct BrokerConfig {
     /// How long a node that stops renewing its etcd lease keeps its shards, in ms.
     #[serde(default = "default_node_ttl")]
     pub node_ttl: u64,
+    /// Whether the shards count what `/metrics` exports (`--metrics`).
+    #[serde(default = "default_metrics")]
+    pub metrics: bool,
+}
+
+fn default_metrics() -> bool {
+    true
 }
 
 fn default_node_ttl() -> u64 {
@@ -158,6 +166,7 @@ pub struct ShardOpener {
     lease_ms: i64,
     limits: Limits,
     retention_ms: i64,
+    metrics: bool,
 }
 
 impl ShardOpener {
@@ -175,6 +184,7 @@ impl ShardOpener {
             lease_ms: self.lease_ms,
             limits: self.limits,
             retention_ms: self.retention_ms,
+            metrics: self.metrics,
         };
         Shard::start(store, self.clock.clone(), config).await
     }
@@ -262,6 +272,7 @@ impl Broker {
             lease_ms: config.lease_ms,
             limits,
             retention_ms: config.retention,
+            metrics: config.metrics,
         };
         let node = Peer {
             node_id: config.node_id.clone().unwrap_or_else(|| "local".into()),
@@ -662,6 +673,24 @@ impl Broker {
             shard_count: self.shards.count(),
             hash: routing::TENANT_HASH.to_string(),
         })
+    }
+
+    /// What `/metrics` exports of the core (docs/operations.md#metrics): the shard's counters
+    /// and histograms and the object-store requests. Read without asking the actor, so it
+    /// answers during a store outage too.
+    /// With several local shards the figures are their sums (a queue label may then exceed
+    /// one shard's label bound, at most once per shard).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut shards = self.shards.locals().into_iter();
+        let mut snapshot = match shards.next() {
+            Some(first) => first.metrics().snapshot(),
+            None => crate::metrics::Metrics::new(false).snapshot(),
+        };
+        for shard in shards {
+            snapshot.add(&shard.metrics().snapshot());
+        }
+        snapshot.object_store_requests = self.requests.snapshot().into_iter().collect();
+        snapshot
     }
 
     /// The buffers of a new stream RPC, counted in this broker's gauges; serve it with

@@ -97,6 +97,10 @@ pub const META_NEXT_SEQ: &str = "next_seq";
 /// gauges, which must not cost a scan of the backlog).
 pub const META_SCHEDULED_JOBS: &str = "scheduled_jobs";
 pub const META_READY_JOBS: &str = "ready_jobs";
+/// The META entry counting the shard's jobs per status (a QueueCountsRecord, like
+/// TENANT_COUNTS summed over the tenants): the `silo_jobs{status}` gauge. A store written
+/// before it existed gets it rebuilt from TENANT_COUNTS once, when the shard opens.
+pub const META_JOB_COUNTS: &str = "job_counts";
 
 /// Builds one key field by field.
 #[derive(Debug, Clone, Default)]
@@ -216,6 +220,11 @@ pub fn queue_counts_prefix(tenant: &str) -> Vec<u8> {
 pub fn parse_queue_counts(key: &[u8]) -> Result<(String, String)> {
     let mut r = KeyReader::new(key, QUEUE_COUNTS)?;
     Ok((r.str()?, r.str()?))
+}
+
+/// The prefix of every TENANT_COUNTS key.
+pub fn tenant_counts_all() -> Vec<u8> {
+    KeyBuilder::family(TENANT_COUNTS).build()
 }
 
 pub fn tenant_counts(tenant: &str) -> Vec<u8> {

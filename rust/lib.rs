@@ -10,6 +10,7 @@ pub mod cron;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
+pub mod metrics;
 pub mod proto;
 pub mod record;
 pub mod retry;

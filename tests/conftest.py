@@ -395,3 +395,38 @@ async def make_api(
     yield make
     for api in opened:
         await api.close()
+
+
+# ---------------------------------------------------------------- the HTTP surface (web UI)
+
+
+@pytest.fixture(scope="module")
+def http_server(
+    store_factory: StoreFactory,
+    store_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    """One server per module serving HTTP too (`--http 127.0.0.1:0`; its `http_url`); use `ns`
+    to keep tests apart."""
+    yield from _module_server(store_factory, store_env, tmp_path_factory, http="127.0.0.1:0")
+
+
+@pytest.fixture
+async def http(http_server: ServerProcess) -> AsyncIterator[Any]:
+    """An aiohttp client session on `http_server` (no redirects followed: tests look at them)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(http_server.http_url) as session:
+        yield session
+
+
+@pytest.fixture
+async def http_api(http_server: ServerProcess) -> AsyncIterator[Any]:
+    """A `silo.Client` of `http_server`, to put jobs in the states a test needs."""
+    import silo
+
+    client = await silo.connect(http_server.address)
+    try:
+        yield client
+    finally:
+        await client.close()

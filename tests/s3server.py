@@ -275,6 +275,11 @@ class SeaweedS3(S3Server):
             f"-master.port.grpc={master_grpc}",
             "-master.telemetry=false",
             f"-volume.port={volume}",
+            # Each bucket is a collection with volumes of its own, and the suite makes a bucket
+            # per test: the automatic limit (free disk / volume size, counted at start) ran out
+            # mid-suite ("no free volumes left"). Volume files grow as written, so a high count
+            # costs no disk.
+            "-volume.max=5000",
             f"-volume.port.grpc={volume_grpc}",
             f"-filer.port={filer}",
             f"-filer.port.grpc={filer_grpc}",

@@ -41,6 +41,8 @@ def test_a_flag_beats_its_variable_which_beats_the_default() -> None:
         ({"log_level": "loud"}, {}, "--log-level"),
         ({}, {"SILO_FAULT_INJECTION": "maybe"}, "SILO_FAULT_INJECTION"),
         ({"max_payload_bytes": str(config.MAX_MESSAGE_BYTES + 1)}, {}, "--max-payload-bytes"),
+        ({"http": "nowhere"}, {}, "--http"),
+        ({}, {"SILO_HTTP": "127.0.0.1:99999"}, "SILO_HTTP"),
     ],
 )
 def test_a_bad_value_names_its_source(
@@ -58,7 +60,7 @@ def test_construction_checks_fields_too() -> None:
 def test_the_core_gets_every_broker_setting_and_nothing_else() -> None:
     sent = json.loads(ServeConfig(store="memory://", lease_ms=900).broker_settings())
     assert set(sent) == {s.name for s in SETTINGS if s.broker}
-    assert "listen" not in sent and "log_level" not in sent
+    assert "listen" not in sent and "log_level" not in sent and "http" not in sent
     assert sent["lease_ms"] == 900 and sent["flush_interval_ms"] is None
 
 
@@ -94,3 +96,15 @@ def test_retention_defaults_to_a_week_and_its_help_says_so() -> None:
     assert ServeConfig().retention == 7 * 86_400_000
     (retention,) = [s for s in SETTINGS if s.name == "retention"]
     assert retention.help_text.endswith("(default 7d)")
+
+
+def test_http_defaults_to_the_listen_host_and_the_next_port() -> None:
+    assert ServeConfig().http_host_port == ("127.0.0.1", 7071)
+    assert ServeConfig(listen="0.0.0.0:9000").http_host_port == ("0.0.0.0", 9001)
+    assert ServeConfig(listen="[::1]:9000").http_host_port == ("::1", 9001)
+    # A free port when the gRPC port is one (0) or there is no next port.
+    assert ServeConfig(listen="127.0.0.1:0").http_host_port == ("127.0.0.1", 0)
+    assert ServeConfig(listen="127.0.0.1:65535").http_host_port == ("127.0.0.1", 0)
+    assert ServeConfig(http="10.0.0.1:8080").http_host_port == ("10.0.0.1", 8080)
+    assert ServeConfig(http="off").http_host_port is None
+    assert ServeConfig.from_sources({}, {"SILO_HTTP": "off"}).http_host_port is None

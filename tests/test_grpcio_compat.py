@@ -162,10 +162,9 @@ def test_error_status_codes(grpcio_stub, pb: SimpleNamespace, ns) -> None:
         grpcio_stub.Cancel(m.CancelRequest(id="missing", tenant=ns.tenant), timeout=30)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
-    # RPCs of later issues answer UNIMPLEMENTED over the wire.
-    with pytest.raises(grpc.RpcError) as info:
-        grpcio_stub.GetCluster(m.GetClusterRequest(), timeout=30)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # GetCluster with no field set: a single broker is one node owning every shard.
+    cluster = grpcio_stub.GetCluster(m.GetClusterRequest(), timeout=30)
+    assert [sorted(n.shards) for n in cluster.nodes] == [list(range(cluster.shard_count))]
 
 
 def test_enqueue_stream(grpcio_stub, pb: SimpleNamespace, ns) -> None:

@@ -161,6 +161,13 @@ class Broker:
         the nodes that stay (at once without a cluster)."""
     def settings(self) -> dict[str, str]:
         """The effective settings (store, flush_interval_ms, lease_ms, ...) for logs and bench."""
+    def metrics(self) -> dict[str, Any]:
+        """The core's counters and histograms for /metrics, read without waiting for the shard:
+        `queues`: [(queue label, enqueued, leased, {outcome: finished})] (at most 200 labels
+        plus "_other"; outcomes succeeded, failed, cancelled, lease_expired);
+        `commit_batch_size` and `commit_duration_seconds`: {"buckets": [(upper bound,
+        cumulative count)], "count": int, "sum": float}; `jobs`: {status: jobs stored} (lower-case
+        status names); `object_store_requests`: {op: n}."""
     def close(self, future: asyncio.Future[None]) -> Call:
         """Finish queued commands, flush and close SlateDB; settles `future` with None.
         Idempotent."""

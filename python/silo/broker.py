@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from silo import _native
-from silo.config import DEFAULT_LISTEN, DEFAULT_STORE, ServeConfig, parse_listen
+from silo.config import DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_STORE, ServeConfig, parse_listen
 from silo.methods import ApiMethods
 
 if TYPE_CHECKING:
     from silo.server.app import RunningServer
+    from silo.server.metrics import BrokerMetrics
+    from silo.web import RunningHttp
 
 __all__ = ["ActingAs", "Broker", "open"]
 
@@ -59,6 +61,8 @@ class Broker(ApiMethods):
         #: hands each call's metadata over with it (docs/cluster.md#routing).
         self.forwards = forwards
         self._servers: list[RunningServer] = []
+        self._http: list[RunningHttp] = []
+        self._metrics: BrokerMetrics | None = None
         self._closed = False
 
     @classmethod
@@ -165,9 +169,38 @@ class Broker(ApiMethods):
         host, port = parse_listen(address)
         check_exposure({"address": address}, auth=auth_file is not None, insecure=insecure)
         auth = None if auth_file is None else Authenticator.from_file(auth_file)
-        running = await start_server(self, bind(host, port), auth=auth, tls=tls)
+        running = await start_server(
+            self, bind(host, port), auth=auth, tls=tls, observe=self.metrics.rpc_observer()
+        )
         self._servers.append(running)
         return running
+
+    async def serve_http(self, address: str = DEFAULT_HTTP) -> RunningHttp:
+        """Serve the web UI, `/metrics`, `/healthz` and `/readyz` of this broker on `address`
+        (`HOST:PORT`; port 0 picks a free one; the returned server's `address` says which), as
+        `silo serve --http` does (docs/ui.md). `close()` stops it. To mount the UI in an aiohttp
+        application of your own instead, use `silo.web.create_app(broker)`.
+
+        Raises OSError when the address cannot be bound, ValueError when it is malformed.
+        """
+        from silo.server.app import bind
+        from silo.web import start_http
+
+        host, port = parse_listen(address)
+        running = await start_http(self, bind(host, port))
+        self._http.append(running)
+        return running
+
+    @property
+    def metrics(self) -> BrokerMetrics:
+        """This broker's Prometheus registry (docs/operations.md#metrics): the core's counters
+        and histograms, and the durations of the gRPC calls its `serve()` servers answer."""
+        if self._metrics is None:
+            from silo.server.metrics import BrokerMetrics
+
+            counting = self.settings().get("metrics") != "false"
+            self._metrics = BrokerMetrics(self._native.metrics, counting=counting)
+        return self._metrics
 
     # Lifecycle
 
@@ -186,15 +219,21 @@ class Broker(ApiMethods):
         await _run(self._loop, self._native.leave)
 
     async def close(self) -> None:
-        """Stop the gRPC servers of `serve()` (their calls in flight finish first), finish
-        queued commands, answer parked LeaseTasks, flush and close the store. Idempotent."""
+        """Stop the gRPC servers of `serve()` (their calls in flight finish first) and the
+        HTTP servers of `serve_http()`, finish queued commands, answer parked LeaseTasks, flush
+        and close the store. Idempotent."""
         servers, self._servers = self._servers, []
+        http, self._http = self._http, []
+        for site in http:
+            site.drain()
         for server in servers:
             await server.drain()
         self._closed = True
         await _run(self._loop, self._native.close)
         for server in servers:
             await server.close()
+        for site in http:
+            await site.close()
 
     @property
     def closed(self) -> bool:

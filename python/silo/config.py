@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "DEFAULT_HTTP",
     "DEFAULT_LISTEN",
     "DEFAULT_STORE",
+    "HTTP_OFF",
     "LOG_LEVELS",
     "MAX_MESSAGE_BYTES",
     "ConfigError",
@@ -38,6 +40,8 @@ __all__ = [
 
 DEFAULT_STORE: Final = "./silo-data"
 DEFAULT_LISTEN: Final = "127.0.0.1:7070"
+#: Where `silo serve` serves HTTP when neither `--http` nor `--listen` is given.
+DEFAULT_HTTP: Final = "127.0.0.1:7071"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 #: Largest gRPC message the server accepts (docs/api.md#limits), so also the payload limit's
 #: ceiling.
@@ -168,6 +172,18 @@ def _check_listen(value: Any) -> None:
     parse_listen(value)
 
 
+#: `--http off`: no HTTP server.
+HTTP_OFF: Final = "off"
+
+
+def _check_http(value: Any) -> None:
+    if value is None or value == HTTP_OFF:
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"expected HOST:PORT or {HTTP_OFF}")
+    parse_listen(value)
+
+
 def _check_positive(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError("expected a positive integer")
@@ -285,6 +301,7 @@ MAX_SHARDS: Final = 1024
 
 _STORE: Final = Kind(str, _check_store)
 _LISTEN: Final = Kind(str, _check_listen)
+_HTTP: Final = Kind(str, _check_http)
 _LOG_LEVEL: Final = Kind(str.lower, _check_log_level)
 _POSITIVE: Final = Kind(_int, _check_positive)
 _LEASE: Final = Kind(_int, _check_lease)
@@ -292,6 +309,7 @@ _OPTIONAL_POSITIVE: Final = Kind(_int, _check_optional_positive)
 _NON_NEGATIVE: Final = Kind(_int, _check_non_negative)
 _PAYLOAD: Final = Kind(_int, _check_payload)
 _SWITCH: Final = Kind(_bool, _check_bool, switch=True)
+_ON_OFF: Final = Kind(_bool, _check_bool, show=lambda on: "on" if on else "off")
 _DURATION: Final = Kind(_duration_ms, _check_non_negative, show=_show_duration)
 _SHARDS: Final = Kind(_int, _check_optional_shards)
 _CLUSTER: Final = Kind(str, _check_optional_cluster)
@@ -315,6 +333,13 @@ class ServeConfig:
         DEFAULT_LISTEN,
         "HOST:PORT to serve gRPC on; port 0 picks a free one",
         _LISTEN,
+        broker=False,
+    )
+    http: str | None = _setting(
+        None,
+        "HOST:PORT of the web UI, /metrics, /healthz and /readyz, or `off` (default: the "
+        "--listen host and the next port; a free port when the gRPC port is 0)",
+        _HTTP,
         broker=False,
     )
     lease_ms: int = _setting(30_000, "lease duration of a task without heartbeat, in ms", _LEASE)
@@ -419,6 +444,12 @@ class ServeConfig:
         _POSITIVE,
         broker=False,
     )
+    metrics: bool = _setting(
+        True,
+        "count what /metrics exports: `on` or `off` (off: the core counts nothing, no RPC is "
+        "timed and /metrics answers 404; to measure what the counting costs)",
+        _ON_OFF,
+    )
 
     shards: int | None = _setting(
         None,
@@ -472,6 +503,18 @@ class ServeConfig:
     def host_port(self) -> tuple[str, int]:
         """`listen` split into host and port."""
         return parse_listen(self.listen)
+
+    @property
+    def http_host_port(self) -> tuple[str, int] | None:
+        """Where the HTTP server listens (docs/operations.md#http), None with `--http off`: the
+        `http` setting, else the `listen` host and the next port (a free port when the gRPC
+        port is 0 or the last one)."""
+        if self.http == HTTP_OFF:
+            return None
+        if self.http is not None:
+            return parse_listen(self.http)
+        host, port = self.host_port
+        return host, (port + 1 if 0 < port < 65535 else 0)
 
     def broker_settings(self, *, bound: str | None = None) -> str:
         """The settings the Rust core is opened with, as one JSON object (field name -> value).

@@ -222,7 +222,16 @@ class _OrderedStream:
                 with stream._wrapper:
                     await stream._stream.send_data(data)
             except _SEND_ERRORS as exc:
-                failure = errors.Unavailable(f"cannot send on the stream: {exc!r}")
+                # A broker that refused the stream (a token, a limit) sent its status before
+                # the reset the send ran into: that status is the answer, not a broken stream.
+                status = received_status(stream)
+                failure: errors.SiloError
+                if status is None or status[0] is Status.OK:
+                    failure = errors.Unavailable(f"cannot send on the stream: {exc!r}")
+                elif status[0] is Status.UNIMPLEMENTED:
+                    failure = StreamRefused(f"the broker does not serve {self._path}")
+                else:
+                    failure = error_of(status[0].value, status[1])
                 for waiter in waiters:
                     if not waiter.future.done():
                         waiter.future.set_exception(failure)

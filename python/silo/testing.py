@@ -74,6 +74,8 @@ async def drain(
 # The readiness line of `silo serve` (docs/operations.md#running-silo-serve); the server may
 # log it on stdout or stderr.
 _LISTENING = re.compile(r"listening on (?P<host>\S+):(?P<port>\d+)")
+# The line of the HTTP server (`--http`), printed before the readiness line.
+_HTTP_ON = re.compile(r"^http on (?P<address>\S+:\d+)$")
 
 
 class ServerStartError(RuntimeError):
@@ -95,6 +97,7 @@ class _Drain:
         self.lines: list[str] = []
         self.log_path = log_path
         self.ready_match: re.Match[str] | None = None
+        self.http_match: re.Match[str] | None = None
         self._pipe = pipe
         self._ready = ready
         self._thread = threading.Thread(
@@ -109,6 +112,8 @@ class _Drain:
                 log.flush()
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 self.lines.append(line)
+                if self.http_match is None:
+                    self.http_match = _HTTP_ON.match(line)
                 if self.ready_match is None:
                     match = _LISTENING.search(line)
                     if match is not None:
@@ -132,6 +137,10 @@ class ServerProcess:
     listen: pass the listen address at all; False lets the server use its default
         (set `port` to that default so `address` and `stub()` match).
     env: extra environment variables for the child.
+    http: the `--http` value: "off" (the default here: no HTTP server, so that test servers
+        need one port only), "127.0.0.1:0" for a free port, or None to pass none (the
+        server's default: the listen host and the next port). `http_address` says where it
+        serves once started.
     log_dir: where the child's stdout/stderr logs go; default a new temporary directory.
 
     Attributes: `host`, `port`, `address` ("HOST:PORT"), `store`, `returncode` (after exit),
@@ -149,6 +158,7 @@ class ServerProcess:
         use_env: bool = False,
         listen: bool = True,
         env: Mapping[str, str] | None = None,
+        http: str | None = "off",
         cwd: str | os.PathLike[str] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         startup_timeout: float = 60.0,
@@ -161,6 +171,7 @@ class ServerProcess:
         self.use_env = use_env
         self.listen = listen
         self.env = dict(env or {})
+        self.http = http
         self.cwd = cwd
         self.startup_timeout = startup_timeout
         self.log_dir = (
@@ -196,6 +207,8 @@ class ServerProcess:
                 cmd += ["--store", self.store]
             if self.lease_ms is not None:
                 cmd += ["--lease-ms", str(self.lease_ms)]
+            if self.http is not None:
+                cmd += ["--http", self.http]
         return cmd + self.extra_args
 
     def _child_env(self) -> dict[str, str]:
@@ -208,6 +221,8 @@ class ServerProcess:
                 env["SILO_STORE"] = self.store
             if self.lease_ms is not None:
                 env["SILO_LEASE_MS"] = str(self.lease_ms)
+            if self.http is not None:
+                env["SILO_HTTP"] = self.http
         env.update(self.env)
         return env
 
@@ -264,6 +279,22 @@ class ServerProcess:
         self.returncode = self._proc.wait()
         for drain in self._drains:
             drain.join(10.0)
+
+    @property
+    def http_address(self) -> str | None:
+        """`HOST:PORT` of the HTTP server (web UI, /metrics), from its `http on` line; None
+        when the server serves no HTTP (`--http off`) or is not started."""
+        for drain in self._drains:
+            if drain.http_match is not None:
+                return drain.http_match["address"]
+        return None
+
+    @property
+    def http_url(self) -> str:
+        """`http://HOST:PORT` of the HTTP server; RuntimeError when it serves none."""
+        if self.http_address is None:
+            raise RuntimeError("this server serves no HTTP (start it with http='127.0.0.1:0')")
+        return f"http://{self.http_address}"
 
     def listening_lines(self) -> list[str]:
         """Every line of this run's output that matches `listening on HOST:PORT`."""

@@ -31,6 +31,7 @@ async fn broker_of(shards: Option<u32>) -> Arc<Broker> {
         gc_interval_ms: 3_600_000,
         gc_min_age_ms: 3_600_000,
         fault_injection: false,
+        metrics: true,
         retention: 0,
         shards,
         node_id: None,

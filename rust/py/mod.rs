@@ -7,6 +7,7 @@ mod auth;
 mod completions;
 mod convert;
 mod errors;
+mod metrics;
 mod streams;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use futures::FutureExt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyDict;
 
 use crate::broker::{Broker, BrokerConfig, CallContext};
 use crate::error::{Error, Result};
@@ -130,6 +132,12 @@ impl PyBroker {
             broker.leave().await;
             Ok(Reply::Nothing)
         })
+    }
+
+    /// The core's counters and histograms for /metrics (python/silo/_native.pyi says the
+    /// shape).
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metrics::to_dict(py, &self.inner.metrics())
     }
 
     fn close(&self, future: Py<PyAny>) -> PyCall {

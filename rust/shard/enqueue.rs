@@ -65,6 +65,7 @@ impl Shard {
                 .put(keys::payload(&rec.tenant, &rec.id), job.payload.clone());
         }
         self.add_queued(st, &mut rec, due, Some(job.payload));
+        self.metrics.job_enqueued(&rec.queue);
         Ok(Enqueued {
             id: rec.id,
             deduplicated: false,

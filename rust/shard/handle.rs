@@ -12,6 +12,7 @@ use super::flow::FlowCommand;
 use super::worker_session::{SessionId, SessionOpen};
 use crate::auth::TenantScope;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::proto::{admin, wire};
 use crate::validate::{
     HeartbeatParams, LeaseParams, ListJobsParams, NewJob, ReportParams, WaitJobParams,
@@ -78,9 +79,16 @@ pub struct ShardHandle {
     /// Set when the shard is being handed to another node (`hand_over`): calls it refuses
     /// from then on answer `ShardUnavailable`, which the router retries on the new owner.
     pub(super) moving: Arc<AtomicBool>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl ShardHandle {
+    /// The shard's counters and histograms (read without asking the actor, so `/metrics`
+    /// answers whatever the actor is doing).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub(super) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.tx

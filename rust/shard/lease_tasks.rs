@@ -172,6 +172,7 @@ impl Shard {
             }),
         );
         self.put_job(st, &mut job);
+        self.metrics.task_leased(&job.queue);
         let task = wire::Task {
             task_id: task_id.clone(),
             is_last_attempt: retry::is_last_attempt(&job),

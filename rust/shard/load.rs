@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::lifecycle::JobState;
+use crate::metrics::Metrics;
 use crate::proto::records;
 use crate::record;
 use crate::store::ShardStore;
@@ -40,6 +41,7 @@ impl Shard {
         let health = Arc::new(DbHealth::default());
         watch_db(&db, health.clone(), fenced.clone());
         let flush_now = store.eager_flush().then(|| spawn_flusher(db.clone()));
+        let counting = config.metrics;
         let mut shard = Shard {
             store,
             db,
@@ -66,9 +68,11 @@ impl Shard {
             ready_watches: Vec::new(),
             moving: Arc::default(),
             last_write: None,
+            metrics: Arc::new(Metrics::new(counting)),
             flush_now,
         };
         shard.load().await?;
+        let metrics = shard.metrics.clone();
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let moving = shard.moving.clone();
         let index = shard.config.index;
@@ -78,6 +82,7 @@ impl Shard {
             tx,
             fenced: fenced_rx,
             moving,
+            metrics,
         })
     }
 
@@ -100,6 +105,8 @@ impl Shard {
         self.expiries = Page::unread();
         self.schedules = Page::unread();
         self.counts_cache = Default::default();
+        let jobs = self.load_job_counts().await?;
+        self.metrics.set_jobs(jobs);
         self.retention = Default::default();
         self.last_write = None;
         self.load_paused().await?;

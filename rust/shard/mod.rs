@@ -114,6 +114,8 @@ pub struct ShardConfig {
     pub limits: Limits,
     /// How long a terminal job is kept before retention deletes it; 0 keeps jobs forever.
     pub retention_ms: i64,
+    /// Whether the actor counts what `/metrics` exports (off: `Metrics` stays at zero).
+    pub metrics: bool,
 }
 
 /// The actor's state. Fields below `config` are caches rebuilt by `load`; only the actor
@@ -163,6 +165,8 @@ pub struct Shard {
     moving: Arc<std::sync::atomic::AtomicBool>,
     /// The last write; answers of a step wait on it so none reveals non-durable state.
     last_write: Option<WriteHandle>,
+    /// Counters and histograms for /metrics (only the actor writes them).
+    metrics: Arc<crate::metrics::Metrics>,
     /// Asks the flusher task for a WAL flush now (local stores only; see health.rs).
     flush_now: Option<mpsc::Sender<()>>,
 }

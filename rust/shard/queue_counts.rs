@@ -1,7 +1,7 @@
-//! Job counts per (tenant, queue) and per tenant, by status, kept incrementally: `put_job` and
-//! the deletes record each job's move as a delta of the step, and the step writes the changed
-//! counts in its batch (docs/architecture.md#indexes-and-counts). Nothing ever counts by
-//! scanning jobs.
+//! Job counts per (tenant, queue), per tenant and for the whole shard (the `silo_jobs` gauge),
+//! by status, kept incrementally: `put_job` and the deletes record each job's move as a delta
+//! of the step, and the step writes the changed counts in its batch
+//! (docs/architecture.md#indexes-and-counts). Nothing ever counts by scanning jobs.
 //!
 //! Tenants and queues are unbounded, so memory holds a bounded LRU cache of counts. A count the
 //! step changes and the cache lacks is read from the store once (one point read per such count
@@ -58,6 +58,7 @@ impl CountDeltas {
         for key in [
             keys::queue_counts(tenant, queue),
             keys::tenant_counts(tenant),
+            keys::meta(keys::META_JOB_COUNTS),
         ] {
             let d = self.0.entry(key).or_default();
             if let Some(from) = from {
@@ -94,6 +95,7 @@ impl Shard {
     /// and written in the step's batch (deleted when every status is 0, so a queue whose jobs
     /// are all deleted disappears). Called before anything reads counts and at commit.
     pub(super) async fn flush_counts(&mut self, st: &mut Step) -> Result<()> {
+        let shard_key = keys::meta(keys::META_JOB_COUNTS);
         for (key, delta) in std::mem::take(&mut st.counts).0 {
             if delta == Counts::default() {
                 continue;
@@ -117,9 +119,34 @@ impl Shard {
             } else {
                 st.txn.put(key.clone(), encode_counts(&counts));
             }
+            if key == shard_key {
+                self.metrics.set_jobs(counts);
+            }
             self.counts_cache.0.put(key, counts);
         }
         Ok(())
+    }
+
+    /// The shard's jobs per status as stored (META job_counts); rebuilt from the tenants'
+    /// counts, and written, for a store made before that entry existed (one scan of
+    /// TENANT_COUNTS, once). Called when the shard opens.
+    pub(super) async fn load_job_counts(&mut self) -> Result<Counts> {
+        let key = keys::meta(keys::META_JOB_COUNTS);
+        if let Some(v) = self.db.get(&key).await? {
+            return decode_counts(&v);
+        }
+        let mut total = Counts::default();
+        let mut iter = self.db.scan_prefix(&keys::tenant_counts_all(), ..).await?;
+        while let Some(kv) = iter.next().await? {
+            for (t, n) in total.iter_mut().zip(decode_counts(&kv.value)?) {
+                *t += n;
+            }
+        }
+        if total != Counts::default() {
+            tracing::info!(?total, "job counts rebuilt from the tenants' counts");
+            self.db.put(&key, encode_counts(&total)).await?;
+        }
+        Ok(total)
     }
 
     /// The counts under one key as this step leaves them (after `flush_counts`).
@@ -149,6 +176,7 @@ mod tests {
         let q = d.0[&keys::queue_counts("t", "q")];
         assert_eq!(q, [0, 1, 0, 0, 0, 0]);
         assert_eq!(d.0[&keys::tenant_counts("t")], [0, 2, 0, 0, 0, 0]);
+        assert_eq!(d.0[&keys::meta(keys::META_JOB_COUNTS)], [0, 2, 0, 0, 0, 0]);
         let rec = encode_counts(&[1, 2, 3, 4, 5, 6]);
         assert_eq!(decode_counts(&rec).unwrap(), [1, 2, 3, 4, 5, 6]);
     }

@@ -8,6 +8,7 @@ use super::{LeaseUse, Shard, Step};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::lifecycle::{self, Event, JobState};
+use crate::metrics::TaskOutcome;
 use crate::proto::records;
 use crate::record;
 use crate::retry;
@@ -46,6 +47,8 @@ impl Shard {
         self.ready_all(admitted);
         job.current_task_id.clear();
         let mut result = None;
+        self.metrics
+            .task_finished(&job.queue, task_outcome(&outcome));
         let event = match outcome {
             Outcome::Success(r) => {
                 attempt.state = records::AttemptState::Succeeded as i32;
@@ -107,5 +110,16 @@ impl Shard {
             non_retryable: false,
         };
         self.end_attempt(st, lease, Outcome::Failure(failure));
+    }
+}
+
+/// How an attempt ending with `outcome` counts in `silo_tasks_finished_total`: a failure
+/// with the reserved code `lease_expired` is an expiry (no worker may report that code).
+fn task_outcome(outcome: &Outcome) -> TaskOutcome {
+    match outcome {
+        Outcome::Success(_) => TaskOutcome::Succeeded,
+        Outcome::Failure(f) if f.code == LEASE_EXPIRED => TaskOutcome::LeaseExpired,
+        Outcome::Failure(_) => TaskOutcome::Failed,
+        Outcome::Cancelled => TaskOutcome::Cancelled,
     }
 }

@@ -312,6 +312,8 @@ impl Shard {
         if st.replies.is_empty() && st.txn.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
+        let wrote = !st.txn.is_empty();
         if let Some(batch) = st.txn.into_batch() {
             match self.db.write(batch).await {
                 Ok(handle) => {
@@ -336,6 +338,7 @@ impl Shard {
         let health = self.health.clone();
         let fenced = self.fenced.clone();
         let replies = st.replies;
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let durable = match handle {
                 Some(h) => match h.await_durable().await {
@@ -348,6 +351,9 @@ impl Shard {
                 },
                 None => Ok(()),
             };
+            if wrote && durable.is_ok() {
+                metrics.commit(replies.len(), started.elapsed());
+            }
             for reply in replies {
                 reply(durable.clone());
             }

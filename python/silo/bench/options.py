@@ -183,6 +183,29 @@ def _wait_ms_flag(p: argparse.ArgumentParser, *, default: int) -> None:
     )
 
 
+def _probe_and_fill_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of the scenarios that fill a queue step by step and probe it after each step
+    (backlog, ops)."""
+    p.add_argument(
+        "--probes",
+        type=_positive,
+        default=200,
+        metavar="N",
+        help="sequential probe calls per step and kind (default 200)",
+    )
+    _fill_batch_flag(p)
+    p.add_argument(
+        "--fill-clients", type=_positive, default=4, metavar="N", help="fill clients (4)"
+    )
+    p.add_argument(
+        "--settle-s",
+        type=_seconds,
+        default=2.0,
+        metavar="S",
+        help="idle seconds after each fill before probing (default 2)",
+    )
+
+
 def _fill_batch_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fill-batch", type=_positive, default=1000, metavar="B", help="EnqueueBatch size (1000)"
@@ -437,24 +460,7 @@ def _backlog(p: argparse.ArgumentParser) -> None:
         metavar="N,N",
         help="queued jobs at which to measure (default 0,1M,5M,10M)",
     )
-    p.add_argument(
-        "--probes",
-        type=_positive,
-        default=200,
-        metavar="N",
-        help="sequential probe calls per step and kind (default 200)",
-    )
-    _fill_batch_flag(p)
-    p.add_argument(
-        "--fill-clients", type=_positive, default=4, metavar="N", help="fill clients (4)"
-    )
-    p.add_argument(
-        "--settle-s",
-        type=_seconds,
-        default=2.0,
-        metavar="S",
-        help="idle seconds after each fill before probing (default 2)",
-    )
+    _probe_and_fill_flags(p)
     p.add_argument(
         "--time-budget-s",
         type=_seconds,
@@ -587,23 +593,11 @@ def _ops(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="FAILED jobs tagged customer=c42, made first (default 100)",
     )
+    _probe_and_fill_flags(p)
     p.add_argument(
-        "--probes",
-        type=_positive,
-        default=200,
-        metavar="N",
-        help="sequential probe calls per step and kind (default 200)",
-    )
-    _fill_batch_flag(p)
-    p.add_argument(
-        "--fill-clients", type=_positive, default=4, metavar="N", help="fill clients (4)"
-    )
-    p.add_argument(
-        "--settle-s",
-        type=_seconds,
-        default=2.0,
-        metavar="S",
-        help="idle seconds after each fill before probing (default 2)",
+        "--ui",
+        action="store_true",
+        help="serve the web UI too and time its pages: on the empty broker, then at each step",
     )
 
 

@@ -50,6 +50,8 @@ class Target:
         self.server: ServerProcess | None = None
         self.pid: int | None = args.broker_pid
         self.store: str | None = None
+        #: Whether the broker started here serves HTTP too (`silo bench ops --ui`).
+        self._http = bool(getattr(args, "ui", False))
         if args.target:
             self.address: str = args.target
             self.mode = "attached"
@@ -69,7 +71,11 @@ class Target:
             if self.store is None:
                 self.store = str(self._tmp / "store")
             self.server = ServerProcess(
-                self.store, lease_ms=None, extra_args=self._serve_args, log_dir=self._tmp / "logs"
+                self.store,
+                lease_ms=None,
+                extra_args=self._serve_args,
+                log_dir=self._tmp / "logs",
+                http="127.0.0.1:0" if self._http else "off",
             )
             try:
                 self.server.start()
@@ -98,6 +104,13 @@ class Target:
                 print(f"kept store and logs in {self._tmp}", file=self._out, flush=True)
             else:
                 shutil.rmtree(self._tmp, ignore_errors=True)
+
+    @property
+    def http_url(self) -> str:
+        """`http://HOST:PORT` of the web UI of the broker started here (with `ops --ui`)."""
+        if self.server is None:
+            raise RuntimeError("--ui needs a broker started by the bench (not --target)")
+        return self.server.http_url
 
     # ------------------------------------------------------------------------ observations
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import grpc
 
-from silo.bench.procs import AUX, DONE, SENT, Child
+from silo.bench.procs import AUX, DONE, SENT, Child, Task
 from silo.bench.rpc import pb
 
 __all__ = [
@@ -201,6 +201,37 @@ class EnqueueCount:
     queue: str
     payload_bytes: int
     tenant: str = ""
+
+
+def fill_tasks(
+    shares: Sequence[int],
+    jobs: int,
+    *,
+    batch: int,
+    queue: str,
+    payload_bytes: int,
+    tenant: str = "",
+) -> list[Task]:
+    """The load-generator processes that enqueue `jobs` jobs together: one per entry of
+    `shares` (its clients, from `Bench.split`), each enqueuing its share of the jobs."""
+    clients = sum(shares)
+    counts = [jobs * n // clients for n in shares]
+    counts[0] += jobs - sum(counts)
+    return [
+        Task(
+            enqueue_count,
+            EnqueueCount(
+                threads=n,
+                jobs=j,
+                batch=batch,
+                queue=queue,
+                payload_bytes=payload_bytes,
+                tenant=tenant,
+            ),
+            "filler",
+        )
+        for n, j in zip(shares, counts, strict=True)
+    ]
 
 
 def enqueue_count(child: Child, spec: EnqueueCount) -> dict[str, Any]:

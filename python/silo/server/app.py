@@ -1,19 +1,22 @@
 """Runs a broker as a gRPC server (`silo serve`; `silo.Broker.serve` for an embedded one): Silo
 and Admin services, standard health service, graceful shutdown.
 
-Startup: bind the socket, open the store, serve, print `listening on HOST:PORT`. On SIGTERM or
-SIGINT: refuse new calls (UNAVAILABLE, health NOT_SERVING), stop the streams (each answers what it
-read and ends OK), let calls in flight finish, close the broker (which flushes SlateDB and answers
-parked LeaseTasks and WaitJob calls), let those answers go out and the streams' clients read their
-ends, close the server, and return 0. A SIGTERM or SIGINT while the store is still opening gives the
-opening up and returns 0 at once. If a newer broker fences this one off the store, the same shutdown
-runs and the exit code is 1. Every error is one line on stderr starting with `silo:`.
+Startup: bind the sockets (gRPC, and HTTP unless `--http off`), open the store, serve, print
+`http on HOST:PORT` (the web UI and /metrics, python/silo/web/) and `listening on HOST:PORT`.
+On SIGTERM or SIGINT: /readyz answers 503; refuse new calls (UNAVAILABLE, health NOT_SERVING),
+stop the streams (each answers what it read and ends OK), let calls in flight finish, close the
+broker (which flushes SlateDB and answers parked LeaseTasks and WaitJob calls), let those answers
+go out and the streams' clients read their ends, close the gRPC and HTTP servers, and return 0. A
+SIGTERM or SIGINT while the store is still opening gives the opening up and returns 0 at once. If
+a newer broker fences this one off the store, the same shutdown runs and the exit code is 1.
+Every error is one line on stderr starting with `silo:`.
 
 Security (docs/security.md): with `--auth-file` every call needs a known bearer token and SIGHUP
-re-reads the file (a bad file keeps the old tokens); `--tls-cert/--tls-key` serve TLS,
-`--tls-client-ca` requires client certificates. Before anything is bound, the server refuses
-(exit 2) a non-loopback `--listen` without `--auth-file` unless `--insecure`, an auth file with a
-bad entry, and unusable TLS files. The transport's limits (limits.py) guard every connection.
+re-reads the file (a bad file keeps the old tokens); `--tls-cert/--tls-key` serve TLS (gRPC and
+HTTP), `--tls-client-ca` requires client certificates. Before anything is bound, the server
+refuses (exit 2) a non-loopback `--listen` or `--http` without `--auth-file` unless `--insecure`,
+an auth file with a bad entry, and unusable TLS files. The transport's limits (limits.py) guard
+every connection.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ from silo.config import ConfigError
 from silo.server.auth import Authenticator, AuthError
 from silo.server.codec import PassthroughCodec
 from silo.server.limits import GuardedProtocol, Limits, LimitSettings
-from silo.server.service import BrokerApi, CallTracker, Gate, services
+from silo.server.service import BrokerApi, CallTracker, Gate, ObserveRpc, services
 from silo.server.transport import CoalescingProtocol
+from silo.web import start_http
 
 if TYPE_CHECKING:
     from silo.config import ServeConfig
@@ -292,9 +296,11 @@ async def start_server(
     auth: Authenticator | None = None,
     tls: ssl.SSLContext | None = None,
     limits: LimitSettings | None = None,
+    observe: ObserveRpc | None = None,
 ) -> RunningServer:
     """Serve `broker` on the bound socket `sock` (taken over: closing the server closes it),
     with `auth`'s tokens (None: no checks), over `tls` (None: plaintext), within `limits`.
+    `observe` learns each unary call's duration (the broker's `silo_rpc_duration_seconds`).
 
     Serves silo.v1.Silo, silo.admin.v1.Admin and grpc.health.v1.Health; health answers SERVING
     for "" and "silo.v1.Silo" until the server drains, and needs no token.
@@ -302,7 +308,7 @@ async def start_server(
     tracker = CallTracker()
     server_limits = Limits(limits)
     gate = Gate(server_limits, auth)
-    silo, admin = services(broker, tracker, gate)
+    silo, admin = services(broker, tracker, gate, observe)
     health_status = ServiceStatus()
     health_status.set(True)
     health = Health({silo: [health_status], OVERALL: [health_status]})
@@ -328,8 +334,11 @@ async def run(config: ServeConfig) -> int:
         return _fail(f"the native module is not built ({exc}); run `make install`")
 
     try:
+        exposed = {"--listen": config.listen}
+        if config.http_host_port is not None:
+            exposed["--http"] = format_address(*config.http_host_port)
         check_exposure(
-            {"--listen": config.listen},
+            exposed,
             auth=config.auth_file is not None,
             insecure=config.insecure,
         )
@@ -347,22 +356,41 @@ async def run(config: ServeConfig) -> int:
         sock = bind(host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {config.listen}: {exc}")
+    http_sock: socket.socket | None = None
+    http_address = config.http_host_port
+    if http_address is not None:
+        try:
+            http_sock = bind(*http_address)
+        except OSError as exc:
+            sock.close()
+            where = format_address(*http_address)
+            return _fail(f"cannot serve http on {where}: {exc} (set --http, or --http off)")
 
     try:
         bound = format_address(*sock.getsockname()[:2])
         broker = await _unless_stopped(Broker.open(config, bound=bound), stop)
     except errors.SiloError as exc:
-        sock.close()
+        _close_all(sock, http_sock)
         return _fail(f"cannot open store {config.store!r}: {exc}")
     if broker is None:
-        sock.close()
+        _close_all(sock, http_sock)
         log.info("stopped while the store was opening; nothing was served")
         return EXIT_OK
 
     log.info("broker settings: %s", broker.settings())
-    running = await start_server(broker, sock, auth=auth, tls=tls, limits=LimitSettings.of(config))
+    running = await start_server(
+        broker,
+        sock,
+        auth=auth,
+        tls=tls,
+        limits=LimitSettings.of(config),
+        observe=broker.metrics.rpc_observer(),
+    )
+    http = None if http_sock is None else await start_http(broker, http_sock)
     exit_code = EXIT_OK
     if not stop.is_set():
+        if http is not None:
+            print(f"http on {http.address}", flush=True)
         print(f"listening on {running.address}", flush=True)
         fenced = asyncio.ensure_future(broker.wait_fenced())
         stopped = asyncio.ensure_future(stop.wait())
@@ -381,6 +409,8 @@ async def run(config: ServeConfig) -> int:
         log.info("leaving the cluster: handing shards over")
         await broker.leave()
     log.info("shutting down: draining %d call(s) in flight", running.tracker.in_flight)
+    if http is not None:
+        http.drain()
     if not await running.drain():
         log.warning("calls still in flight after %.0f s; closing the broker", DRAIN_GRACE_S)
     try:
@@ -388,6 +418,8 @@ async def run(config: ServeConfig) -> int:
     except errors.SiloError as exc:
         exit_code = _fail(f"error while closing the store: {exc}")
     await running.close()
+    if http is not None:
+        await http.close()
     log.info("stopped")
     return exit_code
 
@@ -419,6 +451,12 @@ def _server_tls(config: ServeConfig) -> ssl.SSLContext | None:
     from silo.tls import server_context
 
     return server_context(cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca)
+
+
+def _close_all(*socks: socket.socket | None) -> None:
+    for sock in socks:
+        if sock is not None:
+            sock.close()
 
 
 def _install_stop_signals() -> asyncio.Event:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -40,6 +41,8 @@ Principal = _native.Principal
 Metadata = list[tuple[str, bytes]]
 RawCall = Callable[[bytes, Principal | None, Metadata | None], Awaitable[bytes]]
 OpenStream = Callable[[Principal | None], StreamApi]
+#: observe(method, code, seconds): one unary call ended (metrics.BrokerMetrics.observe_rpc).
+ObserveRpc = Callable[[str, str, float], None]
 
 
 class BrokerApi(Protocol):
@@ -150,7 +153,8 @@ class RawService:
     (status.py); a route whose call is None answers UNIMPLEMENTED; every streaming route is
     served by streams.serve_stream over the stream its opener starts; while the tracker drains,
     new calls answer UNAVAILABLE, unary calls in flight run to completion and streams stop
-    reading and end once they answered what they read.
+    reading and end once they answered what they read. `observe`, when given, learns each
+    unary call's method, status code name and duration.
     """
 
     def __init__(
@@ -160,6 +164,7 @@ class RawService:
         tracker: CallTracker,
         streams: Mapping[str, OpenStream] | None = None,
         gate: Gate | None = None,
+        observe: ObserveRpc | None = None,
         *,
         pass_metadata: bool = False,
     ) -> None:
@@ -169,6 +174,7 @@ class RawService:
         self._tracker = tracker
         self._pass_metadata = pass_metadata
         self._gate = gate or Gate(Limits())
+        self._observe = observe
 
     def __mapping__(self) -> dict[str, Handler]:
         unary = {
@@ -224,8 +230,9 @@ class RawService:
         pass_metadata = self._pass_metadata
         limits = gate.limits
         long_poll = route in CallTracker.LONG_POLLS
+        observe = self._observe
 
-        async def handle(stream: RawStream) -> None:
+        async def serve(stream: RawStream) -> None:
             tracker.enter(route)
             try:
                 principal = gate.admit(stream, method)
@@ -252,6 +259,27 @@ class RawService:
             finally:
                 tracker.leave(route)
 
+        if observe is None:
+            handle = serve
+        else:
+
+            async def handle(stream: RawStream) -> None:
+                started = time.perf_counter()
+                code = "OK"
+                try:
+                    await serve(stream)
+                except GRPCError as exc:
+                    code = exc.status.name
+                    raise
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    observe(method, code, time.perf_counter() - started)
+
         handle.__name__ = method
         handle.__qualname__ = f"{type(self).__name__}.{method}"
         return handle
@@ -270,10 +298,13 @@ _NOTHING: Any = contextlib.nullcontext()
 
 
 def services(
-    broker: BrokerApi, tracker: CallTracker, gate: Gate | None = None
+    broker: BrokerApi,
+    tracker: CallTracker,
+    gate: Gate | None = None,
+    observe: ObserveRpc | None = None,
 ) -> tuple[RawService, RawService]:
-    """The Silo and Admin services over `broker`, sharing `tracker` and `gate`: one route per
-    RPC of the core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
+    """The Silo and Admin services over `broker`, sharing `tracker`, `gate` (and `observe`): one
+    route per RPC of the core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
     from silo._native import rpcs
 
     gate = gate or Gate(Limits())
@@ -292,6 +323,7 @@ def services(
             tracker,
             streams[SILO_SERVICE],
             gate,
+            observe,
             pass_metadata=forwards,
         ),
         RawService(
@@ -300,6 +332,7 @@ def services(
             tracker,
             streams[ADMIN_SERVICE],
             gate,
+            observe,
             pass_metadata=forwards,
         ),
     )

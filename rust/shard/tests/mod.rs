@@ -65,6 +65,7 @@ impl Harness {
             lease_ms: LEASE_MS,
             limits: LIMITS,
             retention_ms: RETENTION_MS,
+            metrics: true,
         };
         Shard::start(self.store(), Arc::new(self.clock.clone()), config).await
     }

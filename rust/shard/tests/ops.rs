@@ -329,9 +329,16 @@ async fn an_expired_job_is_indexed_and_counted_failed_and_can_be_restarted() {
         listed.jobs[0].last_failure.as_ref().unwrap().code,
         "expired"
     );
-    // Restarted, it is PENDING in its paused queue (and not expired again).
+    // Ended by expiry, its retention runs from the expiry like any other end.
+    let expired_at = T0 + 101;
+    assert_eq!(
+        get_job(&shard, "a").await.retained_until_ms,
+        expired_at + RETENTION_MS
+    );
+    // Restarted, it is PENDING in its paused queue (and not expired again), its deletion off.
     let restarted = shard.restart_job(job_ref("a")).await.unwrap();
     assert_eq!(restarted.status, wire::JobStatus::Pending as i32);
+    assert_eq!(restarted.retained_until_ms, 0);
     h.clock.advance(1_000);
     let stats = shard.pause_queue(q, false).await.unwrap();
     assert_eq!(stats.counts["PENDING"], 1);

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from silo.bench.measure import latency_fields, self_cpu_seconds
-from silo.bench.procs import SENT, Task
+from silo.bench.procs import SENT
 from silo.bench.rpc import SiloClient, pb
 from silo.bench.runner import Bench
-from silo.bench.work import EnqueueCount, enqueue_count
+from silo.bench.work import fill_tasks
 
 
 def probe(client: SiloClient, queue: str, n: int, payload: bytes) -> dict[str, list[float]]:
@@ -59,23 +59,13 @@ def run(bench: Bench) -> None:
         budget_spent = False
         if step > queued:
             need = step - queued
-            shares = bench.split(args.fill_clients)
-            jobs = [need * n // args.fill_clients for n in shares]
-            jobs[0] += need - sum(jobs)
-            tasks = [
-                Task(
-                    enqueue_count,
-                    EnqueueCount(
-                        threads=n,
-                        jobs=j,
-                        batch=args.fill_batch,
-                        queue=bench.queue,
-                        payload_bytes=args.payload_bytes,
-                    ),
-                    "filler",
-                )
-                for n, j in zip(shares, jobs, strict=True)
-            ]
+            tasks = fill_tasks(
+                bench.split(args.fill_clients),
+                need,
+                batch=args.fill_batch,
+                queue=bench.queue,
+                payload_bytes=args.payload_bytes,
+            )
             remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
             fill = bench.phase(
                 f"fill to {step:,}", tasks, total=need, count_slot=SENT, timeout_s=remaining

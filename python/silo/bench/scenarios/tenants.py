@@ -10,10 +10,9 @@ from silo.bench.measure import latency_fields
 from silo.bench.procs import AUX, SENT, Task
 from silo.bench.runner import Bench
 from silo.bench.work import (
-    EnqueueCount,
     PacedProducer,
     TimedWorker,
-    enqueue_count,
+    fill_tasks,
     paced_producer,
     timed_worker,
 )
@@ -28,26 +27,16 @@ def run(bench: Bench) -> None:
         raise SystemExit("silo bench: --payload-bytes must be at least 8 (the send time)")
     big_tenant = f"{BIG_TENANT}-{bench.queue}"
     if args.big_tenant_jobs:
-        shares = bench.split(4)
-        jobs = [args.big_tenant_jobs * n // 4 for n in shares]
-        jobs[0] += args.big_tenant_jobs - sum(jobs)
         # The big backlog is stamped with its enqueue time too (the fill payload is zeros, so
         # its "enqueue->start" is meaningless); only its throughput is reported.
-        tasks = [
-            Task(
-                enqueue_count,
-                EnqueueCount(
-                    threads=n,
-                    jobs=j,
-                    batch=args.fill_batch,
-                    queue=bench.queue,
-                    payload_bytes=args.payload_bytes,
-                    tenant=big_tenant,
-                ),
-                "filler",
-            )
-            for n, j in zip(shares, jobs, strict=True)
-        ]
+        tasks = fill_tasks(
+            bench.split(4),
+            args.big_tenant_jobs,
+            batch=args.fill_batch,
+            queue=bench.queue,
+            payload_bytes=args.payload_bytes,
+            tenant=big_tenant,
+        )
         fill = bench.phase("fill big tenant", tasks, total=args.big_tenant_jobs, count_slot=SENT)
         bench.report.add(
             {
