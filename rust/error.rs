@@ -65,10 +65,12 @@ pub enum Code {
     NotFound = 5,
     AlreadyExists = 6,
     PermissionDenied = 7,
+    ResourceExhausted = 8,
     FailedPrecondition = 9,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl Code {
@@ -83,6 +85,8 @@ impl Code {
             Code::Unimplemented => "Unimplemented",
             Code::Internal => "InternalError",
             Code::Unavailable => "Unavailable",
+            Code::ResourceExhausted => "ResourceExhausted",
+            Code::Unauthenticated => "Unauthenticated",
         }
     }
 
@@ -97,6 +101,8 @@ impl Code {
             Code::Unimplemented,
             Code::Internal,
             Code::Unavailable,
+            Code::ResourceExhausted,
+            Code::Unauthenticated,
         ]
         .into_iter()
         .find(|c| *c as i32 == code)

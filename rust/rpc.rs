@@ -380,11 +380,18 @@ impl Broker {
     /// Serves one streaming RPC over `io` (its buffers, from `Broker::stream_io`) for `caller`
     /// until it ends: Ok for a stream that ends cleanly, else the error that ends it (at once
     /// PERMISSION_DENIED for a caller without the RPC's role). The transport then takes the
-    /// last answers and the end with `io.next()`. A unary RPC is refused here.
-    pub async fn serve_stream(&self, caller: &Caller, rpc: Rpc, io: &StreamIo) -> Result<()> {
+    /// last answers and the end with `io.next()`. A unary RPC is refused here. `ctx` is the
+    /// stream's metadata: what its requests forwarded to other nodes carry.
+    pub async fn serve_stream(
+        &self,
+        caller: &Caller,
+        rpc: Rpc,
+        io: &StreamIo,
+        ctx: &CallContext,
+    ) -> Result<()> {
         caller.permit(rpc)?;
         match rpc {
-            Rpc::EnqueueStream => self.enqueue_stream(io, &caller.scope()).await,
+            Rpc::EnqueueStream => self.enqueue_stream(io, &caller.scope(), ctx).await,
             Rpc::WorkerSession => self.worker_session(io, &caller.scope()).await,
             unary => Err(Error::invalid(
                 "rpc",

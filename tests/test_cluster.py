@@ -14,6 +14,7 @@ directory and SeaweedFS S3), coordinated by a real etcd on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -28,14 +29,17 @@ from etcdserver import EtcdError, EtcdServer
 from grpclib.client import Channel
 from grpclib.const import Status
 from helpers import unique
-from secure import Token, channel, unary, write_auth
+from secure import Token, channel, stream, unary, write_auth
+from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest
 from silo._proto.silo.v1 import (
     EnqueueBatchRequest,
     EnqueueBatchResponse,
     EnqueueRequest,
+    EnqueueResult,
     GetJobRequest,
     JobStatus,
     SiloStub,
+    WaitJobRequest,
 )
 
 pytestmark = [pytest.mark.all_stores, pytest.mark.timeout(300)]
@@ -386,5 +390,87 @@ async def test_a_forwarded_call_is_checked_on_both_nodes_with_the_caller_s_token
             assert codes == [0, 0, Status.PERMISSION_DENIED.value]
         finally:
             ch.close()
+    finally:
+        await cluster.stop_all()
+
+
+async def test_forwarded_stream_entries_keep_the_caller_s_token_and_owner_refusals_pass_through(
+    etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/security.md#in-a-cluster: an EnqueueStream's requests for another node's shard
+    travel with the stream's metadata (the owner checks the token again), and what an owner
+    refuses (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED) reaches the caller with
+    its own code, not as UNAVAILABLE. The two nodes get different auth files to make the owner
+    refuse what the first node accepts."""
+    a = Token("a", "secret-a", ["a-*"], ["produce", "operate", "work"])
+    root = Token("root", "secret-root", ["*"], ["admin"])
+    # Token "c" may act on a-* on n0 but only on "z" on n1; token "d" is known to n0 only.
+    c0 = Token("c", "secret-c", ["a-*"], ["produce"])
+    c1 = Token("c", "secret-c", ["z"], ["produce"])
+    d = Token("d", "secret-d", ["a-*"], ["produce"])
+    auth0 = write_auth(tmp_path / "auth0.toml", [a, root, c0, d])
+    auth1 = write_auth(tmp_path / "auth1.toml", [a, root, c1])
+    cluster = Nodes(store_url, etcd.url(unique("cluster")), tmp_path, store_env)
+    try:
+        cluster.extra_args = ["--auth-file", str(auth0)]
+        await cluster.add("n0")
+        cluster.extra_args = ["--auth-file", str(auth1), "--max-long-polls", "1"]
+        await cluster.add("n1")
+        owners = await wait_settled(cluster.live(), metadata=a.header)
+        n0, n1 = cluster.nodes["n0"], cluster.nodes["n1"]
+        remote = next(s for s, node in owners.items() if node == "n1")
+        local = next((s for s, node in owners.items() if node == "n0"), None)
+        tenant = tenant_on(remote, "a")
+        ch, ch1 = channel(n0.host, n0.port), channel(n1.host, n1.port)
+        try:
+            # A stream through n0 with entries for both nodes' shards and one out of scope.
+            tenants = [tenant, *([tenant_on(local, "a")] if local is not None else []), "b-1"]
+            requests = [bytes(EnqueueRequest(tenant=t, queue="s")) for t in tenants]
+            out, answers = await stream(ch, "EnqueueStream", requests, a)
+            assert out.status == Status.OK, out.message
+            results = [EnqueueResult.parse(r) for r in answers]
+            codes = [r.code for r in results]
+            expected = [0] * (len(tenants) - 1) + [Status.PERMISSION_DENIED.value]
+            assert codes == expected, [(r.code, r.message) for r in results]
+            get = GetJobRequest(tenant=tenant, id=results[0].id)
+            got = await unary(ch1, "GetJob", bytes(get), a)
+            assert got.status == Status.OK, got.message
+
+            # n0 accepts these tokens; the owner n1 refuses them, and the caller sees why.
+            job = bytes(EnqueueRequest(tenant=tenant, queue="s"))
+            for token, code in ((c0, Status.PERMISSION_DENIED), (d, Status.UNAUTHENTICATED)):
+                unary_out = await unary(ch, "Enqueue", job, token)
+                assert unary_out.status == code, (token.name, unary_out)
+                assert "forwarding" not in unary_out.message
+                out, answers = await stream(ch, "EnqueueStream", [job], token)
+                assert out.status == Status.OK, out.message
+                assert [EnqueueResult.parse(r).code for r in answers] == [code.value], token.name
+
+            # RESOURCE_EXHAUSTED: n1 allows one long-poll. A WaitJob parked on n1 directly
+            # (the stream's job stays PENDING: nothing leases queue "s"); the next one, through
+            # n0, is refused by n1 and the refusal comes back as it was.
+            wait = bytes(WaitJobRequest(tenant=tenant, id=results[0].id, timeout_ms=60_000))
+            parked = asyncio.ensure_future(unary(ch1, "WaitJob", wait, a))
+            admin_ch = Channel(n1.host, n1.port)
+            try:
+                admin = AdminStub(admin_ch)
+                deadline = time.monotonic() + 30
+                while True:
+                    stats = await admin.get_stats(GetStatsRequest(), metadata=root.header)
+                    if stats.gauges.get("job_waiters", 0) >= 1:
+                        break
+                    assert time.monotonic() < deadline, "the WaitJob never parked on n1"
+                    await asyncio.sleep(0.02)
+                refused = await unary(ch, "WaitJob", wait, a)
+                assert refused.status == Status.RESOURCE_EXHAUSTED, refused
+                assert not parked.done()
+            finally:
+                parked.cancel()
+                with contextlib.suppress(BaseException):
+                    await parked
+                admin_ch.close()
+        finally:
+            ch.close()
+            ch1.close()
     finally:
         await cluster.stop_all()

@@ -179,11 +179,18 @@ class Stream:
     (python/silo/server/streams.py). Answers settle their futures through the broker's
     `Completions`."""
 
-    def __new__(cls, broker: Broker, rpc: str, principal: Principal | None = None) -> Stream:
+    def __new__(
+        cls,
+        broker: Broker,
+        rpc: str,
+        principal: Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
+    ) -> Stream:
         """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession") for
         `principal` (None: trusted; otherwise the stream ends at once with PermissionDenied
-        when it lacks the role, and only its tenants' jobs and tasks are served). ValueError for
-        a name that is not a streaming RPC of `rpcs()`."""
+        when it lacks the role, and only its tenants' jobs and tasks are served), with the
+        stream's `metadata` (in a cluster, what its requests forwarded to other nodes carry:
+        the caller's token). ValueError for a name that is not a streaming RPC of `rpcs()`."""
     def push(self, request: bytes) -> bool:
         """Queue one raw request; False once the stream's window is full (await `room` before
         reading more). Ignored after `close` or the end. The stream takes it at the next

@@ -137,11 +137,18 @@ class Broker(ApiMethods):
             call.abort()
             raise
 
-    def stream(self, rpc: str, principal: _native.Principal | None = None) -> NativeStream:
+    def stream(
+        self,
+        rpc: str,
+        principal: _native.Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
+    ) -> NativeStream:
         """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession") from
-        raw messages, for `principal` (None: trusted): the gRPC server's stream path
-        (python/silo/server/streams.py)."""
-        return NativeStream(_native.Stream(self._native, rpc, principal), self._loop)
+        raw messages, for `principal` (None: trusted), with the call's `metadata` (passed on
+        with requests forwarded to other nodes: docs/cluster.md#routing): the gRPC server's
+        stream path (python/silo/server/streams.py)."""
+        native = _native.Stream(self._native, rpc, principal, metadata)
+        return NativeStream(native, self._loop)
 
     # Serving gRPC
 

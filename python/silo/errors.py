@@ -92,7 +92,8 @@ class FaultInjectionDisabled(FailedPrecondition):
 
 class Unauthenticated(SiloError, PermissionError):
     """The call carries no token, or one the broker does not know (UNAUTHENTICATED). Raised
-    by the server's token check (python/silo/server/auth.py), never by the core."""
+    by the server's token check (python/silo/server/auth.py); the core raises it only for a
+    forwarded call that the owner node refused (docs/cluster.md#routing)."""
 
 
 class PermissionDenied(SiloError, PermissionError):
@@ -103,7 +104,8 @@ class PermissionDenied(SiloError, PermissionError):
 class ResourceExhausted(SiloError, RuntimeError):
     """A limit of the server is reached: a message over the size limit, too many long-polls or
     streams, too many request bytes in flight (RESOURCE_EXHAUSTED). Raised by the server's
-    transport limits (python/silo/server/limits.py), never by the core; retry later."""
+    transport limits (python/silo/server/limits.py); the core raises it only for a forwarded
+    call that the owner node refused. Retry later."""
 
 
 class Unimplemented(SiloError, NotImplementedError):

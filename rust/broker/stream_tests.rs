@@ -54,7 +54,12 @@ impl Served {
         let (b, pump) = (broker.clone(), io.clone());
         tokio::spawn(async move {
             let end = b
-                .serve_stream(&crate::auth::Caller::Trusted, rpc, &pump)
+                .serve_stream(
+                    &crate::auth::Caller::Trusted,
+                    rpc,
+                    &pump,
+                    &crate::broker::CallContext::default(),
+                )
                 .await;
             pump.finish(end);
         });

@@ -166,8 +166,14 @@ class NoopBroker:
     def _fixed(self, reply: bytes) -> Callable[[bytes], bytes]:
         return lambda _request: reply
 
-    def stream(self, rpc: str, principal: _native.Principal | None = None) -> StreamApi:
-        """A stream that answers at once (see the module doc)."""
+    def stream(
+        self,
+        rpc: str,
+        principal: _native.Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
+    ) -> StreamApi:
+        """A stream that answers at once (see the module doc); `principal` and `metadata` are
+        ignored."""
         if rpc == "EnqueueStream":
             answer = bytes(pb.EnqueueResult(id=_ID).SerializeToString())
             return _NoopStream(lambda _request: [answer])

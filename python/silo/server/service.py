@@ -40,7 +40,7 @@ RawStream = Stream[bytes, bytes]
 Principal = _native.Principal
 Metadata = list[tuple[str, bytes]]
 RawCall = Callable[[bytes, Principal | None, Metadata | None], Awaitable[bytes]]
-OpenStream = Callable[[Principal | None], StreamApi]
+OpenStream = Callable[[Principal | None, Metadata | None], StreamApi]
 #: observe(method, code, seconds): one unary call ended (metrics.BrokerMetrics.observe_rpc).
 ObserveRpc = Callable[[str, str, float], None]
 
@@ -54,9 +54,9 @@ class BrokerApi(Protocol):
     silo.errors classes on failure (Unimplemented for an RPC the broker does not serve yet,
     PermissionDenied for a call outside the token's roles or tenants). `forwards`: the broker
     may forward calls to other nodes (a cluster), which then need the caller's metadata: the
-    owner checks the token again (docs/cluster.md#routing). `stream(rpc, principal)` starts
-    serving a streaming RPC ("EnqueueStream", "WorkerSession") and returns its stream
-    (streams.StreamApi).
+    owner checks the token again (docs/cluster.md#routing). `stream(rpc, principal, metadata)`
+    starts serving a streaming RPC ("EnqueueStream", "WorkerSession") and returns its stream
+    (streams.StreamApi); `metadata` as for `call` (what forwarded stream requests carry).
     """
 
     forwards: bool
@@ -69,7 +69,9 @@ class BrokerApi(Protocol):
         metadata: Metadata | None = None,
     ) -> Awaitable[bytes]: ...
 
-    def stream(self, rpc: str, principal: Principal | None = None) -> StreamApi: ...
+    def stream(
+        self, rpc: str, principal: Principal | None = None, metadata: Metadata | None = None
+    ) -> StreamApi: ...
 
 
 class Gate:
@@ -202,15 +204,17 @@ class RawService:
     ) -> Callable[[RawStream], Awaitable[None]]:
         tracker, gate = self._tracker, self._gate
         limits = gate.limits
+        pass_metadata = self._pass_metadata
 
         async def handle(stream: RawStream) -> None:
             tracker.enter(route)
             try:
                 principal = gate.admit(stream, method)
+                metadata = _metadata(stream.metadata) if pass_metadata else None
                 with limits.stream(stream, method):
                     await serve_stream(
                         stream,
-                        open_stream(principal),
+                        open_stream(principal, metadata),
                         method=method,
                         on_stop=tracker.on_stop,
                         recv=functools.partial(limits.stream_message, stream, method),
