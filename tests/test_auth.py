@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -530,25 +532,24 @@ async def test_a_bad_auth_file_stops_the_start_with_one_line(
 
 
 async def test_a_network_address_needs_an_auth_file_or_insecure(tmp_path: Path) -> None:
-    async def serve(*flags: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            "python",
-            "-m",
-            "silo",
-            "serve",
-            "--store",
-            "memory://",
-            *flags,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+    def serve_sync(*flags: str) -> tuple[int, str]:
+        # A thread and Popen, not asyncio's subprocesses: its child watcher sometimes loses a
+        # child that exits at once (returncode 255, "Unknown child process pid").
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "silo", "serve", "--store", "memory://", *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            _, err = await proc.communicate()
-        return (proc.returncode or 0) if not line else -1, err.decode()
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first line once serving, or "" when it exited
+        if line:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        return (proc.returncode if not line else -1), err
+
+    async def serve(*flags: str) -> tuple[int, str]:
+        return await asyncio.to_thread(serve_sync, *flags)
 
     code, err = await serve("--listen", "0.0.0.0:0")
     assert code == 2 and "--listen 0.0.0.0:0" in err and "--insecure" in err
@@ -556,6 +557,12 @@ async def test_a_network_address_needs_an_auth_file_or_insecure(tmp_path: Path) 
     assert (await serve("--listen", "0.0.0.0:0", "--auth-file", str(path)))[0] == -1
     assert (await serve("--listen", "0.0.0.0:0", "--insecure"))[0] == -1
     assert (await serve("--listen", "localhost:0"))[0] == -1
+    # The web UI's address too (docs/security.md#defaults): it acts on every job without a token.
+    code, err = await serve("--listen", "127.0.0.1:0", "--http", "0.0.0.0:0")
+    assert code == 2 and "--http 0.0.0.0:0" in err and "--insecure" in err
+    flags = ("--listen", "127.0.0.1:0", "--http", "0.0.0.0:0")
+    assert (await serve(*flags, "--auth-file", str(path)))[0] == -1
+    assert (await serve(*flags, "--insecure"))[0] == -1
 
 
 def test_the_token_check_reads_only_bearer_headers(tmp_path: Path) -> None:

@@ -134,3 +134,39 @@ def test_unusable_tls_files_stop_the_start(tmp_path: Path, pki: Pki) -> None:
         assert done.returncode == 2, (args, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and named in lines[0], (args, lines)
+
+
+async def test_the_web_ui_over_tls_sends_its_session_cookie_secure_only(
+    make_server: MakeServer, pki: Pki, tmp_path: Path
+) -> None:
+    import re
+    import ssl
+    from http.cookies import SimpleCookie
+
+    import aiohttp
+
+    token = Token("ui", "ui-secret", ["*"], ["operate"])
+    auth = write_auth(tmp_path / "auth.toml", [token])
+    server = await make_server(
+        http="127.0.0.1:0", extra_args=[*tls_args(pki), "--auth-file", str(auth)]
+    )
+    base = f"https://{server.http_address}"
+    trust = ssl.create_default_context(cafile=str(pki.ca))
+    async with aiohttp.ClientSession(
+        base, connector=aiohttp.TCPConnector(ssl=trust), cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as http:
+        async with http.get("/login") as r:
+            assert r.status == 200
+            csrf = re.search(r'name="csrf" value="([^"]*)"', await r.text())
+        assert csrf is not None
+        form = {"csrf": csrf[1], "token": token.secret, "next": "/"}
+        async with http.post("/login", data=form, allow_redirects=False) as r:
+            assert r.status == 303
+            raw = next(v for v in r.headers.getall("Set-Cookie") if v.startswith("silo_session"))
+        morsel = SimpleCookie(raw)["silo_session"]
+        assert morsel["secure"] and morsel["httponly"] and morsel["samesite"] == "Strict"
+    # Plain HTTP on the TLS port gets nothing.
+    async with aiohttp.ClientSession() as plain:
+        with pytest.raises(aiohttp.ClientError):
+            async with plain.get(f"http://{server.http_address}/healthz") as r:
+                await r.read()

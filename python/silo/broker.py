@@ -182,19 +182,36 @@ class Broker(ApiMethods):
         self._servers.append(running)
         return running
 
-    async def serve_http(self, address: str = DEFAULT_HTTP) -> RunningHttp:
+    async def serve_http(
+        self,
+        address: str = DEFAULT_HTTP,
+        *,
+        auth_file: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        insecure: bool = False,
+        metrics_public: bool = False,
+    ) -> RunningHttp:
         """Serve the web UI, `/metrics`, `/healthz` and `/readyz` of this broker on `address`
         (`HOST:PORT`; port 0 picks a free one; the returned server's `address` says which), as
-        `silo serve --http` does (docs/ui.md). `close()` stops it. To mount the UI in an aiohttp
-        application of your own instead, use `silo.web.create_app(broker)`.
+        `silo serve --http` does (docs/ui.md): with `auth_file`, pages need a session signed in
+        with one of its tokens and /metrics an `admin` token unless `metrics_public`
+        (docs/security.md#web-ui); over `tls` (None: plaintext). `close()` stops it. To mount
+        the UI in an aiohttp application of your own instead, use `silo.web.create_app`.
 
-        Raises OSError when the address cannot be bound, ValueError when it is malformed.
+        Raises OSError when the address cannot be bound, ValueError when it is malformed,
+        ConfigError (a ValueError) for a non-loopback address without `auth_file` unless
+        `insecure`, AuthError (a ValueError) for a bad auth file.
         """
-        from silo.server.app import bind
+        from silo.server.app import bind, check_exposure
+        from silo.server.auth import Authenticator
         from silo.web import start_http
 
         host, port = parse_listen(address)
-        running = await start_http(self, bind(host, port))
+        check_exposure({"address": address}, auth=auth_file is not None, insecure=insecure)
+        auth = None if auth_file is None else Authenticator.from_file(auth_file)
+        running = await start_http(
+            self, bind(host, port), auth=auth, tls=tls, metrics_public=metrics_public
+        )
         self._http.append(running)
         return running
 

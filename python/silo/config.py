@@ -444,6 +444,13 @@ class ServeConfig:
         _POSITIVE,
         broker=False,
     )
+    metrics_public: bool = _setting(
+        False,
+        "serve /metrics without a token even with --auth-file (default: it needs a token with "
+        "the admin role)",
+        _SWITCH,
+        broker=False,
+    )
     metrics: bool = _setting(
         True,
         "count what /metrics exports: `on` or `off` (off: the core counts nothing, no RPC is "

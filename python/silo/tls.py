@@ -5,26 +5,34 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from silo.config import ConfigError
 
-__all__ = ["server_context", "tls_context"]
+__all__ = ["HTTP_ALPN", "server_context", "tls_context"]
 
-_ALPN = ["h2"]
+_ALPN = ("h2",)
+#: What the HTTP server (web UI, /metrics) offers: aiohttp speaks HTTP/1.1 only.
+HTTP_ALPN = ("http/1.1",)
 
 
 def server_context(
-    *, cert: str | Path, key: str | Path, client_ca: str | Path | None = None
+    *,
+    cert: str | Path,
+    key: str | Path,
+    client_ca: str | Path | None = None,
+    alpn: Sequence[str] = _ALPN,
 ) -> ssl.SSLContext:
     """The server's context: its certificate chain and key; with `client_ca`, clients must
-    present a certificate signed by one of its CAs (mTLS).
+    present a certificate signed by one of its CAs (mTLS). `alpn`: the protocols offered
+    (gRPC's `h2` by default; the HTTP server, which speaks HTTP/1.1, offers `http/1.1`).
 
     Raises ConfigError naming the flag whose file cannot be read or used.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(_ALPN)
+    ctx.set_alpn_protocols(list(alpn))
     try:
         ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
     except (OSError, ssl.SSLError) as exc:
@@ -59,7 +67,7 @@ def tls_context(
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"tls: CA file {ca}: {exc}") from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(_ALPN)
+    ctx.set_alpn_protocols(list(_ALPN))
     ctx.check_hostname = server_name_check
     if (cert is None) != (key is None):
         raise ConfigError("tls: give a client certificate and its key together")

@@ -344,6 +344,7 @@ async def run(config: ServeConfig) -> int:
         )
         auth = None if config.auth_file is None else Authenticator.from_file(config.auth_file)
         tls = _server_tls(config)
+        http_tls = _server_tls(config, http=True)
     except (ConfigError, AuthError) as exc:
         _fail(str(exc))
         return EXIT_USAGE
@@ -386,7 +387,11 @@ async def run(config: ServeConfig) -> int:
         limits=LimitSettings.of(config),
         observe=broker.metrics.rpc_observer(),
     )
-    http = None if http_sock is None else await start_http(broker, http_sock)
+    http = None
+    if http_sock is not None:
+        http = await start_http(
+            broker, http_sock, auth=auth, tls=http_tls, metrics_public=config.metrics_public
+        )
     exit_code = EXIT_OK
     if not stop.is_set():
         if http is not None:
@@ -445,12 +450,18 @@ async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | Non
     return None
 
 
-def _server_tls(config: ServeConfig) -> ssl.SSLContext | None:
+def _server_tls(config: ServeConfig, *, http: bool = False) -> ssl.SSLContext | None:
+    """The TLS context of the gRPC server, or with `http` of the HTTP server (HTTP/1.1)."""
     if config.tls_cert is None or config.tls_key is None:
         return None
-    from silo.tls import server_context
+    from silo.tls import HTTP_ALPN, server_context
 
-    return server_context(cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca)
+    return server_context(
+        cert=config.tls_cert,
+        key=config.tls_key,
+        client_ca=config.tls_client_ca,
+        **({"alpn": HTTP_ALPN} if http else {}),
+    )
 
 
 def _close_all(*socks: socket.socket | None) -> None:
