@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if args.token:
         # The load generators' clients (bench/rpc.py) read it, in this process and its children.
         os.environ["SILO_TOKEN"] = args.token
+    if args.tls_ca:
+        from silo.bench.rpc import TLS_CA_ENV
+
+        os.environ[TLS_CA_ENV] = os.path.abspath(args.tls_ca)
     from silo.bench.procs import PhaseError
     from silo.bench.runner import main
     from silo.testing import ServerStartError

@@ -97,6 +97,12 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
         "--auth-file, e.g. --serve-arg=--auth-file=PATH",
     )
     g.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="connect over TLS, trusting these CAs; for a broker serving TLS, e.g. "
+        "--serve-arg=--tls-cert=CERT --serve-arg=--tls-key=KEY",
+    )
+    g.add_argument(
         "--broker-pid",
         type=int,
         metavar="PID",

@@ -16,7 +16,11 @@ from silo.bench._pb import admin_pb2 as apb
 from silo.bench._pb import silo_pb2 as pb
 from silo.config import MAX_MESSAGE_BYTES
 
-__all__ = ["AdminStats", "SiloClient", "apb", "pb"]
+__all__ = ["TLS_CA_ENV", "AdminStats", "SiloClient", "apb", "pb"]
+
+#: The CA file the load generators trust when the broker serves TLS (`silo bench --tls-ca`),
+#: passed to their processes in the environment like SILO_TOKEN.
+TLS_CA_ENV: Final = "SILO_BENCH_TLS_CA"
 
 _SILO: Final = "/silo.v1.Silo/"
 _ADMIN: Final = "/silo.admin.v1.Admin/"
@@ -46,7 +50,13 @@ class SiloClient:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        ca = os.environ.get(TLS_CA_ENV)
+        if ca:
+            with open(ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self.channel = grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         token = os.environ.get("SILO_TOKEN")
         if token:
             # Every call carries the token (a broker with --auth-file checks it; one without
