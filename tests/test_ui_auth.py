@@ -348,3 +348,26 @@ async def test_every_response_carries_the_security_headers(
                 assert "frame-ancestors 'none'" in csp, path
                 if http is alice:
                     assert h["Cache-Control"] == "no-store", path
+
+
+async def test_an_embedded_broker_serves_the_same_sign_in(tmp_path: Path) -> None:
+    from silo.config import ConfigError
+
+    auth = write_auth(tmp_path / "auth.toml", TOKENS)
+    broker = await silo.open(str(tmp_path / "store"))
+    try:
+        with pytest.raises(ConfigError, match="--auth-file"):
+            await broker.serve_http("0.0.0.0:0")
+        running = await broker.serve_http("127.0.0.1:0", auth_file=str(auth))
+        async with aiohttp.ClientSession(
+            f"http://{running.address}", cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http:
+            async with http.get("/jobs", allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"].startswith("/login")
+            async with http.get("/metrics") as r:
+                assert r.status == 401
+            assert (await sign_in(http, ALICE)).status == 303
+            async with http.get("/jobs?tenant=ui-a", allow_redirects=False) as r:
+                assert r.status == 200 and "alice" in await r.text()
+    finally:
+        await broker.close()

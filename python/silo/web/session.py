@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -176,8 +176,11 @@ SESSIONS: Final = web.AppKey("silo.sessions", Sessions)
 #: The tokens /metrics checks (unset: /metrics is open, without an auth file or with
 #: `--metrics-public`).
 METRICS_AUTH: Final = web.AppKey("silo.metrics_auth", Authenticator)
-#: The request's session (only set with an auth file).
-SESSION: Final = "silo.session"
+#: The request's session (only set with an auth file): a typed key where aiohttp has them
+#: (3.14: a plain string key warns).
+SESSION: Final[Any] = (
+    web.RequestKey("silo.session", Session) if hasattr(web, "RequestKey") else "silo.session"
+)
 
 
 def safe_next(target: str | None) -> str:
