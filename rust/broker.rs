@@ -23,6 +23,7 @@ pub use shards::{Peer, Route, ShardMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::TenantScope;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::metrics::MetricsSnapshot;
@@ -347,11 +348,14 @@ impl Broker {
         })
     }
 
+    /// Each entry succeeds or fails alone; an entry of a tenant outside `scope` fails with
+    /// PERMISSION_DENIED.
     pub async fn enqueue_batch(
         &self,
         req: wire::EnqueueBatchRequest,
+        scope: &TenantScope,
     ) -> Result<wire::EnqueueBatchResponse> {
-        let entries = validate::enqueue_batch(req, &self.limits)?;
+        let entries = in_scope(validate::enqueue_batch(req, &self.limits)?, scope);
         let results = self
             .enqueue_entries(entries)
             .await?
@@ -390,11 +394,14 @@ impl Broker {
         Ok(wire::CancelResponse {})
     }
 
+    /// Leases jobs of the tenants in `scope` only; the others' are skipped, not taken.
     pub async fn lease_tasks(
         &self,
         req: wire::LeaseTasksRequest,
+        scope: &TenantScope,
     ) -> Result<wire::LeaseTasksResponse> {
-        let params = validate::lease(req)?;
+        let mut params = validate::lease(req)?;
+        params.tenants = scope.clone();
         let locals = self.shards.locals();
         match locals.as_slice() {
             // One shard: straight to it, as fast as a single-shard broker.
@@ -406,21 +413,27 @@ impl Broker {
         }
     }
 
+    /// A task of a tenant outside `scope` is NOT_FOUND, as a task that does not exist.
     pub async fn heartbeat_task(
         &self,
         req: wire::HeartbeatTaskRequest,
+        scope: &TenantScope,
     ) -> Result<wire::HeartbeatTaskResponse> {
-        let params = validate::heartbeat(req, &self.limits)?;
+        let mut params = validate::heartbeat(req, &self.limits)?;
+        params.tenants = scope.clone();
         self.shard_for_task(&params.task_id)?
             .heartbeat_task(params)
             .await
     }
 
+    /// A task of a tenant outside `scope` is NOT_FOUND, as a task that does not exist.
     pub async fn report_task_outcome(
         &self,
         req: wire::ReportTaskOutcomeRequest,
+        scope: &TenantScope,
     ) -> Result<wire::ReportTaskOutcomeResponse> {
-        let params = validate::report(req, &self.limits)?;
+        let mut params = validate::report(req, &self.limits)?;
+        params.tenants = scope.clone();
         let mut results = self
             .shard_for_task(&params.task_id)?
             .report_task_outcomes(vec![params])
@@ -431,11 +444,16 @@ impl Broker {
         Ok(wire::ReportTaskOutcomeResponse {})
     }
 
+    /// Each report succeeds or fails alone; a task of a tenant outside `scope` is NOT_FOUND.
     pub async fn report_task_outcomes(
         &self,
         req: wire::ReportTaskOutcomesRequest,
+        scope: &TenantScope,
     ) -> Result<wire::ReportTaskOutcomesResponse> {
-        let entries = validate::report_batch(req, &self.limits)?;
+        let mut entries = validate::report_batch(req, &self.limits)?;
+        for p in entries.iter_mut().flatten() {
+            p.tenants = scope.clone();
+        }
         let results = self
             .report_entries(entries)
             .await?
@@ -865,6 +883,24 @@ where
             .map(|bad| Err(bad.unwrap_or_else(|| e.clone())))
             .collect(),
     }
+}
+
+/// Batch entries of a tenant outside `scope` fail alone with PERMISSION_DENIED (after their
+/// own validation, so a bad entry still names its field).
+fn in_scope(entries: Vec<Result<NewJob>>, scope: &TenantScope) -> Vec<Result<NewJob>> {
+    if scope.tenants().is_none() {
+        return entries;
+    }
+    entries
+        .into_iter()
+        .map(|e| match e {
+            Ok(job) if !scope.allows(&job.tenant) => Err(Error::PermissionDenied(format!(
+                "the token may not act on tenant {:?}",
+                job.tenant
+            ))),
+            other => other,
+        })
+        .collect()
 }
 
 /// One EnqueueBatch or EnqueueStream result.

@@ -29,6 +29,9 @@ pub enum Error {
     /// The task's lease expired, belongs to another worker, or its outcome is recorded.
     #[error("{0}")]
     LeaseNotHeld(&'static str),
+    /// The caller's token may not make this call, or not for this tenant (docs/security.md).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// SetFaults on a server started without --fault-injection.
     #[error("fault injection is off: start the server with --fault-injection")]
     FaultInjectionDisabled,
@@ -61,10 +64,13 @@ pub enum Code {
     InvalidArgument = 3,
     NotFound = 5,
     AlreadyExists = 6,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
     FailedPrecondition = 9,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl Code {
@@ -74,10 +80,13 @@ impl Code {
             Code::InvalidArgument => "InvalidArgument",
             Code::NotFound => "NotFound",
             Code::AlreadyExists => "AlreadyExists",
+            Code::PermissionDenied => "PermissionDenied",
             Code::FailedPrecondition => "FailedPrecondition",
             Code::Unimplemented => "Unimplemented",
             Code::Internal => "InternalError",
             Code::Unavailable => "Unavailable",
+            Code::ResourceExhausted => "ResourceExhausted",
+            Code::Unauthenticated => "Unauthenticated",
         }
     }
 
@@ -87,10 +96,13 @@ impl Code {
             Code::InvalidArgument,
             Code::NotFound,
             Code::AlreadyExists,
+            Code::PermissionDenied,
             Code::FailedPrecondition,
             Code::Unimplemented,
             Code::Internal,
             Code::Unavailable,
+            Code::ResourceExhausted,
+            Code::Unauthenticated,
         ]
         .into_iter()
         .find(|c| *c as i32 == code)
@@ -138,6 +150,7 @@ impl Error {
             Error::JobTerminal(_) => (Code::FailedPrecondition, "JobTerminal"),
             Error::InvalidJobState(_) => (Code::FailedPrecondition, "InvalidJobState"),
             Error::LeaseNotHeld(_) => (Code::FailedPrecondition, "LeaseNotHeld"),
+            Error::PermissionDenied(_) => (Code::PermissionDenied, "PermissionDenied"),
             Error::FaultInjectionDisabled => (Code::FailedPrecondition, "FaultInjectionDisabled"),
             Error::Unimplemented(_) => (Code::Unimplemented, "Unimplemented"),
             Error::StoreUnavailable(_) => (Code::Unavailable, "StoreUnavailable"),
@@ -160,6 +173,7 @@ impl Error {
             Error::JobTerminal("succeeded"),
             Error::InvalidJobState("job is RUNNING".into()),
             Error::LeaseNotHeld("lease expired"),
+            Error::PermissionDenied("detail".into()),
             Error::FaultInjectionDisabled,
             Error::Unimplemented("feature"),
             Error::StoreUnavailable("detail".into()),
@@ -227,7 +241,7 @@ mod tests {
         );
         // Adding a variant breaks `status()`'s match; this count is the
         // reminder to add its sample too.
-        assert_eq!(kinds.len(), 15);
+        assert_eq!(kinds.len(), 16);
     }
 
     #[test]

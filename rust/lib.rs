@@ -1,6 +1,8 @@
 //! Silo's Rust core: a durable job broker over SlateDB. `rust/py/` (feature "python") is the
 //! only part that knows Python; everything else knows neither Python nor gRPC.
 
+pub mod audit;
+pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod cluster;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::auth::TenantScope;
 use crate::error::{Error, Result};
 use crate::lifecycle::JobState;
 use crate::proto::{records, wire};
@@ -83,6 +84,9 @@ pub struct LeaseParams {
     /// Distinct queue names, "" already replaced by "default".
     pub queues: Vec<String>,
     pub wait_ms: i64,
+    /// The tenants whose jobs the caller may lease (docs/security.md); every tenant unless the
+    /// broker narrows it to the caller's.
+    pub tenants: TenantScope,
 }
 
 /// A validated SessionOpen, the first message of a WorkerSession: the session's worker and
@@ -100,6 +104,8 @@ pub struct HeartbeatParams {
     pub task_id: String,
     pub worker_id: String,
     pub cursor: Bytes,
+    /// The tenants whose tasks the caller may touch: another tenant's task is NOT_FOUND.
+    pub tenants: TenantScope,
 }
 
 /// What a worker reports.
@@ -116,6 +122,8 @@ pub struct ReportParams {
     pub task_id: String,
     pub worker_id: String,
     pub outcome: Outcome,
+    /// The tenants whose tasks the caller may touch: another tenant's task is NOT_FOUND.
+    pub tenants: TenantScope,
 }
 
 /// Checks a name: 1..=127 Unicode characters, none of them a control character.
@@ -568,6 +576,7 @@ pub fn lease(req: wire::LeaseTasksRequest) -> Result<LeaseParams> {
         max_tasks: req.max_tasks,
         queues: queue_list(req.queues)?,
         wait_ms: req.wait_ms,
+        tenants: TenantScope::all(),
     })
 }
 
@@ -597,6 +606,7 @@ pub fn session_open(open: wire::SessionOpen) -> Result<SessionParams> {
             max_tasks: 0,
             queues: queue_list(open.queues)?,
             wait_ms: 0,
+            tenants: TenantScope::all(),
         },
         credit: open.credits,
     })
@@ -624,6 +634,7 @@ pub fn heartbeat(req: wire::HeartbeatTaskRequest, limits: &Limits) -> Result<Hea
         task_id: req.task_id,
         worker_id: req.worker_id,
         cursor: req.cursor,
+        tenants: TenantScope::all(),
     })
 }
 
@@ -665,6 +676,7 @@ pub fn report(req: wire::ReportTaskOutcomeRequest, limits: &Limits) -> Result<Re
         task_id: req.task_id,
         worker_id: req.worker_id,
         outcome,
+        tenants: TenantScope::all(),
     })
 }
 

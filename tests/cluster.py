@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,16 @@ class Nodes:
     """The cluster's nodes by id, each a ServerProcess; stubs are made per call (channels of
     killed nodes are closed by ServerProcess)."""
 
-    def __init__(self, store: str, etcd_url: str, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        store: str,
+        etcd_url: str,
+        log_dir: Path,
+        env: dict[str, str],
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.store = store
+        self.extra_args = list(extra_args)
         self.etcd_url = etcd_url
         self.log_dir = log_dir
         self.env = env
@@ -68,7 +77,7 @@ class Nodes:
     async def add(self, node_id: str) -> ServerProcess:
         server = ServerProcess(
             self.store,
-            extra_args=node_args(self.etcd_url, node_id),
+            extra_args=[*node_args(self.etcd_url, node_id), *self.extra_args],
             log_dir=self.log_dir / node_id,
             env=self.env,
         )
@@ -87,23 +96,31 @@ class Nodes:
                 await n.stop()
 
 
-async def cluster_map(node: ServerProcess) -> Cluster:
+async def cluster_map(node: ServerProcess, metadata: dict[str, str] | None = None) -> Cluster:
     channel = Channel(node.host, node.port)
     try:
-        return await asyncio.wait_for(SiloStub(channel).get_cluster(GetClusterRequest()), 5)
+        return await asyncio.wait_for(
+            SiloStub(channel).get_cluster(GetClusterRequest(), metadata=metadata), 5
+        )
     finally:
         channel.close()
 
 
-async def wait_settled(nodes: list[ServerProcess], *, timeout: float = 30.0) -> dict[int, str]:
+async def wait_settled(
+    nodes: list[ServerProcess],
+    *,
+    timeout: float = 30.0,
+    metadata: dict[str, str] | None = None,
+) -> dict[int, str]:
     """Wait until every node reports the same map in which each shard has exactly one owner,
-    one of `nodes` (rendezvous may leave a node without shards); returns shard -> node id."""
+    one of `nodes` (rendezvous may leave a node without shards); returns shard -> node id.
+    `metadata`: the calls' (a token, for nodes with an auth file)."""
     ids = {n.address: None for n in nodes}
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
         try:
-            maps = [await cluster_map(n) for n in nodes]
+            maps = [await cluster_map(n, metadata) for n in nodes]
             owners = [{s: node.id for node in m.nodes for s in node.shards} for m in maps]
             counts = [sum(len(node.shards) for node in m.nodes) for m in maps]
             addresses = {node.address for m in maps for node in m.nodes if node.shards}

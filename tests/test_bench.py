@@ -9,6 +9,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,6 +185,29 @@ def test_enqueue() -> None:
     assert batch["batch"] == 10 and batch["jobs"] >= 10
     assert doc["settings"]["broker"] == "subprocess"
     assert "[enqueue single x2]" in out  # progress lines
+
+
+def test_burn_down_over_tls_with_a_token(tmp_path: Path) -> None:
+    """`--tls-ca` and `--token` (docs/security.md): the load generators speak TLS to a broker
+    serving it, with the token of its auth file on every call (no call fails)."""
+    from secure import Token, make_pki, write_auth
+
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    token = Token("bench", "bench-secret", ["*"], ["admin"])
+    auth = write_auth(tmp_path / "auth.toml", [token])
+    doc, _ = run_bench(
+        "burn-down",
+        "--tls-ca",
+        str(pki.ca),
+        "--token",
+        token.secret,
+        f"--serve-arg=--tls-cert={pki.server_cert}",
+        f"--serve-arg=--tls-key={pki.server_key}",
+        f"--serve-arg=--auth-file={auth}",
+    )
+    rows = {r["phase"]: r for r in doc["results"]}
+    assert rows["end to end (batched)"]["jobs"] == 2000
 
 
 def test_burn_down_batched() -> None:

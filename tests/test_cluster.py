@@ -14,6 +14,7 @@ directory and SeaweedFS S3), coordinated by a real etcd on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -30,12 +31,17 @@ from cluster import NODE_TTL_S, SHARDS, Load, Nodes, cluster_map, wait_settled
 from grpclib.client import Channel
 from grpclib.const import Status
 from helpers import unique
+from secure import Token, channel, stream, unary, write_auth
+from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest
 from silo._proto.silo.v1 import (
     EnqueueBatchRequest,
+    EnqueueBatchResponse,
     EnqueueRequest,
+    EnqueueResult,
     GetJobRequest,
     JobStatus,
     SiloStub,
+    WaitJobRequest,
 )
 from silo.cluster import ClusterClient
 from silo.etcd_server import EtcdError, EtcdServer
@@ -478,3 +484,136 @@ async def test_cluster_status_shows_nodes_owners_and_counts(nodes: Nodes) -> Non
     for node_id in set(owners.values()):
         assert node_id in text
     assert "READY" in text and "SHARD" in text
+
+
+async def test_a_forwarded_call_is_checked_on_both_nodes_with_the_caller_s_token(
+    etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/security.md#in-a-cluster: the node a call reaches checks its token and tenant
+    before it forwards; the owner gets the caller's metadata and checks the token again (a
+    forward without it would be UNAUTHENTICATED there)."""
+    a = Token("a", "secret-a", ["a-*"], ["produce", "operate", "work"])
+    b = Token("b", "secret-b", ["b-*"], ["produce", "operate", "work"])
+    auth = write_auth(tmp_path / "auth.toml", [a, b])
+    cluster = Nodes(
+        store_url, etcd.url(unique("cluster")), tmp_path, store_env, ["--auth-file", str(auth)]
+    )
+    try:
+        for i in range(2):
+            await cluster.add(f"n{i}")
+        owners = await wait_settled(cluster.live(), metadata=a.header)
+        n0 = cluster.nodes["n0"]
+        remote = next(s for s, node in owners.items() if node != "n0")
+        local = next((s for s, node in owners.items() if node == "n0"), remote)
+        tenant = tenant_on(remote, "a")
+        ch = channel(n0.host, n0.port)
+        try:
+            job = EnqueueRequest(id="fwd-1", tenant=tenant, queue="q")
+            enqueued = await unary(ch, "Enqueue", bytes(job), a)
+            assert enqueued.status == Status.OK, enqueued.message
+            got = await unary(ch, "GetJob", bytes(GetJobRequest(tenant=tenant, id="fwd-1")), a)
+            assert got.status == Status.OK, got.message
+            # Another tenant's token is refused before the call leaves n0; no token at all too.
+            denied = await unary(ch, "GetJob", bytes(GetJobRequest(tenant=tenant, id="fwd-1")), b)
+            assert denied.status == Status.PERMISSION_DENIED, denied.message
+            anonymous = await unary(ch, "Enqueue", bytes(job))
+            assert anonymous.status == Status.UNAUTHENTICATED
+            # A batch over both nodes' shards: each entry checked, the forwarded part accepted
+            # by its owner, the other tenant's entry refused alone.
+            batch = EnqueueBatchRequest(
+                jobs=[
+                    EnqueueRequest(tenant=tenant_on(local, "a"), queue="q"),
+                    EnqueueRequest(tenant=tenant, queue="q"),
+                    EnqueueRequest(tenant=tenant_on(remote, "b"), queue="q"),
+                ]
+            )
+            answered = await unary(ch, "EnqueueBatch", bytes(batch), a)
+            assert answered.status == Status.OK, answered.message
+            codes = [r.code for r in EnqueueBatchResponse.parse(answered.reply).results]
+            assert codes == [0, 0, Status.PERMISSION_DENIED.value]
+        finally:
+            ch.close()
+    finally:
+        await cluster.stop_all()
+
+
+async def test_forwarded_stream_entries_keep_the_caller_s_token_and_owner_refusals_pass_through(
+    etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/security.md#in-a-cluster: an EnqueueStream's requests for another node's shard
+    travel with the stream's metadata (the owner checks the token again), and what an owner
+    refuses (UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED) reaches the caller with
+    its own code, not as UNAVAILABLE. The two nodes get different auth files to make the owner
+    refuse what the first node accepts."""
+    a = Token("a", "secret-a", ["a-*"], ["produce", "operate", "work"])
+    root = Token("root", "secret-root", ["*"], ["admin"])
+    # Token "c" may act on a-* on n0 but only on "z" on n1; token "d" is known to n0 only.
+    c0 = Token("c", "secret-c", ["a-*"], ["produce"])
+    c1 = Token("c", "secret-c", ["z"], ["produce"])
+    d = Token("d", "secret-d", ["a-*"], ["produce"])
+    auth0 = write_auth(tmp_path / "auth0.toml", [a, root, c0, d])
+    auth1 = write_auth(tmp_path / "auth1.toml", [a, root, c1])
+    cluster = Nodes(store_url, etcd.url(unique("cluster")), tmp_path, store_env)
+    try:
+        cluster.extra_args = ["--auth-file", str(auth0)]
+        await cluster.add("n0")
+        cluster.extra_args = ["--auth-file", str(auth1), "--max-long-polls", "1"]
+        await cluster.add("n1")
+        owners = await wait_settled(cluster.live(), metadata=a.header)
+        n0, n1 = cluster.nodes["n0"], cluster.nodes["n1"]
+        remote = next(s for s, node in owners.items() if node == "n1")
+        local = next((s for s, node in owners.items() if node == "n0"), None)
+        tenant = tenant_on(remote, "a")
+        ch, ch1 = channel(n0.host, n0.port), channel(n1.host, n1.port)
+        try:
+            # A stream through n0 with entries for both nodes' shards and one out of scope.
+            tenants = [tenant, *([tenant_on(local, "a")] if local is not None else []), "b-1"]
+            requests = [bytes(EnqueueRequest(tenant=t, queue="s")) for t in tenants]
+            out, answers = await stream(ch, "EnqueueStream", requests, a)
+            assert out.status == Status.OK, out.message
+            results = [EnqueueResult.parse(r) for r in answers]
+            codes = [r.code for r in results]
+            expected = [0] * (len(tenants) - 1) + [Status.PERMISSION_DENIED.value]
+            assert codes == expected, [(r.code, r.message) for r in results]
+            get = GetJobRequest(tenant=tenant, id=results[0].id)
+            got = await unary(ch1, "GetJob", bytes(get), a)
+            assert got.status == Status.OK, got.message
+
+            # n0 accepts these tokens; the owner n1 refuses them, and the caller sees why.
+            job = bytes(EnqueueRequest(tenant=tenant, queue="s"))
+            for token, code in ((c0, Status.PERMISSION_DENIED), (d, Status.UNAUTHENTICATED)):
+                unary_out = await unary(ch, "Enqueue", job, token)
+                assert unary_out.status == code, (token.name, unary_out)
+                assert "forwarding" not in unary_out.message
+                out, answers = await stream(ch, "EnqueueStream", [job], token)
+                assert out.status == Status.OK, out.message
+                assert [EnqueueResult.parse(r).code for r in answers] == [code.value], token.name
+
+            # RESOURCE_EXHAUSTED: n1 allows one long-poll. A WaitJob parked on n1 directly
+            # (the stream's job stays PENDING: nothing leases queue "s"); the next one, through
+            # n0, is refused by n1 and the refusal comes back as it was.
+            wait = bytes(WaitJobRequest(tenant=tenant, id=results[0].id, timeout_ms=60_000))
+            parked = asyncio.ensure_future(unary(ch1, "WaitJob", wait, a))
+            admin_ch = Channel(n1.host, n1.port)
+            try:
+                admin = AdminStub(admin_ch)
+                deadline = time.monotonic() + 30
+                while True:
+                    stats = await admin.get_stats(GetStatsRequest(), metadata=root.header)
+                    if stats.gauges.get("job_waiters", 0) >= 1:
+                        break
+                    assert time.monotonic() < deadline, "the WaitJob never parked on n1"
+                    await asyncio.sleep(0.02)
+                refused = await unary(ch, "WaitJob", wait, a)
+                assert refused.status == Status.RESOURCE_EXHAUSTED, refused
+                assert not parked.done()
+            finally:
+                parked.cancel()
+                with contextlib.suppress(BaseException):
+                    await parked
+                admin_ch.close()
+        finally:
+            ch.close()
+            ch1.close()
+    finally:
+        await cluster.stop_all()

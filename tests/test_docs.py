@@ -2,7 +2,8 @@
 interpreter; a block that defines `test_*` functions runs under pytest, with the silo_broker
 plugin), so the documentation cannot drift from the API. A block that reaches a broker at
 127.0.0.1:7070 runs against a fresh `silo serve` (its address put in the code's place), and
-what a block says it prints (`print(...)  # what`) must be among the lines it printed."""
+what a block says it prints (`print(...)  # what`) must be among the lines it printed. The
+auth file of docs/security.md loads."""
 
 from __future__ import annotations
 
@@ -69,3 +70,19 @@ async def test_the_block_runs(code: str, tmp_path: Path, make_server: MakeServer
     printed = done.stdout.splitlines()
     for said in re.findall(r"^\s*print\(.*\)\s+# (.*)$", code, flags=re.M):
         assert said in printed, f"the block says it prints {said!r}; it printed {printed}"
+
+
+def test_the_auth_file_example_of_security_md_loads(tmp_path: Path) -> None:
+    """docs/security.md's auth file is one the broker accepts, with the roles it says."""
+    from silo.server.auth import digest, load
+
+    doc = (ROOT / "docs" / "security.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    path = tmp_path / "tokens.toml"
+    path.write_text(example)
+    table = load(path)
+    assert len(table) == 3
+    oncall = table.by_digest[digest("oncall")]
+    assert oncall.name == "oncall"
+    assert table.by_digest[digest("test")].name == "billing-producer"
+    assert table.by_digest[digest("eu-workers")].name == "eu-workers"

@@ -34,9 +34,14 @@ def test_core_code_python_class_and_server_status_agree(class_name: str, code: i
     assert type(back) is cls
 
 
+#: Classes the gRPC server raises before a call reaches the core: the token check
+#: (python/silo/server/auth.py) and the transport limits (python/silo/server/limits.py).
+SERVER_ONLY = {"Unauthenticated", "ResourceExhausted"}
+
+
 def test_every_concrete_error_class_is_raised_by_the_core() -> None:
     """A leaf class of silo.errors that no core error maps to is dead, or a row is missing."""
-    raised = {class_name for class_name, _ in ROWS}
+    raised = {class_name for class_name, _ in ROWS} | SERVER_ONLY
     leaves = {
         cls.__name__
         for cls in vars(errors).values()
@@ -46,3 +51,11 @@ def test_every_concrete_error_class_is_raised_by_the_core() -> None:
         and not cls.__subclasses__()
     }
     assert leaves <= raised, f"no core error maps to {sorted(leaves - raised)}"
+
+
+@pytest.mark.parametrize("class_name", sorted(SERVER_ONLY))
+def test_server_only_errors_have_a_status(class_name: str) -> None:
+    cls = getattr(errors, class_name)
+    status = status_for(cls)
+    assert status is not None and status is not Status.INTERNAL
+    assert type(error_for_status(status, "m")) is cls

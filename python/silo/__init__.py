@@ -29,9 +29,12 @@ from silo.errors import (
     LeaseNotHeld,
     NotFound,
     OutcomeAlreadyRecorded,
+    PermissionDenied,
+    ResourceExhausted,
     SiloError,
     StoreUnavailable,
     TaskNotFound,
+    Unauthenticated,
     Unavailable,
     Unimplemented,
 )
@@ -45,6 +48,7 @@ from silo.tasks import (
     TaskHandle,
     task,
 )
+from silo.tls import tls_context
 from silo.types import (
     Attempt,
     AttemptStatus,
@@ -111,10 +115,12 @@ __all__ = [
     "NotFound",
     "OutcomeAlreadyRecorded",
     "Overlap",
+    "PermissionDenied",
     "PickleSerializer",
     "QueueStats",
     "RateLimit",
     "Report",
+    "ResourceExhausted",
     "ReportResult",
     "RetryPolicy",
     "Schedule",
@@ -129,6 +135,7 @@ __all__ = [
     "TaskFailure",
     "TaskHandle",
     "TaskNotFound",
+    "Unauthenticated",
     "Unavailable",
     "Unimplemented",
     "Worker",
@@ -138,5 +145,6 @@ __all__ = [
     "sync",
     "task",
     "testing",
+    "tls_context",
     "types",
 ]

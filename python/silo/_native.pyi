@@ -17,6 +17,7 @@ __all__ = [
     "Completions",
     "Call",
     "Stream",
+    "Principal",
     "status_table",
     "rpcs",
     "encode_request",
@@ -57,6 +58,29 @@ def decode_frames(rpc: str, data: bytes) -> tuple[list[Any], int]:
     task as silo.Task, an outcome's answer as silo.ReportResult, a heartbeat's as
     (code, message, cancelled, lease_expires_at_ms); "EnqueueStream": silo.EnqueueResult.
     InternalError when a message does not decode."""
+
+@final
+class Principal:
+    """A verified token of `silo serve --auth-file` (docs/security.md): its name, tenant
+    patterns and roles. Built once per entry of the file; passed with each call the token makes
+    so that the core checks the RPC's role and the tenants the request names."""
+
+    def __new__(cls, name: str, tenants: list[str], roles: list[str]) -> Principal:
+        """InvalidArgument naming `tenants[i]` (a `*` anywhere but at the end, a control
+        character, over 127 characters) or `roles[i]` (not produce, work, operate or admin)."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def tenants(self) -> list[str]:
+        """The patterns as given: names, `prefix*`, `*`."""
+    @property
+    def roles(self) -> list[str]:
+        """Distinct role names, in the order produce, work, operate, admin."""
+    def allows_tenant(self, tenant: str) -> bool:
+        """Whether the token may act on `tenant`."""
+    def may_call(self, rpc: str) -> bool:
+        """Whether the token's roles allow the RPC named `rpc` (ValueError for an unknown
+        name)."""
 
 @final
 class Completions:
@@ -106,18 +130,28 @@ class Broker:
         future: asyncio.Future[bytes],
         rpc: str,
         request: bytes,
+        principal: Principal | None = None,
         metadata: list[tuple[str, bytes]] | None = None,
     ) -> Call:
         """Serve the unary RPC whose method name is `rpc` (e.g. "Enqueue", "GetStats"; see
-        `rpcs()`) from its encoded request. ValueError for a name not in the table; a
-        streaming RPC fails with InvalidArgument, one not served yet with Unimplemented.
+        `rpcs()`) from its encoded request, for `principal` (None: a trusted caller, no
+        checks). ValueError for a name not in the table; a streaming RPC fails with
+        InvalidArgument, one not served yet with Unimplemented. PermissionDenied when the
+        principal lacks the RPC's role or the request names a tenant outside its patterns.
         Admin/SetFaults fails with FaultInjectionDisabled unless opened with it. `metadata`
         (the caller's, values as bytes) is passed on when the call is forwarded to the node
-        that owns its shard (docs/cluster.md#routing)."""
-    def invoke(self, future: asyncio.Future[Any], rpc: str, args: object) -> Call:
-        """Serve the unary RPC `rpc` from its typed arguments (as `encode_request` takes them);
-        the future gets the reply as its silo.types value (as `decode_reply` makes it), or the
-        silo.errors exception of the failure. Bad arguments raise InvalidArgument at once."""
+        that owns its shard, which checks the token again (docs/cluster.md#routing)."""
+    def invoke(
+        self,
+        future: asyncio.Future[Any],
+        rpc: str,
+        args: object,
+        principal: Principal | None = None,
+    ) -> Call:
+        """Serve the unary RPC `rpc` from its typed arguments (as `encode_request` takes them)
+        for `principal` (as `call`); the future gets the reply as its silo.types value (as
+        `decode_reply` makes it), or the silo.errors exception of the failure. Bad arguments
+        raise InvalidArgument at once."""
     def wait_fenced(self, future: asyncio.Future[None]) -> Call:
         """Settles `future` (with None) once a newer broker has fenced this one off the store:
         from then on every call fails with StoreUnavailable, and the process should stop
@@ -145,9 +179,18 @@ class Stream:
     (python/silo/server/streams.py). Answers settle their futures through the broker's
     `Completions`."""
 
-    def __new__(cls, broker: Broker, rpc: str) -> Stream:
-        """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession").
-        ValueError for a name that is not a streaming RPC of `rpcs()`."""
+    def __new__(
+        cls,
+        broker: Broker,
+        rpc: str,
+        principal: Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
+    ) -> Stream:
+        """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession") for
+        `principal` (None: trusted; otherwise the stream ends at once with PermissionDenied
+        when it lacks the role, and only its tenants' jobs and tasks are served), with the
+        stream's `metadata` (in a cluster, what its requests forwarded to other nodes carry:
+        the caller's token). ValueError for a name that is not a streaming RPC of `rpcs()`."""
     def push(self, request: bytes) -> bool:
         """Queue one raw request; False once the stream's window is full (await `room` before
         reading more). Ignored after `close` or the end. The stream takes it at the next

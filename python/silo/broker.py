@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from silo.server.metrics import BrokerMetrics
     from silo.web import RunningHttp
 
-__all__ = ["Broker", "open"]
+__all__ = ["ActingAs", "Broker", "open"]
 
 log = logging.getLogger("silo.broker")
 
@@ -87,68 +88,130 @@ class Broker(ApiMethods):
         return cls(native, completions, forwards=config.cluster is not None)
 
     async def _invoke(self, rpc: str, fields: object) -> Any:
+        return await self._invoke_as(rpc, fields, None)
+
+    async def _invoke_as(
+        self, rpc: str, fields: object, principal: _native.Principal | None
+    ) -> Any:
         future: asyncio.Future[Any] = self._loop.create_future()
-        call = self._native.invoke(future, rpc, fields)
+        call = self._native.invoke(future, rpc, fields, principal)
         try:
             return await future
         except asyncio.CancelledError:
             call.abort()
             raise
+
+    def acting_as(self, principal: _native.Principal) -> ActingAs:
+        """This broker's typed API for calls made with `principal`'s token: each call is
+        checked as the gRPC server checks it (the RPC's role, the tenants it names;
+        PermissionDenied otherwise, docs/security.md). Calls on the broker itself are trusted.
+        The web UI serves each session's requests through one of these."""
+        return ActingAs(self, principal)
 
     def call(
-        self, rpc: str, request: bytes, metadata: list[tuple[str, bytes]] | None = None
+        self,
+        rpc: str,
+        request: bytes,
+        principal: _native.Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
     ) -> Awaitable[bytes]:
-        """Serve the unary RPC named `rpc` (e.g. "Enqueue") from its encoded protobuf request;
-        the encoded reply, or the silo.errors exception of the failure. The gRPC server's path
-        (it never decodes a Silo message in Python). `metadata` (the caller's) travels with the
-        call if it is forwarded to the node that owns its shard."""
-        return self._raw(rpc, request, metadata)
+        """Serve the unary RPC named `rpc` (e.g. "Enqueue") from its encoded protobuf request,
+        for `principal` (a verified token; None: trusted); the encoded reply, or the silo.errors
+        exception of the failure. The gRPC server's path (it never decodes a Silo message in
+        Python). `metadata` (the caller's) travels with the call if it is forwarded to the node
+        that owns its shard, which checks the token again."""
+        return self._raw(rpc, request, principal, metadata)
 
     async def _raw(
-        self, rpc: str, request: bytes, metadata: list[tuple[str, bytes]] | None = None
+        self,
+        rpc: str,
+        request: bytes,
+        principal: _native.Principal | None,
+        metadata: list[tuple[str, bytes]] | None = None,
     ) -> bytes:
         future: asyncio.Future[bytes] = self._loop.create_future()
-        call = self._native.call(future, rpc, request, metadata)
+        call = self._native.call(future, rpc, request, principal, metadata)
         try:
             return await future
         except asyncio.CancelledError:
             call.abort()
             raise
 
-    def stream(self, rpc: str) -> NativeStream:
+    def stream(
+        self,
+        rpc: str,
+        principal: _native.Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
+    ) -> NativeStream:
         """Start serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession") from
-        raw messages: the gRPC server's stream path (python/silo/server/streams.py)."""
-        return NativeStream(_native.Stream(self._native, rpc), self._loop)
+        raw messages, for `principal` (None: trusted), with the call's `metadata` (passed on
+        with requests forwarded to other nodes: docs/cluster.md#routing): the gRPC server's
+        stream path (python/silo/server/streams.py)."""
+        native = _native.Stream(self._native, rpc, principal, metadata)
+        return NativeStream(native, self._loop)
 
     # Serving gRPC
 
-    async def serve(self, address: str = DEFAULT_LISTEN) -> RunningServer:
+    async def serve(
+        self,
+        address: str = DEFAULT_LISTEN,
+        *,
+        auth_file: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        insecure: bool = False,
+    ) -> RunningServer:
         """Serve this broker over gRPC on `address` (`HOST:PORT`; port 0 picks a free one;
         the returned server's `address` says which): silo.v1.Silo, silo.admin.v1.Admin and the
-        health service, as `silo serve` does. `close()` stops the server first.
+        health service, as `silo serve` does, with the tokens of `auth_file` (docs/security.md;
+        None: no checks) and over `tls` (`silo.tls.server_context`; None: plaintext).
+        `close()` stops the server first.
 
-        Raises OSError when the address cannot be bound, ValueError when it is malformed.
+        Raises OSError when the address cannot be bound, ValueError when it is malformed,
+        ConfigError (a ValueError) for a non-loopback address without `auth_file` unless
+        `insecure`, AuthError (a ValueError) for a bad auth file.
         """
-        from silo.server.app import bind, start_server
+        from silo.server.app import bind, check_exposure, start_server
+        from silo.server.auth import Authenticator
 
         host, port = parse_listen(address)
-        running = await start_server(self, bind(host, port), observe=self.metrics.rpc_observer())
+        check_exposure({"address": address}, auth=auth_file is not None, insecure=insecure)
+        auth = None if auth_file is None else Authenticator.from_file(auth_file)
+        running = await start_server(
+            self, bind(host, port), auth=auth, tls=tls, observe=self.metrics.rpc_observer()
+        )
         self._servers.append(running)
         return running
 
-    async def serve_http(self, address: str = DEFAULT_HTTP) -> RunningHttp:
+    async def serve_http(
+        self,
+        address: str = DEFAULT_HTTP,
+        *,
+        auth_file: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        insecure: bool = False,
+        metrics_public: bool = False,
+    ) -> RunningHttp:
         """Serve the web UI, `/metrics`, `/healthz` and `/readyz` of this broker on `address`
         (`HOST:PORT`; port 0 picks a free one; the returned server's `address` says which), as
-        `silo serve --http` does (docs/ui.md). `close()` stops it. To mount the UI in an aiohttp
-        application of your own instead, use `silo.web.create_app(broker)`.
+        `silo serve --http` does (docs/ui.md): with `auth_file`, pages need a session signed in
+        with one of its tokens and /metrics an `admin` token unless `metrics_public`
+        (docs/security.md#web-ui); over `tls` (None: plaintext). `close()` stops it. To mount
+        the UI in an aiohttp application of your own instead, use `silo.web.create_app`.
 
-        Raises OSError when the address cannot be bound, ValueError when it is malformed.
+        Raises OSError when the address cannot be bound, ValueError when it is malformed,
+        ConfigError (a ValueError) for a non-loopback address without `auth_file` unless
+        `insecure`, AuthError (a ValueError) for a bad auth file.
         """
-        from silo.server.app import bind
+        from silo.server.app import bind, check_exposure
+        from silo.server.auth import Authenticator
         from silo.web import start_http
 
         host, port = parse_listen(address)
-        running = await start_http(self, bind(host, port))
+        check_exposure({"address": address}, auth=auth_file is not None, insecure=insecure)
+        auth = None if auth_file is None else Authenticator.from_file(auth_file)
+        running = await start_http(
+            self, bind(host, port), auth=auth, tls=tls, metrics_public=metrics_public
+        )
         self._http.append(running)
         return running
 
@@ -200,6 +263,21 @@ class Broker(ApiMethods):
     def closed(self) -> bool:
         """Whether `close()` was called."""
         return self._closed
+
+
+class ActingAs(ApiMethods):
+    """The typed API of a broker for one token (`Broker.acting_as`). Closing it closes nothing:
+    the broker belongs to its opener."""
+
+    def __init__(self, broker: Broker, principal: _native.Principal) -> None:
+        self.broker = broker
+        self.principal = principal
+
+    async def _invoke(self, rpc: str, fields: object) -> Any:
+        return await self.broker._invoke_as(rpc, fields, self.principal)
+
+    async def close(self) -> None:
+        """Nothing to release (the broker stays open)."""
 
 
 class NativeStream:

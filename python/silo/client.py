@@ -15,6 +15,7 @@ broker that cannot be reached raises Unavailable.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -39,7 +40,10 @@ from silo.types import Enqueued, Task
 if TYPE_CHECKING:
     from silo.cluster import ClusterClient
 
-__all__ = ["Client", "connect"]
+__all__ = ["TOKEN_VAR", "Client", "connect"]
+
+#: The environment variable a client takes its token from when none is given.
+TOKEN_VAR: Final = "SILO_TOKEN"
 
 log = logging.getLogger("silo.client")
 
@@ -77,8 +81,10 @@ class Client(ApiMethods):
     `timeout` (seconds) bounds every call, plus the call's own wait for long-polls
     (`lease_tasks(wait_ms=)`, `wait_job(timeout_ms=)`); None waits forever. Create it inside
     the event loop that uses it (grpclib binds the running loop when the channel is made).
-    `token` is sent as `authorization: Bearer <token>`; `tls` is True (the system's CA
-    certificates) or an `ssl.SSLContext`. `streams=False` keeps every call unary.
+    `token` is sent as `authorization: Bearer <token>` (default: the SILO_TOKEN environment
+    variable, if set; docs/security.md); `tls` is True (the system's CA certificates) or an
+    `ssl.SSLContext` (`silo.tls_context(ca=..., cert=..., key=...)` for a private CA or mTLS).
+    `streams=False` keeps every call unary.
     """
 
     def __init__(
@@ -100,6 +106,8 @@ class Client(ApiMethods):
         self.addresses = tuple(addresses)
         self._channel = Channel(host, port, ssl=tls or None, codec=PassthroughCodec())
         self._timeout = timeout
+        if token is None:
+            token = os.environ.get(TOKEN_VAR) or None
         self._metadata = {"authorization": f"Bearer {token}"} if token else None
         self._methods: dict[str, UnaryUnaryMethod[bytes, bytes]] = {}
         self._paths = {method: f"/{service}/{method}" for service, method, _ in _native.rpcs()}
@@ -199,7 +207,8 @@ async def connect(
     """A client of the broker at `address` (`HOST:PORT`). A list of two or more addresses names
     nodes of a cluster: the `silo.cluster.ClusterClient` then sends each call to the node that
     serves its tenant (docs/cluster.md#clients). Connecting is lazy: an unreachable broker
-    shows as Unavailable on the first call. `streams=False` keeps every call unary."""
+    shows as Unavailable on the first call. `token` (default $SILO_TOKEN) and `tls` as for
+    `Client`, passed to every node; `streams=False` keeps every call unary."""
     addresses = [address] if isinstance(address, str) else list(dict.fromkeys(address))
     if len(addresses) > 1:
         from silo.cluster import ClusterClient

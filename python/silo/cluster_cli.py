@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import ssl
 import sys
 from typing import Final
 
@@ -12,6 +14,8 @@ from grpclib.client import Channel
 
 from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest, ShardStats
 from silo._proto.silo.v1 import GetClusterRequest, SiloStub
+from silo.client import TOKEN_VAR
+from silo.commands import add_security_arguments, client_tls
 from silo.config import DEFAULT_LISTEN, parse_listen
 
 __all__ = ["register", "run"]
@@ -29,11 +33,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.add_argument(
         "--connect", default=DEFAULT_LISTEN, metavar="HOST:PORT", help="a node of the cluster"
     )
+    add_security_arguments(status)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        text = asyncio.run(status(args.connect))
+        tls = client_tls(args)
+        token = args.token or os.environ.get(TOKEN_VAR)
+        text = asyncio.run(status(args.connect, token=token, tls=tls))
     except (OSError, ValueError) as exc:
         print(f"silo cluster status: error: {exc}", file=sys.stderr)
         return 1
@@ -41,11 +48,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _stats(address: str) -> list[ShardStats] | str:
-    host, port = parse_listen(address)
-    channel = Channel(host, port)
+class _Dial:
+    """How to reach the nodes: the bearer token (None: none) and the TLS of every channel."""
+
+    def __init__(self, token: str | None, tls: ssl.SSLContext | bool | None) -> None:
+        self.metadata = {"authorization": f"Bearer {token}"} if token else None
+        self.tls = tls
+
+    def channel(self, address: str) -> Channel:
+        host, port = parse_listen(address)
+        return Channel(host, port, ssl=self.tls or None)
+
+
+async def _stats(address: str, dial: _Dial) -> list[ShardStats] | str:
+    channel = dial.channel(address)
     try:
-        stats = await asyncio.wait_for(AdminStub(channel).get_stats(GetStatsRequest()), 5)
+        stats = await asyncio.wait_for(
+            AdminStub(channel, metadata=dial.metadata).get_stats(GetStatsRequest()), 5
+        )
         return list(stats.shards)
     except Exception as exc:
         return f"unreachable ({type(exc).__name__})"
@@ -53,12 +73,18 @@ async def _stats(address: str) -> list[ShardStats] | str:
         channel.close()
 
 
-async def status(address: str) -> str:
-    """The status tables of the cluster `address` belongs to, as text."""
-    host, port = parse_listen(address)
-    channel = Channel(host, port)
+async def status(
+    address: str, *, token: str | None = None, tls: ssl.SSLContext | bool | None = None
+) -> str:
+    """The status tables of the cluster `address` belongs to, as text. GetCluster needs any
+    valid token and Admin/GetStats an `admin` one when the nodes check tokens
+    (docs/security.md); `tls` as for `silo.connect`."""
+    dial = _Dial(token, tls)
+    channel = dial.channel(address)
     try:
-        cluster = await asyncio.wait_for(SiloStub(channel).get_cluster(GetClusterRequest()), 5)
+        cluster = await asyncio.wait_for(
+            SiloStub(channel, metadata=dial.metadata).get_cluster(GetClusterRequest()), 5
+        )
     except Exception as exc:
         raise OSError(f"cannot reach {address}: {exc}") from exc
     finally:
@@ -73,7 +99,7 @@ async def status(address: str) -> str:
         lines.append(f"moving (no owner right now): {','.join(map(str, moving))}")
     lines.append("")
     shard_rows: list[tuple[str, ...]] = [("SHARD", "NODE", *(c.upper() for c in COLUMNS))]
-    stats = await asyncio.gather(*(_stats(n.address) for n in cluster.nodes))
+    stats = await asyncio.gather(*(_stats(n.address, dial) for n in cluster.nodes))
     for node, got in zip(cluster.nodes, stats, strict=True):
         if isinstance(got, str):
             shard_rows += [(str(s), node.id, got, "", "", "") for s in sorted(node.shards)]

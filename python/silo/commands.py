@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import importlib
 import json
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -47,6 +48,29 @@ def add_broker_arguments(p: argparse.ArgumentParser) -> None:
         "--store", metavar="URL", help="open the broker on this store in this process instead"
     )
     p.add_argument("--lease-ms", type=int, default=None, help="with --store: the lease duration")
+    add_security_arguments(p)
+
+
+def add_security_arguments(p: argparse.ArgumentParser) -> None:
+    """--token and the TLS flags of a client (`client_tls` reads them)."""
+    sec = p.add_argument_group("with --connect: token and TLS (docs/security.md)")
+    sec.add_argument("--token", help="bearer token (default $SILO_TOKEN)")
+    sec.add_argument(
+        "--tls", action="store_true", help="connect over TLS, trusting the system's CAs"
+    )
+    sec.add_argument("--tls-ca", metavar="PEM", help="connect over TLS, trusting these CAs")
+    sec.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+    sec.add_argument("--tls-key", metavar="PEM", help="key of --tls-cert")
+
+
+def client_tls(args: argparse.Namespace) -> ssl.SSLContext | bool | None:
+    """The `tls=` of `silo.connect` the flags ask for (None: plaintext). ConfigError for a file
+    that cannot be used."""
+    from silo.tls import tls_context
+
+    if args.tls_ca or args.tls_cert or args.tls_key:
+        return tls_context(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+    return True if args.tls else None
 
 
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
@@ -158,7 +182,7 @@ async def api_of(args: argparse.Namespace) -> AsyncIterator[Api]:
         settings = {} if args.lease_ms is None else {"lease_ms": args.lease_ms}
         api = await silo.open(args.store, **settings)
     else:
-        api = await silo.connect(addresses_of(args.connect))
+        api = await silo.connect(addresses_of(args.connect), token=args.token, tls=client_tls(args))
     try:
         yield api
     finally:

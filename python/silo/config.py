@@ -210,6 +210,11 @@ def _check_payload(value: Any) -> None:
         raise ValueError(f"must be at most {MAX_MESSAGE_BYTES} (the gRPC message limit)")
 
 
+def _check_optional_path(value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError("expected a file path")
+
+
 def _check_log_level(value: Any) -> None:
     if value not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
@@ -311,6 +316,7 @@ _CLUSTER: Final = Kind(str, _check_optional_cluster)
 _ADVERTISE: Final = Kind(str, _check_optional_listen)
 _NODE_ID: Final = Kind(str, _check_optional_name)
 _NODE_TTL: Final = Kind(_duration_s, _check_node_ttl, show=_show_duration)
+_OPTIONAL_PATH: Final = Kind(str, _check_optional_path)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,7 +364,8 @@ class ServeConfig:
     )
     fault_injection: bool = _setting(
         False,
-        "let Admin.SetFaults inject object-store faults (tests only; SILO_FAULT_INJECTION=1)",
+        "let Admin.SetFaults inject object-store faults (tests only; SILO_FAULT_INJECTION=1); "
+        "with --auth-file it also needs an admin token",
         _SWITCH,
     )
     retention: int = _setting(
@@ -366,6 +373,83 @@ class ServeConfig:
         "how long a finished job is kept before it is deleted: N (ms), Ns, Nm, Nh or Nd; "
         "0 keeps jobs forever",
         _DURATION,
+    )
+    # Security (docs/security.md): tokens, TLS, what may listen where.
+    auth_file: str | None = _setting(
+        None,
+        "TOML file of [[tokens]] (token_sha256, name, tenants, roles); every call then needs "
+        "`authorization: Bearer <token>`; re-read on SIGHUP (default: no tokens, no checks)",
+        _OPTIONAL_PATH,
+        broker=False,
+    )
+    insecure: bool = _setting(
+        False,
+        "allow a non-loopback --listen without --auth-file (anyone who reaches the port can "
+        "read, cancel and lease every job)",
+        _SWITCH,
+        broker=False,
+    )
+    tls_cert: str | None = _setting(
+        None, "PEM certificate chain: serve over TLS (with --tls-key)", _OPTIONAL_PATH, broker=False
+    )
+    tls_key: str | None = _setting(
+        None, "PEM private key of --tls-cert", _OPTIONAL_PATH, broker=False
+    )
+    tls_client_ca: str | None = _setting(
+        None,
+        "PEM CA certificates: require a client certificate signed by one of them (mTLS)",
+        _OPTIONAL_PATH,
+        broker=False,
+    )
+    # Hostile-input limits of the gRPC transport (docs/security.md#limits).
+    max_connections: int = _setting(
+        1000,
+        "client connections served at once; more are answered RESOURCE_EXHAUSTED",
+        _POSITIVE,
+        broker=False,
+    )
+    idle_timeout_ms: int = _setting(
+        300_000,
+        "close a connection with no call open for this long, in ms",
+        _POSITIVE,
+        broker=False,
+    )
+    request_timeout_ms: int = _setting(
+        30_000,
+        "longest time a client may take to send a request or read an answer, in ms",
+        _POSITIVE,
+        broker=False,
+    )
+    max_long_polls_per_connection: int = _setting(
+        64,
+        "LeaseTasks and WaitJob calls open at once on one connection",
+        _POSITIVE,
+        broker=False,
+    )
+    max_long_polls: int = _setting(
+        10_000, "LeaseTasks and WaitJob calls open at once in total", _POSITIVE, broker=False
+    )
+    max_streams_per_connection: int = _setting(
+        16,
+        "EnqueueStream and WorkerSession streams open at once on one connection",
+        _POSITIVE,
+        broker=False,
+    )
+    max_inflight_bytes: int = _setting(
+        # A full 64 MiB EnqueueBatch peaks near 12x its size in RSS while it is stored
+        # (docs/security.md#limits): two at once, not four.
+        128 * 1024 * 1024,
+        "request bytes read and not yet answered, in total; a message that would pass it waits "
+        "no longer than --request-timeout-ms, then is refused with RESOURCE_EXHAUSTED",
+        _POSITIVE,
+        broker=False,
+    )
+    metrics_public: bool = _setting(
+        False,
+        "serve /metrics without a token even with --auth-file (default: it needs a token with "
+        "the admin role)",
+        _SWITCH,
+        broker=False,
     )
     metrics: bool = _setting(
         True,
@@ -407,6 +491,20 @@ class ServeConfig:
                 s.kind.check(value)
             except ValueError as exc:
                 raise ConfigError(f"invalid {s.name} {value!r}: {exc}") from None
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("invalid --tls-cert/--tls-key: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("invalid --tls-client-ca: it needs --tls-cert and --tls-key")
+        if self.max_inflight_bytes < MAX_MESSAGE_BYTES:
+            raise ConfigError(
+                f"invalid max_inflight_bytes {self.max_inflight_bytes}: must be at least "
+                f"{MAX_MESSAGE_BYTES} (one message of the largest size)"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS."""
+        return self.tls_cert is not None
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -22,6 +22,9 @@ __all__ = [
     "InvalidJobState",
     "LeaseNotHeld",
     "FaultInjectionDisabled",
+    "Unauthenticated",
+    "PermissionDenied",
+    "ResourceExhausted",
     "Unimplemented",
     "Unavailable",
     "StoreUnavailable",
@@ -85,6 +88,24 @@ class LeaseNotHeld(FailedPrecondition):
 
 class FaultInjectionDisabled(FailedPrecondition):
     """Admin.SetFaults on a server started without --fault-injection."""
+
+
+class Unauthenticated(SiloError, PermissionError):
+    """The call carries no token, or one the broker does not know (UNAUTHENTICATED). Raised
+    by the server's token check (python/silo/server/auth.py); the core raises it only for a
+    forwarded call that the owner node refused (docs/cluster.md#routing)."""
+
+
+class PermissionDenied(SiloError, PermissionError):
+    """The token may not make this call, or not for this tenant (PERMISSION_DENIED): the same
+    answer whether or not the job exists (docs/security.md)."""
+
+
+class ResourceExhausted(SiloError, RuntimeError):
+    """A limit of the server is reached: a message over the size limit, too many long-polls or
+    streams, too many request bytes in flight (RESOURCE_EXHAUSTED). Raised by the server's
+    transport limits (python/silo/server/limits.py); the core raises it only for a forwarded
+    call that the owner node refused. Retry later."""
 
 
 class Unimplemented(SiloError, NotImplementedError):

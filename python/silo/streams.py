@@ -28,6 +28,7 @@ from typing import Any, Final, cast
 from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from grpclib.metadata import decode_grpc_message
 from h2.exceptions import StreamClosedError
 
 from silo import _native, errors
@@ -230,7 +231,16 @@ class _OrderedStream:
                 with stream._wrapper:
                     await stream._stream.send_data(data)
             except _SEND_ERRORS as exc:
-                failure = errors.Unavailable(f"cannot send on the stream: {exc!r}")
+                # A broker that refused the stream (a token, a limit) sent its status before
+                # the reset the send ran into: that status is the answer, not a broken stream.
+                status = received_status(stream)
+                failure: errors.SiloError
+                if status is None or status[0] is Status.OK:
+                    failure = errors.Unavailable(f"cannot send on the stream: {exc!r}")
+                elif status[0] is Status.UNIMPLEMENTED:
+                    failure = StreamRefused(f"the broker does not serve {self._path}")
+                else:
+                    failure = error_of(status[0].value, status[1])
                 for waiter in waiters:
                     if not waiter.future.done():
                         waiter.future.set_exception(failure)
@@ -292,7 +302,13 @@ class _OrderedStream:
             else:
                 failure = error_of(exc.status.value, exc.message or "")
         except (OSError, StreamTerminatedError) as exc:
-            failure = errors.Unavailable(f"the stream broke: {exc}")
+            status = received_status(stream)
+            if status is None:
+                failure = errors.Unavailable(f"the stream broke: {exc}")
+            elif status[0] is Status.UNIMPLEMENTED:
+                failure = StreamRefused(f"the broker does not serve {self._path}")
+            else:
+                failure = error_of(status[0].value, status[1])
         except asyncio.CancelledError:
             failure = errors.Unavailable("the stream was closed")
             raise
@@ -306,6 +322,27 @@ class _OrderedStream:
                     waiter.future.set_exception(failure)
             with contextlib.suppress(Exception):
                 await context.__aexit__(None, None, None)
+
+
+def received_status(stream: Stream[Any, Any]) -> tuple[Status, str] | None:
+    """The status the broker ended a stream with, if it arrived before the stream was reset.
+
+    Why: a server that ends a stream with an error while the client still sends (a refused
+    token, a limit) sends its status, then resets the stream (RST_STREAM NO_ERROR, as gRPC
+    servers do); grpclib's client may see the reset first and raise StreamTerminatedError
+    although the status is there. Reads grpclib 0.4.9's `Stream._stream` (the version is
+    pinned).
+    """
+    h2 = getattr(stream, "_stream", None)
+    for headers in (getattr(h2, "trailers", None), getattr(h2, "headers", None)):
+        for name, value in headers or ():
+            if name == "grpc-status":
+                message = dict(headers or ()).get("grpc-message", "")
+                try:
+                    return Status(int(value)), decode_grpc_message(message)
+                except ValueError:
+                    return None
+    return None
 
 
 async def _answers(future: asyncio.Future[list[Any]] | None, timeout: float | None) -> list[Any]:

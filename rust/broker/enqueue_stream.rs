@@ -3,7 +3,7 @@
 //! command, so they share a group commit with whatever else the actor's step holds; the next
 //! requests go out while earlier ones wait for their commit, and the answers are put back in
 //! order. In a cluster, requests for shards other nodes own are forwarded (one EnqueueBatch per
-//! shard, made of the requests' own bytes).
+//! shard, made of the requests' own bytes) with the stream's metadata (the caller's token).
 
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -11,7 +11,8 @@ use futures::FutureExt;
 use prost::Message;
 
 use super::route::one_each;
-use super::{enqueue_result, Broker, CallContext};
+use super::{enqueue_result, in_scope, Broker, CallContext};
+use crate::auth::{Caller, TenantScope};
 use crate::error::Result;
 use crate::proto::wire;
 use crate::rpc::decode;
@@ -21,7 +22,14 @@ use crate::validate::{self, NewJob, MAX_BATCH};
 impl Broker {
     /// Serves one EnqueueStream until its input ends and every request is answered. A bad
     /// request fails alone (its result carries the code); the stream itself always ends OK.
-    pub async fn enqueue_stream(&self, io: &StreamIo) -> Result<()> {
+    /// A request of a tenant outside `scope` fails alone with PERMISSION_DENIED. Requests
+    /// forwarded to other nodes carry `ctx`, the stream's metadata (the caller's token).
+    pub async fn enqueue_stream(
+        &self,
+        io: &StreamIo,
+        scope: &TenantScope,
+        ctx: &CallContext,
+    ) -> Result<()> {
         let mut pending = FuturesOrdered::new();
         let mut input = true;
         while input || !pending.is_empty() {
@@ -37,7 +45,9 @@ impl Broker {
                     io.answer(answers, done);
                 }
                 requests = io.take(MAX_BATCH), if input => match requests {
-                    Some(requests) => pending.push_back(self.enqueue_requests(requests)),
+                    Some(requests) => {
+                        pending.push_back(self.enqueue_requests(requests, scope, ctx))
+                    }
                     None => input = false,
                 },
             }
@@ -46,8 +56,14 @@ impl Broker {
     }
 
     /// Enqueues one batch of raw requests: each decoded and validated alone, the valid ones in
-    /// one command per shard. The encoded results in order, and the requests they complete.
-    async fn enqueue_requests(&self, requests: Vec<Bytes>) -> (Vec<Vec<u8>>, Usage) {
+    /// one command per shard; an entry of a tenant outside `scope` fails alone
+    /// (PERMISSION_DENIED). The encoded results in order, and the requests they complete.
+    async fn enqueue_requests(
+        &self,
+        requests: Vec<Bytes>,
+        scope: &TenantScope,
+        ctx: &CallContext,
+    ) -> (Vec<Vec<u8>>, Usage) {
         let done = Usage::of(&requests);
         let entries: Vec<Result<NewJob>> = requests
             .iter()
@@ -56,6 +72,7 @@ impl Broker {
                     .and_then(|req| validate::enqueue(req, &self.limits))
             })
             .collect();
+        let entries = in_scope(entries, scope);
         let results = if self.all_local() {
             self.enqueue_each(entries)
                 .await
@@ -63,7 +80,7 @@ impl Broker {
                 .map(enqueue_result)
                 .collect()
         } else {
-            self.enqueue_routed_each(entries, &requests).await
+            self.enqueue_routed_each(entries, &requests, ctx).await
         };
         let answers = results.iter().map(|r| r.encode_to_vec()).collect();
         (answers, done)
@@ -71,11 +88,14 @@ impl Broker {
 
     /// In a cluster: the valid requests travel as they came, as one EnqueueBatch split by shard
     /// and routed like any batch (forwarded to the owners of other nodes' shards); each result
-    /// goes back to its request's place beside the validation errors of the others.
+    /// goes back to its request's place beside the validation errors of the others. The
+    /// forwarded parts carry `ctx` (the stream's metadata), so the owner checks the caller's
+    /// token as for any forwarded call, and its refusal comes back unchanged.
     async fn enqueue_routed_each(
         &self,
         entries: Vec<Result<NewJob>>,
         requests: &[Bytes],
+        ctx: &CallContext,
     ) -> Vec<wire::EnqueueResult> {
         let mut results: Vec<wire::EnqueueResult> = Vec::with_capacity(entries.len());
         let mut slots = Vec::new();
@@ -101,7 +121,9 @@ impl Broker {
             return results;
         }
         let answered = self
-            .enqueue_batch_routed(Bytes::from(batch), &CallContext::default())
+            // The entries' tenants were checked against the stream's caller (`in_scope`); an
+            // owner node checks its token again from `ctx`.
+            .enqueue_batch_routed(Bytes::from(batch), ctx, &Caller::Trusted)
             .await
             .and_then(|reply| decode::<wire::EnqueueBatchResponse>(Bytes::from(reply)))
             .and_then(|reply| one_each(reply.results, slots.len()));

@@ -81,7 +81,7 @@ impl LeaseMerge {
                 return Ok(wire::LeaseTasksResponse { tasks });
             }
             self.waiting.fetch_add(1, Ordering::Relaxed);
-            let woke = wait_any(shards, &params.queues, deadline).await;
+            let woke = wait_any(shards, &params, deadline).await;
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             if !woke {
                 return Ok(wire::LeaseTasksResponse::default());
@@ -95,7 +95,7 @@ impl LeaseMerge {
         let peeks = join_all(
             shards
                 .iter()
-                .map(|s| s.peek_ready(params.queues.clone(), max)),
+                .map(|s| s.peek_ready(params.queues.clone(), max, params.tenants.clone())),
         )
         .await;
         // A shard that cannot answer (moving, failed) gives nothing this round.
@@ -119,6 +119,7 @@ impl LeaseMerge {
                         max_tasks: k,
                         queues: params.queues.clone(),
                         wait_ms: 0,
+                        tenants: params.tenants.clone(),
                     };
                     async move { (s, shards[s].lease_tasks(p).await) }
                 }),
@@ -199,7 +200,7 @@ impl LeaseMerge {
             }
             let deadline = now_ms() + SESSION_WAIT_MS;
             tokio::select! {
-                woke = wait_any(&shards, &lease.queues, deadline) => {
+                woke = wait_any(&shards, &lease, deadline) => {
                     // Every shard refused the watch before the deadline: they are closing.
                     if !woke && now_ms() < deadline {
                         return;
@@ -214,11 +215,12 @@ impl LeaseMerge {
     }
 }
 
-/// Waits until any shard has a due job of these queues (true) or the deadline passes (false).
-async fn wait_any(shards: &[ShardHandle], queues: &[String], deadline_ms: i64) -> bool {
+/// Waits until any shard has a due job of the lease's queues and tenants (true) or the deadline
+/// passes (false).
+async fn wait_any(shards: &[ShardHandle], lease: &LeaseParams, deadline_ms: i64) -> bool {
     let mut pending: Vec<_> = shards
         .iter()
-        .map(|s| Box::pin(s.watch_ready(queues.to_vec(), deadline_ms)))
+        .map(|s| Box::pin(s.watch_ready(lease.queues.clone(), lease.tenants.clone(), deadline_ms)))
         .collect();
     while !pending.is_empty() {
         let (r, _, rest) = select_all(pending).await;

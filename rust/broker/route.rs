@@ -13,6 +13,7 @@ use prost::Message;
 use super::forward::{CallContext, ForwardError, MAX_HOPS};
 use super::shards::{changed, Route};
 use super::Broker;
+use crate::auth::{Caller, Scoped};
 use crate::error::{Error, Result};
 use crate::proto::wire;
 use crate::routing;
@@ -20,18 +21,21 @@ use crate::rpc::{decode, Rpc};
 use crate::validate;
 
 impl Broker {
-    /// Serves `rpc` from `bytes` where its shard is served: `shard_of` names the shard from
-    /// the decoded request (an error answers at once), `op` runs it here.
+    /// Serves `rpc` from `bytes` where its shard is served: the tenant the decoded request
+    /// names is checked against `caller` first (rust/auth.rs; the owner checks it again when
+    /// the call is forwarded), then `shard_of` names the shard (an error answers at once) and
+    /// `op` runs it here.
     pub(crate) async fn routed<Req, Resp, Fut>(
         &self,
         rpc: Rpc,
         bytes: Bytes,
         ctx: &CallContext,
+        caller: &Caller,
         shard_of: impl Fn(&Req) -> Result<u32>,
         op: impl Fn(Req) -> Fut,
     ) -> Result<Vec<u8>>
     where
-        Req: Message + Default,
+        Req: Message + Default + Scoped,
         Resp: Message,
         Fut: Future<Output = Result<Resp>>,
     {
@@ -39,6 +43,7 @@ impl Broker {
         let mut watch = None;
         loop {
             let req: Req = decode(bytes.clone())?;
+            caller.check(&req)?;
             let shard = shard_of(&req)?;
             let refused = match self.shards.route(shard) {
                 Route::Local(_) => match op(req).await {
@@ -98,15 +103,19 @@ impl Broker {
     }
 
     /// EnqueueBatch from its bytes, split by the tenant of each job (`split_routed`).
+    /// An entry of a tenant outside the caller's scope fails alone (`Broker::enqueue_batch`).
     pub(crate) async fn enqueue_batch_routed(
         &self,
         bytes: Bytes,
         ctx: &CallContext,
+        caller: &Caller,
     ) -> Result<Vec<u8>> {
         let count = self.shards.count();
+        let scope = &caller.scope();
         self.split_routed::<wire::EnqueueBatchRequest, _, _>(
             bytes,
             ctx,
+            caller,
             |j| routing::shard_of_tenant(&j.tenant, count),
             |req| {
                 Ok(validate::enqueue_batch(req, &self.limits)?
@@ -114,22 +123,26 @@ impl Broker {
                     .map(|r| r.err())
                     .collect())
             },
-            |req| self.enqueue_batch(req),
+            |req| self.enqueue_batch(req, scope),
         )
         .await
     }
 
     /// ReportTaskOutcomes from its bytes, split by the shard each task id names (an id that
-    /// names no shard goes to shard 0, which answers NOT_FOUND).
+    /// names no shard goes to shard 0, which answers NOT_FOUND; so does a task of a tenant
+    /// outside the caller's scope).
     pub(crate) async fn report_task_outcomes_routed(
         &self,
         bytes: Bytes,
         ctx: &CallContext,
+        caller: &Caller,
     ) -> Result<Vec<u8>> {
         let count = self.shards.count();
+        let scope = &caller.scope();
         self.split_routed::<wire::ReportTaskOutcomesRequest, _, _>(
             bytes,
             ctx,
+            caller,
             |r| routing::shard_of_task(&r.task_id, count).unwrap_or(0),
             |req| {
                 Ok(validate::report_batch(req, &self.limits)?
@@ -137,7 +150,7 @@ impl Broker {
                     .map(|r| r.err())
                     .collect())
             },
-            |req| self.report_task_outcomes(req),
+            |req| self.report_task_outcomes(req, scope),
         )
         .await
     }
@@ -151,6 +164,7 @@ impl Broker {
         &self,
         bytes: Bytes,
         ctx: &CallContext,
+        caller: &Caller,
         shard_of: impl Fn(&B::Entry) -> u32,
         check: C,
         run: impl Fn(B) -> Fut,
@@ -165,7 +179,7 @@ impl Broker {
         if self.is_one_shard(&shards) {
             let shard = shards.first().copied().unwrap_or(0);
             return self
-                .routed(B::RPC, bytes, ctx, |_: &B| Ok(shard), &run)
+                .routed(B::RPC, bytes, ctx, caller, |_: &B| Ok(shard), &run)
                 .await;
         }
         let entries = req.entries().to_vec();
@@ -183,7 +197,7 @@ impl Broker {
             let run = &run;
             async move {
                 let reply = self
-                    .routed(B::RPC, body, ctx, |_: &B| Ok(shard), run)
+                    .routed(B::RPC, body, ctx, caller, |_: &B| Ok(shard), run)
                     .await
                     .and_then(|b| decode::<B::Reply>(Bytes::from(b)))
                     .map(B::results);
@@ -235,7 +249,7 @@ pub(crate) fn one_each<T>(answers: Vec<T>, sent: usize) -> Result<Vec<T>> {
 }
 
 /// A batch RPC: its entries, its per-entry results, and how to build either side.
-pub(crate) trait BatchCall: Message + Default {
+pub(crate) trait BatchCall: Message + Default + Scoped {
     type Entry: Message + Clone;
     type Result: Clone + Default;
     type Reply: Message + Default;

@@ -53,7 +53,14 @@ impl Served {
         let io = Arc::new(broker.stream_io());
         let (b, pump) = (broker.clone(), io.clone());
         tokio::spawn(async move {
-            let end = b.serve_stream(rpc, &pump).await;
+            let end = b
+                .serve_stream(
+                    &crate::auth::Caller::Trusted,
+                    rpc,
+                    &pump,
+                    &crate::broker::CallContext::default(),
+                )
+                .await;
             pump.finish(end);
         });
         Served {

@@ -20,6 +20,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use super::{each, status_of, Broker, LeaseMerge};
+use crate::auth::TenantScope;
 use crate::error::{Error, Result};
 use crate::proto::wire;
 use crate::proto::wire::server_message::Kind as Out;
@@ -38,8 +39,9 @@ type Answers = (Vec<Vec<u8>>, Usage);
 
 impl Broker {
     /// Serves one WorkerSession until it ends (see the module doc): Ok, or the error that
-    /// ends it (INVALID_ARGUMENT naming the field).
-    pub async fn worker_session(&self, io: &StreamIo) -> Result<()> {
+    /// ends it (INVALID_ARGUMENT naming the field). The session leases jobs of the tenants in
+    /// `scope` only, and a heartbeat or outcome of another tenant's task is NOT_FOUND.
+    pub async fn worker_session(&self, io: &StreamIo, scope: &TenantScope) -> Result<()> {
         let Some(first) = io.take(1).await.and_then(|mut b| b.pop()) else {
             return Err(Error::invalid(
                 "open",
@@ -47,7 +49,7 @@ impl Broker {
             ));
         };
         let done = Usage::one(first.len());
-        let params = match decode::<wire::WorkerMessage>(first)?.kind {
+        let mut params = match decode::<wire::WorkerMessage>(first)?.kind {
             Some(In::Open(open)) => {
                 validate::session_open(open).map_err(|e| e.in_field("open."))?
             }
@@ -59,6 +61,7 @@ impl Broker {
             }
         };
         io.done(done);
+        params.lease.tenants = scope.clone();
         let (sink, events) = mpsc::unbounded_channel();
         let worker_id = params.lease.worker_id.clone();
         let locals = self.shards.locals();
@@ -103,6 +106,7 @@ impl Broker {
             source,
             worker_id,
             credit: params.credit,
+            scope: scope.clone(),
         };
         session.run(io, events).await
     }
@@ -161,6 +165,8 @@ struct Session<'a> {
     worker_id: String,
     /// Credit granted and not yet used by a delivered task: what the worker may count on.
     credit: u32,
+    /// The tenants whose tasks the session may touch.
+    scope: TenantScope,
 }
 
 impl<'a> Session<'a> {
@@ -262,12 +268,13 @@ impl<'a> Session<'a> {
     ) -> BoxFuture<'a, Answers> {
         let broker = self.broker;
         let worker = self.own_worker(&req.worker_id);
+        let scope = self.scope.clone();
         async move {
             let task_id = req.task_id.clone();
             let r = match worker {
                 Ok(worker_id) => {
                     req.worker_id = worker_id;
-                    broker.heartbeat_task(req).await
+                    broker.heartbeat_task(req, &scope).await
                 }
                 Err(e) => Err(e),
             }
@@ -303,7 +310,9 @@ impl<'a> Session<'a> {
                 self.own_worker(&req.worker_id)
                     .and_then(|worker_id| {
                         req.worker_id = worker_id;
-                        validate::report(req, &broker.limits)
+                        let mut p = validate::report(req, &broker.limits)?;
+                        p.tenants = self.scope.clone();
+                        Ok(p)
                     })
                     .map_err(|e| e.in_field("outcome.")),
             );

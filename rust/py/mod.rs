@@ -3,6 +3,7 @@
 //! through a completion queue (completions.rs), so tokio threads never take the GIL. The only
 //! Rust that knows pyo3.
 
+mod auth;
 mod completions;
 mod convert;
 mod errors;
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyDict;
 
 use crate::broker::{Broker, BrokerConfig, CallContext};
@@ -60,35 +62,53 @@ impl PyBroker {
     }
 
     /// Serves the unary RPC named `rpc` (its method name, e.g. "Enqueue") from its encoded
-    /// request; the encoded reply settles `future`. `metadata` is the caller's (key, value)
-    /// metadata, passed on if the call is forwarded to the node that owns its shard.
-    #[pyo3(signature = (future, rpc, request, metadata=None))]
+    /// request, for `principal` (a verified token; None: trusted, no checks); the encoded reply
+    /// settles `future`. `metadata` is the caller's (key, value) metadata, passed on if the
+    /// call is forwarded to the node that owns its shard (which checks the token again).
+    #[pyo3(signature = (future, rpc, request, principal=None, metadata=None))]
     fn call(
         &self,
         future: Py<PyAny>,
         rpc: &str,
-        request: &[u8],
+        request: PyBackedBytes,
+        principal: Option<&auth::PyPrincipal>,
         metadata: Option<Vec<(String, Vec<u8>)>>,
     ) -> PyResult<PyCall> {
         let rpc = Rpc::from_name(rpc)
             .ok_or_else(|| PyValueError::new_err(format!("no RPC named {rpc:?}")))?;
-        let bytes = Bytes::copy_from_slice(request);
+        // The request's bytes object itself, not a copy: a 64 MiB batch is not held twice
+        // while it is served (docs/security.md#limits).
+        let bytes = Bytes::from_owner(request);
         let broker = self.inner.clone();
         let ctx = metadata.map(CallContext::from_metadata).unwrap_or_default();
+        let caller = auth::caller(principal);
         Ok(spawn(&self.queue, future, async move {
-            Ok(Reply::Bytes(broker.call_raw_with(rpc, bytes, &ctx).await?))
+            Ok(Reply::Bytes(
+                broker.call_raw_with(&caller, rpc, bytes, &ctx).await?,
+            ))
         }))
     }
 
     /// Serves the unary RPC named `rpc` from its typed arguments (rust/py/convert/): a dict of
     /// the request's fields or a `silo.types` value. Bad arguments raise InvalidArgument here;
-    /// the reply settles `future` as its `silo.types` value.
-    fn invoke(&self, future: Py<PyAny>, rpc: &str, args: &Bound<'_, PyAny>) -> PyResult<PyCall> {
+    /// the reply settles `future` as its `silo.types` value. `principal` as for `call`.
+    #[pyo3(signature = (future, rpc, args, principal=None))]
+    fn invoke(
+        &self,
+        future: Py<PyAny>,
+        rpc: &str,
+        args: &Bound<'_, PyAny>,
+        principal: Option<&auth::PyPrincipal>,
+    ) -> PyResult<PyCall> {
         let rpc = convert::rpc_named(rpc)?;
         let bytes = Bytes::from(convert::encode(rpc, args)?);
         let broker = self.inner.clone();
+        let caller = auth::caller(principal);
         Ok(spawn(&self.queue, future, async move {
-            Ok(Reply::Typed(rpc, broker.call_raw(rpc, bytes).await?))
+            Ok(Reply::Typed(
+                rpc,
+                broker.call_raw(&caller, rpc, bytes).await?,
+            ))
         }))
     }
 
@@ -161,6 +181,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCompletions>()?;
     m.add_class::<PyCall>()?;
     m.add_class::<streams::PyStream>()?;
+    m.add_class::<auth::PyPrincipal>()?;
     m.add_function(wrap_pyfunction!(errors::status_table, m)?)?;
     m.add_function(wrap_pyfunction!(rpcs, m)?)?;
     m.add_function(wrap_pyfunction!(convert::encode_request, m)?)?;

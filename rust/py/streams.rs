@@ -10,8 +10,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use tokio::task::AbortHandle;
 
+use super::auth::PyPrincipal;
 use super::completions::{settle, spawn, PyCall, Queue, Reply};
 use super::{guarded, PyBroker};
+use crate::broker::CallContext;
 use crate::error::Result;
 use crate::rpc::Rpc;
 use crate::stream_io::{Next, StreamIo};
@@ -68,17 +70,27 @@ pub(super) struct PyStream {
 #[pymethods]
 impl PyStream {
     /// Starts serving the streaming RPC named `rpc` ("EnqueueStream" or "WorkerSession") on
-    /// `broker`. ValueError for a name that is not a streaming RPC of the table.
+    /// `broker` for `principal` (None: trusted), with the stream's `metadata` (what requests
+    /// forwarded to other nodes carry: the caller's token). ValueError for a name that is not
+    /// a streaming RPC of the table.
     #[new]
-    fn new(broker: &PyBroker, rpc: &str) -> PyResult<Self> {
+    #[pyo3(signature = (broker, rpc, principal=None, metadata=None))]
+    fn new(
+        broker: &PyBroker,
+        rpc: &str,
+        principal: Option<&PyPrincipal>,
+        metadata: Option<Vec<(String, Vec<u8>)>>,
+    ) -> PyResult<Self> {
         let rpc = Rpc::from_name(rpc)
             .filter(|r| r.streaming())
             .ok_or_else(|| PyValueError::new_err(format!("no streaming RPC named {rpc:?}")))?;
         let inner = broker.inner.clone();
         let io = Arc::new(inner.stream_io());
         let pump_io = io.clone();
+        let caller = super::auth::caller(principal);
+        let ctx = metadata.map(CallContext::from_metadata).unwrap_or_default();
         let pump = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let end = guarded(inner.serve_stream(rpc, &pump_io)).await;
+            let end = guarded(inner.serve_stream(&caller, rpc, &pump_io, &ctx)).await;
             pump_io.finish(end);
         });
         Ok(PyStream {

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::bulk_jobs::{BulkProgress, BulkStep};
 use super::flow::FlowCommand;
 use super::worker_session::{SessionId, SessionOpen};
+use crate::auth::TenantScope;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::proto::{admin, wire};
@@ -47,7 +48,7 @@ pub(super) enum Command {
     SessionCredits(SessionId, u32),
     SessionClose(SessionId),
     /// What the ready index would hand out next (LeaseTasks over several shards).
-    PeekReady(Vec<String>, usize, Reply<Vec<PeekLevel>>),
+    PeekReady(Vec<String>, usize, TenantScope, Reply<Vec<PeekLevel>>),
     /// Answers once a job of these queues is due (true) or the deadline passes (false).
     WatchReady(ReadyWatch),
     Close(oneshot::Sender<()>),
@@ -102,16 +103,30 @@ impl ShardHandle {
         closed_error(self.shard, &self.moving)
     }
 
-    /// What the ready index would hand out next from these queues, taking nothing.
-    pub async fn peek_ready(&self, queues: Vec<String>, max: usize) -> Result<Vec<PeekLevel>> {
-        self.call(|r| Command::PeekReady(queues, max, r)).await
+    /// What the ready index would hand out next from these queues to a caller of `tenants`,
+    /// taking nothing.
+    pub async fn peek_ready(
+        &self,
+        queues: Vec<String>,
+        max: usize,
+        tenants: TenantScope,
+    ) -> Result<Vec<PeekLevel>> {
+        self.call(|r| Command::PeekReady(queues, max, tenants, r))
+            .await
     }
 
-    /// True as soon as a job of these queues is due; false once `deadline_ms` passes.
-    pub async fn watch_ready(&self, queues: Vec<String>, deadline_ms: i64) -> Result<bool> {
+    /// True as soon as a job of these queues of a tenant in `tenants` is due; false once
+    /// `deadline_ms` passes.
+    pub async fn watch_ready(
+        &self,
+        queues: Vec<String>,
+        tenants: TenantScope,
+        deadline_ms: i64,
+    ) -> Result<bool> {
         self.call(|reply| {
             Command::WatchReady(ReadyWatch {
                 queues,
+                tenants,
                 deadline_ms,
                 reply,
             })

@@ -13,8 +13,14 @@ impl Shard {
         st: &mut Step,
         p: HeartbeatParams,
     ) -> Result<wire::HeartbeatTaskResponse> {
-        self.check_lease(st, &p.task_id, &p.worker_id, LeaseUse::Heartbeat)
-            .await?;
+        self.check_lease(
+            st,
+            &p.task_id,
+            &p.worker_id,
+            &p.tenants,
+            LeaseUse::Heartbeat,
+        )
+        .await?;
         let lease_ms = match self.running.get(&p.task_id) {
             Some(lease) => self.lease_ms_of(&lease.job),
             None => return Err(Error::TaskNotFound),

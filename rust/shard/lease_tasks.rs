@@ -52,7 +52,7 @@ impl Shard {
     ) -> Result<Vec<wire::Task>> {
         let mut popped = Vec::new();
         while popped.len() < params.max_tasks as usize {
-            match self.pop_ready(st, &params.queues).await {
+            match self.pop_ready(st, &params.queues, &params.tenants).await {
                 Some(w) => popped.push(w),
                 None => break,
             }

@@ -76,6 +76,7 @@ use std::sync::Arc;
 use slatedb::{Db, WriteHandle};
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::TenantScope;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -181,15 +182,19 @@ impl Shard {
     /// Checks that `task_id` has a live lease held by `worker_id`; else the error says why:
     /// NOT_FOUND for a task never issued, FAILED_PRECONDITION for another worker's lease or an
     /// expired one, and for a recorded outcome ALREADY_EXISTS to a report, FAILED_PRECONDITION
-    /// to a heartbeat (docs/api.md#status-codes). Reads the store only when there is no lease.
+    /// to a heartbeat (docs/api.md#status-codes). A task of a tenant outside `tenants` is
+    /// NOT_FOUND whatever its state, exactly as a task never issued (docs/security.md: no
+    /// existence oracle). Reads the store only when there is no lease.
     async fn check_lease(
         &self,
         st: &Step,
         task_id: &str,
         worker_id: &str,
+        tenants: &TenantScope,
         rpc: LeaseUse,
     ) -> Result<()> {
         match self.running.get(task_id) {
+            Some(l) if !tenants.allows(&l.job.tenant) => return Err(Error::TaskNotFound),
             Some(l) if l.attempt.worker_id == worker_id => return Ok(()),
             Some(_) => return Err(Error::LeaseNotHeld("the task is leased to another worker")),
             None => {}
@@ -198,6 +203,9 @@ impl Shard {
             return Err(Error::TaskNotFound);
         };
         let task_ref: records::TaskRef = record::decode(&v)?;
+        if !tenants.allows(&task_ref.tenant) {
+            return Err(Error::TaskNotFound);
+        }
         let attempt = self
             .load_attempt(st, &task_ref.tenant, &task_ref.job_id, task_ref.attempt)
             .await?;

@@ -27,11 +27,11 @@ pub(super) enum Waiter {
 }
 
 impl Shard {
-    /// The queues a waiter leases from (None for a session already closed).
-    fn waiter_queues<'a>(&'a self, w: &'a Waiter) -> Option<&'a [String]> {
+    /// What a waiter leases: its queues and tenants (None for a session already closed).
+    fn waiter_lease<'a>(&'a self, w: &'a Waiter) -> Option<&'a LeaseParams> {
         match w {
-            Waiter::Lease(p) => Some(&p.params.queues),
-            Waiter::Session(id) => self.sessions.get(*id).map(|s| &s.lease.queues[..]),
+            Waiter::Lease(p) => Some(&p.params),
+            Waiter::Session(id) => self.sessions.get(*id).map(|s| &s.lease),
         }
     }
 
@@ -39,8 +39,8 @@ impl Shard {
     /// behind it instead of taking the task first.
     pub(super) fn waiter_has_ready(&self) -> bool {
         self.parked.iter().any(|w| {
-            self.waiter_queues(w)
-                .is_some_and(|queues| self.ready.has_any(queues))
+            self.waiter_lease(w)
+                .is_some_and(|l| self.ready.has_any(&l.queues, &l.tenants))
         })
     }
 
@@ -80,7 +80,7 @@ impl Shard {
         if w.reply.is_closed() {
             return None; // the caller went away: lease nothing for it
         }
-        if self.ready.has_any(&w.params.queues) {
+        if self.ready.has_any(&w.params.queues, &w.params.tenants) {
             let r = self.take_tasks(st, &w.params).await;
             match r {
                 Ok(tasks) if tasks.is_empty() && w.deadline_ms > st.now => Some(w),

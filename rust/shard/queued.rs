@@ -10,6 +10,7 @@ use super::page::{Placed, SortKey, PAGE_SIZE};
 use super::ready::{Group, Queued};
 use super::timer_page::{after, TimerFamily};
 use super::{job_keys, job_rate_keys, Shard, Step};
+use crate::auth::TenantScope;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::lifecycle::{self, Event, JobState};
@@ -289,8 +290,13 @@ impl Shard {
 
     /// Takes the best admitted job of these queues out of memory (refilling its group's head
     /// from the store when it runs empty). The entry stays in the store until leased.
-    pub(super) async fn pop_ready(&mut self, st: &Step, queues: &[String]) -> Option<Queued> {
-        let (w, refill) = self.ready.pop(queues)?;
+    pub(super) async fn pop_ready(
+        &mut self,
+        st: &Step,
+        queues: &[String],
+        tenants: &TenantScope,
+    ) -> Option<Queued> {
+        let (w, refill) = self.ready.pop(queues, tenants)?;
         if let Some(g) = refill {
             self.refill_or_rebuild(st, &g).await;
         }

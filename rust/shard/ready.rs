@@ -14,6 +14,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::page::{Page, Placed, SortKey};
+use crate::auth::TenantScope;
 use crate::keys;
 
 /// A queued job: what its SCHEDULED or READY key names and the in-memory indexes hold.
@@ -408,10 +409,10 @@ impl ReadyIndex {
 
     /// What `pop` would hand out next from these queues, without taking anything: each
     /// priority level (highest first) with its tenants in turn order and how many jobs each
-    /// could give (a group whose page does not hold all of its store range counts as `max`).
-    /// Levels stop once they hold `max` jobs. LeaseTasks over several shards merges these
+    /// could give (a group whose page does not hold all of its store range counts as `max`),
+    /// of the tenants `scope` allows only. Levels stop once they hold `max` jobs. LeaseTasks over several shards merges these
     /// (rust/broker/lease_tasks.rs) to decide how many tasks to take from each shard.
-    pub fn peek(&self, queues: &[String], max: usize) -> Vec<PeekLevel> {
+    pub fn peek(&self, queues: &[String], max: usize, scope: &TenantScope) -> Vec<PeekLevel> {
         let mut priorities: Vec<u32> = queues
             .iter()
             .filter_map(|name| self.queues.get(name))
@@ -432,7 +433,7 @@ impl ReadyIndex {
                 else {
                     continue;
                 };
-                for (tick, tenant) in level.turn.iter().take(max) {
+                for (tick, tenant) in level.turn.iter().filter(|(_, t)| scope.allows(t)).take(max) {
                     let Some(page) = level.tenants.get(tenant) else {
                         continue;
                     };
@@ -457,47 +458,110 @@ impl ReadyIndex {
         out
     }
 
-    /// Whether any of these queues has a due job in memory.
-    pub fn has_any(&self, queues: &[String]) -> bool {
-        queues.iter().any(|q| self.queues.contains_key(q))
+    /// Whether any of these queues has a due job in memory of a tenant `scope` allows.
+    pub fn has_any(&self, queues: &[String], scope: &TenantScope) -> bool {
+        if scope.tenants().is_none() {
+            return queues.iter().any(|q| self.queues.contains_key(q));
+        }
+        queues.iter().any(|name| {
+            self.queues.get(name).is_some_and(|q| {
+                q.levels
+                    .iter()
+                    .any(|(p, level)| self.first_allowed(p.0, level, scope).is_some())
+            })
+        })
     }
 
-    /// Takes the best due job of these queues, merged as if they were one queue: the highest
-    /// priority any of them holds; within it, the tenant whose turn it is (served longest
-    /// ago); within that tenant, the earliest due time, then enqueue order, across its groups
-    /// in these queues. The tenant then goes to the back of the line at that priority. Also
-    /// returns the job's group when its head ran empty and needs a refill.
-    pub fn pop(&mut self, queues: &[String]) -> Option<(Queued, Option<Group>)> {
-        let levels = || {
-            queues.iter().filter_map(|name| {
-                let (prio, level) = self.queues.get(name)?.levels.iter().next()?;
-                Some((name, prio.0, level))
-            })
-        };
-        let priority = levels().map(|(_, p, _)| p).max()?;
-        let (_, tenant) = levels()
-            .filter(|(_, p, _)| *p == priority)
-            .filter_map(|(_, _, level)| level.turn.first())
-            .min()?
-            .clone();
-        let (queue, _) = levels()
-            .filter(|(_, p, _)| *p == priority)
-            .filter_map(|(name, _, level)| {
-                let (key, _) = level.tenants.get(&tenant)?.first()?;
-                Some((name, *key))
-            })
-            .min_by_key(|(_, key)| *key)?;
-        let g = Group {
-            queue: queue.clone(),
-            priority,
-            tenant,
-        };
+    /// Takes the best due job of these queues of a tenant `scope` allows, merged as if they
+    /// were one queue: the highest priority any of them holds for such a tenant; within it, the
+    /// allowed tenant whose turn it is (served longest ago); within that tenant, the earliest
+    /// due time, then enqueue order, across its groups in these queues. The tenant then goes to
+    /// the back of the line at that priority. Other tenants' groups are skipped, never popped
+    /// (docs/security.md). Also returns the job's group when its head ran empty and needs a
+    /// refill.
+    pub fn pop(
+        &mut self,
+        queues: &[String],
+        scope: &TenantScope,
+    ) -> Option<(Queued, Option<Group>)> {
+        let g = self.best_group(queues, scope)?;
         let page = self.page_mut(&g)?;
         let w = page.pop_first()?;
         let needs_refill = page.needs_refill();
-        self.pass_turn(priority, &g.tenant);
+        self.pass_turn(g.priority, &g.tenant);
         self.drop_if_done(&g);
         Some((w, needs_refill.then_some(g)))
+    }
+
+    /// The group `pop` takes from (see there).
+    fn best_group(&self, queues: &[String], scope: &TenantScope) -> Option<Group> {
+        // Per queue, its highest level holding an allowed tenant, and that tenant's turn.
+        let mut heads: Vec<(&String, u32, &Level)> = Vec::with_capacity(queues.len());
+        let mut best: Option<(u32, (u64, &str))> = None;
+        for name in queues {
+            let Some(q) = self.queues.get(name) else {
+                continue;
+            };
+            for (p, level) in &q.levels {
+                let Some(turn) = self.first_allowed(p.0, level, scope) else {
+                    continue;
+                };
+                heads.push((name, p.0, level));
+                let better = match best {
+                    None => true,
+                    Some((bp, bt)) => p.0 > bp || (p.0 == bp && turn < bt),
+                };
+                if better {
+                    best = Some((p.0, turn));
+                }
+                break;
+            }
+        }
+        let (priority, (_, tenant)) = best?;
+        let (queue, _) = heads
+            .iter()
+            .filter(|(_, p, _)| *p == priority)
+            .filter_map(|(name, _, level)| {
+                let (key, _) = level.tenants.get(tenant)?.first()?;
+                Some((*name, *key))
+            })
+            .min_by_key(|(_, key)| *key)?;
+        Some(Group {
+            queue: queue.clone(),
+            priority,
+            tenant: tenant.to_string(),
+        })
+    }
+
+    /// The turn (tick, tenant) of the first tenant of `level` in turn order that `scope`
+    /// allows. A scope of a few exact names looks them up; otherwise the turn order is walked
+    /// past the tenants it does not allow.
+    fn first_allowed<'a>(
+        &'a self,
+        priority: u32,
+        level: &'a Level,
+        scope: &TenantScope,
+    ) -> Option<(u64, &'a str)> {
+        let Some(tenants) = scope.tenants() else {
+            return level.turn.first().map(|(tick, t)| (*tick, t.as_str()));
+        };
+        if let Some(exact) = tenants.exact_only() {
+            if exact.len() < level.turn.len() {
+                return exact
+                    .iter()
+                    .filter_map(|t| {
+                        let (name, _) = level.tenants.get_key_value(t)?;
+                        let turn = self.turns.get(&(priority, t.clone()))?;
+                        Some((turn.tick, name.as_str()))
+                    })
+                    .min();
+            }
+        }
+        level
+            .turn
+            .iter()
+            .find(|(_, t)| tenants.allows(t))
+            .map(|(tick, t)| (*tick, t.as_str()))
     }
 
     /// Sends a tenant just served to the back of the line at `priority`, in every queue.
@@ -523,6 +587,15 @@ impl ReadyIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Tenants;
+
+    fn all() -> TenantScope {
+        TenantScope::all()
+    }
+
+    fn only(patterns: &[&str]) -> TenantScope {
+        TenantScope::of(Tenants::parse(patterns).unwrap())
+    }
 
     fn w(tenant: &str, queue: &str, priority: u32, due_ms: i64, seq: u64) -> Queued {
         Queued {
@@ -540,7 +613,7 @@ mod tests {
     fn drain(ix: &mut ReadyIndex, queues: &[&str]) -> Vec<u64> {
         let queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
         std::iter::from_fn(|| {
-            ix.pop(&queues).map(|(w, refill)| {
+            ix.pop(&queues, &all()).map(|(w, refill)| {
                 assert!(refill.is_none(), "complete groups never need a refill");
                 w.seq
             })
@@ -587,8 +660,8 @@ mod tests {
         ix.insert(w("t", "c", 99, 0, 3));
         assert_eq!(drain(&mut ix, &["a", "b"]), vec![2, 1]);
         assert_eq!(ix.in_memory(), 1);
-        assert!(!ix.has_any(&["a".into()]));
-        assert!(ix.has_any(&["c".into()]));
+        assert!(!ix.has_any(&["a".into()], &all()));
+        assert!(ix.has_any(&["c".into()], &all()));
     }
 
     #[test]
@@ -635,7 +708,7 @@ mod tests {
         ix.insert(w("a", "qb", 50, 0, 2));
         ix.insert(w("b", "qb", 50, 0, 3));
         let qa = vec!["qa".to_string()];
-        assert_eq!(ix.pop(&qa).map(|(w, _)| w.seq), Some(1));
+        assert_eq!(ix.pop(&qa, &all()).map(|(w, _)| w.seq), Some(1));
         // "a" was just served: in qb, "b" goes first although "a" arrived there first.
         assert_eq!(drain(&mut ix, &["qb"]), vec![3, 2]);
         assert!(ix.turns.is_empty(), "no turn outlives its tenant's groups");
@@ -653,7 +726,7 @@ mod tests {
         ix.insert(w("low", "q", 10, 0, 7));
         let qs = vec!["q".to_string(), "r".to_string()];
         assert_eq!(
-            ix.peek(&qs, 100),
+            ix.peek(&qs, 100, &all()),
             vec![
                 PeekLevel {
                     priority: 90,
@@ -669,12 +742,16 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(ix.peek(&qs, 3).len(), 2, "levels stop once they hold max");
+        assert_eq!(
+            ix.peek(&qs, 3, &all()).len(),
+            2,
+            "levels stop once they hold max"
+        );
         assert_eq!(ix.in_memory(), 7, "peeking takes nothing");
         // Serving "big" sends it to the back of the line: the peek follows the turns.
-        ix.pop(&qs);
-        ix.pop(&qs);
-        assert_eq!(ix.peek(&qs, 100)[0].tenants, vec![2, 2]);
+        ix.pop(&qs, &all());
+        ix.pop(&qs, &all());
+        assert_eq!(ix.peek(&qs, 100, &all())[0].tenants, vec![2, 2]);
     }
 
     #[test]
@@ -705,15 +782,18 @@ mod tests {
             "after loaded: stays in the store"
         );
         let qs = vec!["q".to_string()];
-        assert_eq!(ix.pop(&qs).map(|(w, r)| (w.seq, r)), Some((1, None)));
         assert_eq!(
-            ix.pop(&qs).map(|(w, r)| (w.seq, r)),
+            ix.pop(&qs, &all()).map(|(w, r)| (w.seq, r)),
+            Some((1, None))
+        );
+        assert_eq!(
+            ix.pop(&qs, &all()).map(|(w, r)| (w.seq, r)),
             Some((2, Some(g.clone())))
         );
         assert_eq!(ix.refill_from(&g), Some(Some((0, 2))));
         ix.refilled(&g, None, true);
         assert!(
-            !ix.has_any(&qs),
+            !ix.has_any(&qs, &all()),
             "a group read to its end with nothing left is gone"
         );
     }
@@ -732,7 +812,10 @@ mod tests {
         assert_eq!(ix.in_memory(), 5);
         // Tenant "a" keeps its turn (it arrived first) through its other queue.
         assert_eq!(drain(&mut ix, &["q", "other"]), vec![4, 3]);
-        assert!(!ix.has_any(&["q".into()]), "only paused work is left");
+        assert!(
+            !ix.has_any(&["q".into()], &all()),
+            "only paused work is left"
+        );
         let (gated, groups) = ix.resume("q", "a");
         assert!(gated.is_empty());
         assert_eq!(groups.len(), 2);
@@ -753,5 +836,22 @@ mod tests {
         let (out, _) = ix.resume("q", "a");
         assert_eq!(out, vec![gated]);
         assert_eq!(drain(&mut ix, &["q"]), vec![2]);
+    }
+
+    #[test]
+    fn a_scoped_pop_skips_other_tenants_without_taking_them() {
+        let mut ix = ReadyIndex::default();
+        ix.insert(w("a", "q", 90, 0, 1));
+        ix.insert(w("b", "q", 50, 0, 2));
+        ix.insert(w("acme-1", "q", 50, 0, 3));
+        ix.insert(w("b", "q", 50, 0, 4));
+        let q = vec!["q".to_string()];
+        // Exact names (looked up), then a prefix (walked): "a" at priority 90 is not theirs.
+        assert!(!ix.has_any(&q, &only(&["zz"])));
+        assert_eq!(ix.pop(&q, &only(&["b"])).map(|(w, _)| w.seq), Some(2));
+        assert_eq!(ix.pop(&q, &only(&["acme*"])).map(|(w, _)| w.seq), Some(3));
+        assert_eq!(ix.pop(&q, &only(&["acme*"])), None);
+        // Nothing of the others was taken: an unscoped pop still finds them in order.
+        assert_eq!(drain(&mut ix, &["q"]), vec![1, 4]);
     }
 }

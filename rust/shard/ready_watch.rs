@@ -7,22 +7,30 @@ use super::handle::Reply;
 use super::ready::PeekLevel;
 use super::step::defer;
 use super::{Shard, Step};
+use crate::auth::TenantScope;
 
 /// A `WatchReady` call waiting for a due job in one of its queues, or for its deadline.
 pub(super) struct ReadyWatch {
     pub(super) queues: Vec<String>,
+    /// The caller's tenants: only their jobs wake the watch (docs/security.md).
+    pub(super) tenants: TenantScope,
     pub(super) deadline_ms: i64,
     pub(super) reply: Reply<bool>,
 }
 
 impl Shard {
-    pub(super) fn peek_ready(&self, queues: &[String], max: usize) -> Vec<PeekLevel> {
-        self.ready.peek(queues, max)
+    pub(super) fn peek_ready(
+        &self,
+        queues: &[String],
+        max: usize,
+        tenants: &TenantScope,
+    ) -> Vec<PeekLevel> {
+        self.ready.peek(queues, max, tenants)
     }
 
     /// Answers `true` at once if a job of `queues` is due, else parks the watch.
     pub(super) fn watch_ready(&mut self, st: &mut Step, watch: ReadyWatch) {
-        if self.ready.has_any(&watch.queues) {
+        if self.ready.has_any(&watch.queues, &watch.tenants) {
             st.replies.push(defer(watch.reply, Ok(true)));
         } else if watch.deadline_ms <= st.now {
             st.replies.push(defer(watch.reply, Ok(false)));
@@ -42,7 +50,7 @@ impl Shard {
             if w.reply.is_closed() {
                 continue;
             }
-            if self.ready.has_any(&w.queues) {
+            if self.ready.has_any(&w.queues, &w.tenants) {
                 st.replies.push(defer(w.reply, Ok(true)));
             } else if w.deadline_ms <= st.now {
                 st.replies.push(defer(w.reply, Ok(false)));

@@ -22,7 +22,7 @@ impl Shard {
         st: &mut Step,
         p: ReportParams,
     ) -> Result<()> {
-        self.check_lease(st, &p.task_id, &p.worker_id, LeaseUse::Report)
+        self.check_lease(st, &p.task_id, &p.worker_id, &p.tenants, LeaseUse::Report)
             .await?;
         let Some(lease) = self.running.remove(&p.task_id) else {
             return Err(Error::TaskNotFound);

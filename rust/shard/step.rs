@@ -168,7 +168,7 @@ impl Shard {
             Command::Flow(cmd) => cmd.refuse(err),
             // A refused open drops its sink: the session sees its end at once.
             Command::SessionOpen(_) | Command::SessionCredits(..) | Command::SessionClose(_) => {}
-            Command::PeekReady(_, _, r) => drop(r.send(Err(err))),
+            Command::PeekReady(_, _, _, r) => drop(r.send(Err(err))),
             Command::WatchReady(w) => drop(w.reply.send(Err(err))),
             Command::Close(r) => drop(r.send(())),
         }
@@ -278,8 +278,8 @@ impl Shard {
             Command::SessionOpen(open) => self.session_open(open),
             Command::SessionCredits(id, credit) => self.session_credits(id, credit),
             Command::SessionClose(id) => self.session_close(id),
-            Command::PeekReady(queues, max, reply) => {
-                let peek = self.peek_ready(&queues, max);
+            Command::PeekReady(queues, max, tenants, reply) => {
+                let peek = self.peek_ready(&queues, max, &tenants);
                 st.replies.push(defer(reply, Ok(peek)));
             }
             Command::WatchReady(watch) => self.watch_ready(st, watch),

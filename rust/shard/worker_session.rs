@@ -132,7 +132,7 @@ impl Shard {
             self.sessions.remove(id);
             return Turn::Leaves;
         }
-        if !self.ready.has_any(&s.lease.queues) {
+        if !self.ready.has_any(&s.lease.queues, &s.lease.tenants) {
             return Turn::Waits;
         }
         let mut lease = s.lease.clone();

@@ -48,6 +48,7 @@ async fn open(shard: &ShardHandle, worker: &str, queues: &[&str], credit: u32) -
         max_tasks: 0,
         queues: queues.iter().map(|q| q.to_string()).collect(),
         wait_ms: 0,
+        tenants: crate::auth::TenantScope::all(),
     };
     shard
         .session_open(SessionOpen {

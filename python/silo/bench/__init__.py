@@ -8,6 +8,7 @@ protobuf) is imported only when a benchmark runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -55,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
             "generator may be the bottleneck",
             file=sys.stderr,
         )
+    if args.token:
+        # The load generators' clients (bench/rpc.py) read it, in this process and its children.
+        os.environ["SILO_TOKEN"] = args.token
+    if args.tls_ca:
+        from silo.bench.rpc import TLS_CA_ENV
+
+        os.environ[TLS_CA_ENV] = os.path.abspath(args.tls_ca)
     from silo.bench.procs import PhaseError
     from silo.bench.runner import main
     from silo.testing import ServerStartError

@@ -35,11 +35,14 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from silo.bench._pb import admin_pb2 as apb
 from silo.bench._pb import silo_pb2 as pb
 from silo.server.streams import StreamApi, frame
+
+if TYPE_CHECKING:
+    from silo import _native
 
 __all__ = ["NoopBroker", "main"]
 
@@ -149,17 +152,28 @@ class NoopBroker:
     forwards = False
 
     async def call(
-        self, rpc: str, request: bytes, metadata: list[tuple[str, bytes]] | None = None
+        self,
+        rpc: str,
+        request: bytes,
+        principal: _native.Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
     ) -> bytes:
-        """The fixed reply of `rpc` (an empty message for the RPCs the bench does not use)."""
+        """The fixed reply of `rpc` (an empty message for the RPCs the bench does not use);
+        `principal` is ignored (no checks)."""
         reply = self._answers.get(rpc)
         return b"" if reply is None else reply(request)
 
     def _fixed(self, reply: bytes) -> Callable[[bytes], bytes]:
         return lambda _request: reply
 
-    def stream(self, rpc: str) -> StreamApi:
-        """A stream that answers at once (see the module doc)."""
+    def stream(
+        self,
+        rpc: str,
+        principal: _native.Principal | None = None,
+        metadata: list[tuple[str, bytes]] | None = None,
+    ) -> StreamApi:
+        """A stream that answers at once (see the module doc); `principal` and `metadata` are
+        ignored."""
         if rpc == "EnqueueStream":
             answer = bytes(pb.EnqueueResult(id=_ID).SerializeToString())
             return _NoopStream(lambda _request: [answer])

@@ -91,6 +91,18 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
         help="one more argument for `silo serve` (repeatable), e.g. --serve-arg=--lease-ms=60000",
     )
     g.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="bearer token sent with every call (default: $SILO_TOKEN); for a broker with "
+        "--auth-file, e.g. --serve-arg=--auth-file=PATH",
+    )
+    g.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="connect over TLS, trusting these CAs; for a broker serving TLS, e.g. "
+        "--serve-arg=--tls-cert=CERT --serve-arg=--tls-key=KEY",
+    )
+    g.add_argument(
         "--broker-pid",
         type=int,
         metavar="PID",

@@ -7,7 +7,8 @@ pre-encoded bytes (the `*_raw` callables take and return `bytes`).
 
 from __future__ import annotations
 
-from typing import Any, Final
+import os
+from typing import Any, Final, NamedTuple
 
 import grpc
 
@@ -15,7 +16,11 @@ from silo.bench._pb import admin_pb2 as apb
 from silo.bench._pb import silo_pb2 as pb
 from silo.config import MAX_MESSAGE_BYTES
 
-__all__ = ["AdminStats", "SiloClient", "apb", "pb"]
+__all__ = ["TLS_CA_ENV", "AdminStats", "SiloClient", "apb", "pb"]
+
+#: The CA file the load generators trust when the broker serves TLS (`silo bench --tls-ca`),
+#: passed to their processes in the environment like SILO_TOKEN.
+TLS_CA_ENV: Final = "SILO_BENCH_TLS_CA"
 
 _SILO: Final = "/silo.v1.Silo/"
 _ADMIN: Final = "/silo.admin.v1.Admin/"
@@ -45,7 +50,18 @@ class SiloClient:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        ca = os.environ.get(TLS_CA_ENV)
+        if ca:
+            with open(ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self.channel = grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        token = os.environ.get("SILO_TOKEN")
+        if token:
+            # Every call carries the token (a broker with --auth-file checks it; one without
+            # ignores it, so both are measured with the same client cost).
+            self.channel = grpc.intercept_channel(self.channel, _Bearer(token))
         u = self.channel.unary_unary
 
         def call(name: str, reply: Any) -> Any:
@@ -103,6 +119,38 @@ class SiloClient:
 
     def close(self) -> None:
         self.channel.close()
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` to every call (docs/security.md)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, d: Any) -> _CallDetails:
+        return _CallDetails(
+            d.method,
+            d.timeout,
+            [*(d.metadata or ()), self._header],
+            d.credentials,
+            d.wait_for_ready,
+            d.compression,
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
 class AdminStats:

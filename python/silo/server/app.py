@@ -10,36 +10,57 @@ go out and the streams' clients read their ends, close the gRPC and HTTP servers
 SIGTERM or SIGINT while the store is still opening gives the opening up and returns 0 at once. If
 a newer broker fences this one off the store, the same shutdown runs and the exit code is 1.
 Every error is one line on stderr starting with `silo:`.
+
+Security (docs/security.md): with `--auth-file` every call needs a known bearer token and SIGHUP
+re-reads the file (a bad file keeps the old tokens); `--tls-cert/--tls-key` serve TLS (gRPC and
+HTTP), `--tls-client-ca` requires client certificates. Before anything is bound, the server
+refuses (exit 2) a non-loopback `--listen` or `--http` without `--auth-file` unless `--insecure`,
+an auth file with a bad entry, and unusable TLS files. The transport's limits (limits.py) guard
+every connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import sys
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from grpclib.const import Handler as GrpcHandler
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
-from grpclib.protocol import H2Protocol
-from grpclib.server import Server
+from grpclib.server import Handler, Server
 
 from silo import errors
+from silo.config import ConfigError
+from silo.server.auth import Authenticator, AuthError
 from silo.server.codec import PassthroughCodec
-from silo.server.service import BrokerApi, CallTracker, ObserveRpc, services
+from silo.server.limits import GuardedProtocol, Limits, LimitSettings
+from silo.server.service import BrokerApi, CallTracker, Gate, ObserveRpc, services
 from silo.server.transport import CoalescingProtocol
 from silo.web import start_http
 
 if TYPE_CHECKING:
     from silo.config import ServeConfig
 
-__all__ = ["DRAIN_GRACE_S", "RunningServer", "bind", "format_address", "run", "start_server"]
+__all__ = [
+    "DRAIN_GRACE_S",
+    "RunningServer",
+    "bind",
+    "check_exposure",
+    "format_address",
+    "is_loopback",
+    "run",
+    "start_server",
+]
 
 log = logging.getLogger("silo.server")
 
@@ -53,6 +74,8 @@ CLOSE_GRACE_S: Final = 2.0
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
+#: A bad setting, auth file or TLS file: nothing was served.
+EXIT_USAGE: Final = 2
 
 
 def format_address(host: str, port: int) -> str:
@@ -79,23 +102,63 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) reaches only this machine: every address it
+    resolves to is a loopback address. An unresolvable name is not loopback."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def check_exposure(addresses: Mapping[str, str], *, auth: bool, insecure: bool) -> None:
+    """Refuse to serve on a non-loopback address without tokens unless `insecure`: an open
+    broker on a network by accident is the classic incident (docs/security.md#defaults).
+    `addresses` maps each flag (`--listen`, ...) to its HOST:PORT. Raises ConfigError naming the
+    flag."""
+    if auth or insecure:
+        return
+    from silo.config import parse_listen
+
+    for flag, address in addresses.items():
+        host, _ = parse_listen(address)
+        if not is_loopback(host):
+            raise ConfigError(
+                f"refusing {flag} {address}: it is not a loopback address and there is no "
+                "--auth-file (anyone who reaches it could read, cancel and lease every job); "
+                "give --auth-file, or --insecure to serve it open"
+            )
+
+
 class _Server(Server):
-    """grpclib's Server, plus coalesced writes and closing the client connections at shutdown.
+    """grpclib's Server, plus coalesced writes, the transport's limits, and closing the client
+    connections at shutdown.
 
     Why: each connection's protocol gets a transport that sends everything written in one loop
-    iteration at once (transport.py: an answer is one send() instead of three). grpclib's
+    iteration at once (transport.py: an answer is one send() instead of three), and registers
+    with the server's `Limits` (limits.py: caps, timeouts, strict frame sizes). grpclib's
     close() cancels handlers but leaves connections open, and on Python >= 3.12 `wait_closed()`
     waits for every connection to drop, so a connected idle worker would hang the shutdown.
     This relies on grpclib 0.4.9's `_protocol_factory` (the version is pinned).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+        self.limits = limits
+        self._protocols: weakref.WeakSet[GuardedProtocol] = weakref.WeakSet()
 
-    # The factory goes to loop.create_server, which takes any asyncio protocol.
+    # The factory goes to loop.create_server, which takes any asyncio protocol. Built as
+    # grpclib's own factory builds its H2Protocol, with our subclass of it.
     def _protocol_factory(self) -> CoalescingProtocol:  # type: ignore[override]
-        protocol = super()._protocol_factory()
+        self.__gc_step__()
+        handler = Handler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
+        self._handlers.add(handler)
+        protocol = GuardedProtocol(handler, self._config, self._h2_config, limits=self.limits)
         self._protocols.add(protocol)
         return CoalescingProtocol(protocol)
 
@@ -139,6 +202,12 @@ class RunningServer:
     health: ServiceStatus
     host: str
     port: int
+    gate: Gate
+
+    @property
+    def limits(self) -> Limits:
+        """The transport's limits, with their gauges and refusal counters."""
+        return self.gate.limits
 
     @property
     def address(self) -> str:
@@ -175,24 +244,82 @@ class RunningServer:
         await self.server.wait_closed()
 
 
+class _CheckedHealth:
+    """The standard health service behind the transport's limits: its request is read through
+    `Limits.stream_message` (the size limit from the length prefix; no auth, by design)."""
+
+    def __init__(self, health: Health, limits: Limits) -> None:
+        self._health = health
+        self._limits = limits
+
+    def __mapping__(self) -> dict[str, GrpcHandler]:
+        out = {}
+        for path, h in self._health.__mapping__().items():
+            out[path] = GrpcHandler(
+                self._wrap(path, h.func), h.cardinality, h.request_type, h.reply_type
+            )
+        return out
+
+    def _wrap(self, path: str, func: Callable[[Any], Awaitable[None]]) -> Any:
+        limits = self._limits
+
+        async def handle(stream: Any) -> None:
+            limits.check_connection(stream)
+            await func(_LimitedStream(stream, limits, path))
+
+        return handle
+
+
+class _LimitedStream:
+    """A grpclib server stream whose `recv_message` reads through the limits (see
+    _CheckedHealth); everything else is the stream's."""
+
+    def __init__(self, stream: Any, limits: Limits, method: str) -> None:
+        self._s = stream
+        self._limits = limits
+        self._method = method
+
+    async def recv_message(self) -> Any:
+        data = await self._limits.stream_message(self._s, self._method)
+        if data is None:
+            return None
+        return self._s._codec.decode(data, self._s._recv_type)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s, name)
+
+
 async def start_server(
-    broker: BrokerApi, sock: socket.socket, *, observe: ObserveRpc | None = None
+    broker: BrokerApi,
+    sock: socket.socket,
+    *,
+    auth: Authenticator | None = None,
+    tls: ssl.SSLContext | None = None,
+    limits: LimitSettings | None = None,
+    observe: ObserveRpc | None = None,
 ) -> RunningServer:
-    """Serve `broker` on the bound socket `sock` (taken over: closing the server closes it).
+    """Serve `broker` on the bound socket `sock` (taken over: closing the server closes it),
+    with `auth`'s tokens (None: no checks), over `tls` (None: plaintext), within `limits`.
+    `observe` learns each unary call's duration (the broker's `silo_rpc_duration_seconds`).
 
     Serves silo.v1.Silo, silo.admin.v1.Admin and grpc.health.v1.Health; health answers SERVING
-    for "" and "silo.v1.Silo" until the server drains. `observe` learns each unary call's
-    duration (the broker's `silo_rpc_duration_seconds`).
+    for "" and "silo.v1.Silo" until the server drains, and needs no token.
     """
     tracker = CallTracker()
-    silo, admin = services(broker, tracker, observe)
+    server_limits = Limits(limits)
+    gate = Gate(server_limits, auth)
+    silo, admin = services(broker, tracker, gate, observe)
     health_status = ServiceStatus()
     health_status.set(True)
     health = Health({silo: [health_status], OVERALL: [health_status]})
-    server = _Server([silo, admin, health], codec=PassthroughCodec())
-    await server.start(sock=sock)
+    server = _Server(
+        [silo, admin, _CheckedHealth(health, server_limits)],
+        codec=PassthroughCodec(),
+        limits=server_limits,
+    )
+    await server.start(sock=sock, ssl=tls)
     host, port = sock.getsockname()[:2]
-    return RunningServer(server, tracker, health_status, host=host, port=port)
+    return RunningServer(server, tracker, health_status, host=host, port=port, gate=gate)
 
 
 async def run(config: ServeConfig) -> int:
@@ -206,7 +333,25 @@ async def run(config: ServeConfig) -> int:
     except ImportError as exc:
         return _fail(f"the native module is not built ({exc}); run `make install`")
 
+    try:
+        exposed = {"--listen": config.listen}
+        if config.http_host_port is not None:
+            exposed["--http"] = format_address(*config.http_host_port)
+        check_exposure(
+            exposed,
+            auth=config.auth_file is not None,
+            insecure=config.insecure,
+        )
+        auth = None if config.auth_file is None else Authenticator.from_file(config.auth_file)
+        tls = _server_tls(config)
+        http_tls = _server_tls(config, http=True)
+    except (ConfigError, AuthError) as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
     stop = _install_stop_signals()  # before the store opens, so an early SIGTERM is clean too
+    if auth is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, auth.reload)
+        log.info("auth file %s: %d token(s); SIGHUP re-reads it", config.auth_file, len(auth.table))
     host, port = config.host_port
     try:
         sock = bind(host, port)
@@ -234,8 +379,19 @@ async def run(config: ServeConfig) -> int:
         return EXIT_OK
 
     log.info("broker settings: %s", broker.settings())
-    running = await start_server(broker, sock, observe=broker.metrics.rpc_observer())
-    http = None if http_sock is None else await start_http(broker, http_sock)
+    running = await start_server(
+        broker,
+        sock,
+        auth=auth,
+        tls=tls,
+        limits=LimitSettings.of(config),
+        observe=broker.metrics.rpc_observer(),
+    )
+    http = None
+    if http_sock is not None:
+        http = await start_http(
+            broker, http_sock, auth=auth, tls=http_tls, metrics_public=config.metrics_public
+        )
     exit_code = EXIT_OK
     if not stop.is_set():
         if http is not None:
@@ -292,6 +448,20 @@ async def _unless_stopped(opening: Awaitable[T], stop: asyncio.Event) -> T | Non
         return task.result()
     task.cancel()
     return None
+
+
+def _server_tls(config: ServeConfig, *, http: bool = False) -> ssl.SSLContext | None:
+    """The TLS context of the gRPC server, or with `http` of the HTTP server (HTTP/1.1)."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    from silo.tls import HTTP_ALPN, server_context
+
+    return server_context(
+        cert=config.tls_cert,
+        key=config.tls_key,
+        client_ca=config.tls_client_ca,
+        **({"alpn": HTTP_ALPN} if http else {}),
+    )
 
 
 def _close_all(*socks: socket.socket | None) -> None:

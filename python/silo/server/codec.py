@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from grpclib.const import Status
 from grpclib.encoding.base import CodecBase
 from grpclib.encoding.proto import ProtoCodec
@@ -27,8 +28,11 @@ class RawMessage:
 class PassthroughCodec(CodecBase):
     """Passes `RawMessage` payloads through as bytes and delegates the rest to ProtoCodec.
 
-    Inbound messages over `max_message_bytes` fail with RESOURCE_EXHAUSTED. grpclib itself has no
-    receive limit, so this is where the server's 64 MiB bound is enforced.
+    Inbound messages over `max_message_bytes` fail with RESOURCE_EXHAUSTED (the server refuses
+    them earlier, from their length prefix: limits.py; this bounds what a client accepts). A
+    message of another type that does not decode (a health check request) is INVALID_ARGUMENT
+    naming `request`, as the core answers for Silo's messages, instead of grpclib's UNKNOWN and
+    a logged traceback.
     """
 
     __content_subtype__ = "proto"
@@ -55,4 +59,9 @@ class PassthroughCodec(CodecBase):
             )
         if message_type is RawMessage:
             return bytes(data)
-        return self._proto.decode(data, message_type)
+        try:
+            return self._proto.decode(data, message_type)
+        except DecodeError as exc:
+            raise GRPCError(
+                Status.INVALID_ARGUMENT, f"request: malformed protobuf: {exc}"
+            ) from None

@@ -4,22 +4,30 @@ request to one broker call; each streaming RPC is served by streams.py over a na
 Handlers do no per-job work: the request bytes go to the native broker, which decodes,
 validates, runs the operation durably and encodes the reply; this module only routes calls,
 counts the ones in flight for a graceful shutdown, and maps errors through status.py.
+
+Before a request is read, a call passes the transport's limits (limits.py: the connection cap,
+long-polls and streams open) and, with an auth file, the token check (auth.py: UNAUTHENTICATED
+without a known token); its principal then goes with the request into the core, which checks
+the RPC's role and the tenants it names (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from silo import errors
+from silo import _native, errors
+from silo.server.auth import Authenticator
 from silo.server.codec import RawMessage
+from silo.server.limits import Limits
 from silo.server.streams import StreamApi, serve_stream
 from silo.status import to_grpc_error
 
@@ -29,9 +37,10 @@ SILO_SERVICE = "silo.v1.Silo"
 ADMIN_SERVICE = "silo.admin.v1.Admin"
 
 RawStream = Stream[bytes, bytes]
+Principal = _native.Principal
 Metadata = list[tuple[str, bytes]]
-RawCall = Callable[[bytes, Metadata | None], Awaitable[bytes]]
-OpenStream = Callable[[], StreamApi]
+RawCall = Callable[[bytes, Principal | None, Metadata | None], Awaitable[bytes]]
+OpenStream = Callable[[Principal | None, Metadata | None], StreamApi]
 #: observe(method, code, seconds): one unary call ended (metrics.BrokerMetrics.observe_rpc).
 ObserveRpc = Callable[[str, str, float], None]
 
@@ -39,21 +48,50 @@ ObserveRpc = Callable[[str, str, float], None]
 class BrokerApi(Protocol):
     """What the services need from a broker: `silo.Broker` satisfies it.
 
-    `call(rpc, request, metadata)` takes the method name of a unary RPC (e.g. "Enqueue"), its
-    encoded request and (when `forwards`) the caller's metadata, and returns the encoded reply,
-    raising silo.errors classes on failure (Unimplemented for an RPC the broker does not serve
-    yet). `forwards`: the broker may forward calls to other nodes (a cluster), which then need
-    the caller's metadata (docs/cluster.md#routing). `stream(rpc)` starts serving a streaming
-    RPC ("EnqueueStream", "WorkerSession") and returns its stream (streams.StreamApi).
+    `call(rpc, request, principal, metadata)` takes the method name of a unary RPC (e.g.
+    "Enqueue"), its encoded request, the caller's verified token (None without an auth file)
+    and (when `forwards`) the caller's metadata, and returns the encoded reply, raising
+    silo.errors classes on failure (Unimplemented for an RPC the broker does not serve yet,
+    PermissionDenied for a call outside the token's roles or tenants). `forwards`: the broker
+    may forward calls to other nodes (a cluster), which then need the caller's metadata: the
+    owner checks the token again (docs/cluster.md#routing). `stream(rpc, principal, metadata)`
+    starts serving a streaming RPC ("EnqueueStream", "WorkerSession") and returns its stream
+    (streams.StreamApi); `metadata` as for `call` (what forwarded stream requests carry).
     """
 
     forwards: bool
 
     def call(
-        self, rpc: str, request: bytes, metadata: Metadata | None = None
+        self,
+        rpc: str,
+        request: bytes,
+        principal: Principal | None = None,
+        metadata: Metadata | None = None,
     ) -> Awaitable[bytes]: ...
 
-    def stream(self, rpc: str) -> StreamApi: ...
+    def stream(
+        self, rpc: str, principal: Principal | None = None, metadata: Metadata | None = None
+    ) -> StreamApi: ...
+
+
+class Gate:
+    """What every call passes before its request is read: the transport's limits and, with an
+    auth file, the token check. One per server, shared by its services."""
+
+    def __init__(self, limits: Limits, auth: Authenticator | None = None) -> None:
+        self.limits = limits
+        self.auth = auth
+
+    def admit(self, stream: RawStream, method: str) -> Principal | None:
+        """The call's principal (None without an auth file). RESOURCE_EXHAUSTED on a connection
+        over the cap; UNAUTHENTICATED without a known token."""
+        self.limits.check_connection(stream)
+        if self.auth is None:
+            return None
+        try:
+            return self.auth.verify(stream.metadata or {})
+        except errors.Unauthenticated as exc:
+            raise to_grpc_error(exc, method=method) from None
 
 
 class CallTracker:
@@ -127,6 +165,7 @@ class RawService:
         routes: Mapping[str, RawCall | None],
         tracker: CallTracker,
         streams: Mapping[str, OpenStream] | None = None,
+        gate: Gate | None = None,
         observe: ObserveRpc | None = None,
         *,
         pass_metadata: bool = False,
@@ -136,6 +175,7 @@ class RawService:
         self._streams = dict(streams or {})
         self._tracker = tracker
         self._pass_metadata = pass_metadata
+        self._gate = gate or Gate(Limits())
         self._observe = observe
 
     def __mapping__(self) -> dict[str, Handler]:
@@ -162,12 +202,24 @@ class RawService:
     def _stream_handler(
         self, route: str, method: str, open_stream: OpenStream
     ) -> Callable[[RawStream], Awaitable[None]]:
-        tracker = self._tracker
+        tracker, gate = self._tracker, self._gate
+        limits = gate.limits
+        pass_metadata = self._pass_metadata
 
         async def handle(stream: RawStream) -> None:
             tracker.enter(route)
             try:
-                await serve_stream(stream, open_stream(), method=method, on_stop=tracker.on_stop)
+                principal = gate.admit(stream, method)
+                metadata = _metadata(stream.metadata) if pass_metadata else None
+                with limits.stream(stream, method):
+                    await serve_stream(
+                        stream,
+                        open_stream(principal, metadata),
+                        method=method,
+                        on_stop=tracker.on_stop,
+                        recv=functools.partial(limits.stream_message, stream, method),
+                        send=functools.partial(limits.send, stream, method),
+                    )
             finally:
                 tracker.leave(route)
 
@@ -178,29 +230,36 @@ class RawService:
     def _handler(
         self, route: str, method: str, call: RawCall | None
     ) -> Callable[[RawStream], Awaitable[None]]:
-        tracker = self._tracker
+        tracker, gate = self._tracker, self._gate
         pass_metadata = self._pass_metadata
+        limits = gate.limits
+        long_poll = route in CallTracker.LONG_POLLS
         observe = self._observe
 
         async def serve(stream: RawStream) -> None:
             tracker.enter(route)
             try:
+                principal = gate.admit(stream, method)
                 if call is None:
                     raise to_grpc_error(
                         errors.Unimplemented(f"{method} is not implemented yet"), method=method
                     )
-                request = await stream.recv_message()
-                if request is None:  # the client closed its side without a message
-                    raise to_grpc_error(
-                        errors.InvalidArgument("request: missing message"), method=method
-                    )
-                try:
-                    reply = await call(
-                        request, _metadata(stream.metadata) if pass_metadata else None
-                    )
-                except Exception as exc:
-                    raise to_grpc_error(exc, method=method) from exc
-                await stream.send_message(reply)
+                polling: Any = limits.long_poll(stream, method) if long_poll else _NOTHING
+                with polling:
+                    async with limits.request(stream, method) as request:
+                        if request is None:  # the client closed its side without a message
+                            raise to_grpc_error(
+                                errors.InvalidArgument("request: missing message"), method=method
+                            )
+                        try:
+                            reply = await call(
+                                request,
+                                principal,
+                                _metadata(stream.metadata) if pass_metadata else None,
+                            )
+                        except Exception as exc:
+                            raise to_grpc_error(exc, method=method) from exc
+                        await limits.send(stream, method, stream.send_message(reply))
             finally:
                 tracker.leave(route)
 
@@ -238,13 +297,21 @@ def _metadata(metadata: Mapping[str, str | bytes] | None) -> Metadata:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
+#: The context of a call that is not a long-poll.
+_NOTHING: Any = contextlib.nullcontext()
+
+
 def services(
-    broker: BrokerApi, tracker: CallTracker, observe: ObserveRpc | None = None
+    broker: BrokerApi,
+    tracker: CallTracker,
+    gate: Gate | None = None,
+    observe: ObserveRpc | None = None,
 ) -> tuple[RawService, RawService]:
-    """The Silo and Admin services over `broker`, sharing `tracker` (and `observe`): one route
-    per RPC of the core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
+    """The Silo and Admin services over `broker`, sharing `tracker`, `gate` (and `observe`): one
+    route per RPC of the core's table (`silo._native.rpcs()`, rust/rpc.rs), unary or streaming."""
     from silo._native import rpcs
 
+    gate = gate or Gate(Limits())
     routes: dict[str, dict[str, RawCall | None]] = {SILO_SERVICE: {}, ADMIN_SERVICE: {}}
     streams: dict[str, dict[str, OpenStream]] = {SILO_SERVICE: {}, ADMIN_SERVICE: {}}
     for service, method, streaming in rpcs():
@@ -259,6 +326,7 @@ def services(
             routes[SILO_SERVICE],
             tracker,
             streams[SILO_SERVICE],
+            gate,
             observe,
             pass_metadata=forwards,
         ),
@@ -267,6 +335,7 @@ def services(
             routes[ADMIN_SERVICE],
             tracker,
             streams[ADMIN_SERVICE],
+            gate,
             observe,
             pass_metadata=forwards,
         ),

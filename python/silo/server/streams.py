@@ -64,16 +64,20 @@ async def serve_stream(
     *,
     method: str,
     on_stop: Callable[[Callable[[], None]], Callable[[], None]],
+    recv: Callable[[], Awaitable[bytes | None]] | None = None,
+    send: Callable[[Awaitable[None]], Awaitable[None]] | None = None,
 ) -> None:
     """Serve one streaming RPC on `stream` with `native` until it ends (see the module doc).
 
     `on_stop(stop)` registers the callback a draining server calls, and returns the function that
-    unregisters it.
+    unregisters it. `recv()` reads the next raw request (None at the end; default
+    `stream.recv_message`), `send(sending)` awaits a batch of answers going out (default: just
+    awaits it): the server's transport limits (limits.py) come in through them.
     """
     handler = asyncio.current_task()
     assert handler is not None
     failure: list[BaseException] = []
-    reader = asyncio.ensure_future(_read(stream, native))
+    reader = asyncio.ensure_future(_read(recv or stream.recv_message, native))
 
     def reader_done(task: asyncio.Future[None]) -> None:
         # A read that failed (a message over the size limit, a broken connection) ends the
@@ -104,22 +108,24 @@ async def serve_stream(
                 return
             if send_frames is None:
                 send_frames = await _frame_sender(stream)
-            await send_frames(frames)
+            if send is None:
+                await send_frames(frames)
+            else:
+                await send(send_frames(frames))
     finally:
         unregister()
         reader.cancel()
         native.abort()
 
 
-async def _read(stream: RawStream, native: StreamApi) -> None:
-    """Push every request of `stream` into `native`, pausing while its window is full.
+async def _read(recv: Callable[[], Awaitable[bytes | None]], native: StreamApi) -> None:
+    """Push every request read by `recv` into `native`, pausing while its window is full.
 
     The requests read in one event-loop iteration are handed over with one `wake`, scheduled by
     the first of them (`loop.call_soon`), like the coalesced writes of transport.py: waking the
     native side costs a syscall, so it is paid per iteration, not per message.
     """
     loop = asyncio.get_running_loop()
-    recv = stream.recv_message
     push = native.push
     scheduled = False
 

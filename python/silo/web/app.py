@@ -26,10 +26,14 @@ from silo import errors
 from silo.status import status_for
 from silo.web import format as fmt
 from silo.web.context import BROKER, STATE, TEMPLATES, HttpState, render
-from silo.web.pages import actions, bulk, health, job, overview, schedules, search
+from silo.web.pages import actions, bulk, health, job, login, overview, schedules, search
+from silo.web.session import METRICS_AUTH, SESSIONS, Sessions, require_session
 
 if TYPE_CHECKING:
+    import ssl
+
     from silo.broker import Broker
+    from silo.server.auth import Authenticator
 
 __all__ = ["HTTP_STATUS", "RunningHttp", "create_app", "start_http"]
 
@@ -117,6 +121,9 @@ async def server_timing(request: web.Request, handler: Handler) -> web.StreamRes
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if SESSIONS in request.app and not request.path.startswith("/static/"):
+        # Pages of a session show one token's tenants: no shared cache may keep them.
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 def _templates(app: web.Application) -> jinja2.Environment:
@@ -139,19 +146,35 @@ def _templates(app: web.Application) -> jinja2.Environment:
     return env
 
 
-def create_app(broker: Broker) -> web.Application:
+def create_app(
+    broker: Broker,
+    *,
+    auth: Authenticator | None = None,
+    secure: bool = False,
+    metrics_public: bool = False,
+) -> web.Application:
     """The web UI, /metrics, /healthz and /readyz of `broker`, as an aiohttp application.
+
+    With `auth` (the tokens of an auth file), every page and action needs a session begun by
+    signing in with a token, and acts as that token (docs/ui.md#sign-in); `secure`: the session
+    cookie is sent only over HTTPS (set it when serving TLS); /metrics needs an `admin` token
+    unless `metrics_public`. Without `auth` everything is open (a loopback address, or
+    `--insecure`).
 
     Serve it with `Broker.serve_http`, or with an aiohttp runner and site of your own in the
     broker's event loop. Its links are absolute: serve it at the root of a host or port.
     """
-    app = web.Application(middlewares=[server_timing, error_pages])
+    app = web.Application(middlewares=[server_timing, error_pages, require_session])
     app[BROKER] = broker
     app[STATE] = HttpState()
+    if auth is not None:
+        app[SESSIONS] = Sessions(auth, secure=secure)
+        if not metrics_public:
+            app[METRICS_AUTH] = auth
     app.router.add_static("/static/", HERE / "static", name="static", append_version=True)
     app[TEMPLATES] = _templates(app)
     app.on_response_prepare.append(_security_headers)
-    for routes in (health, overview, search, bulk, job, actions, schedules):
+    for routes in (health, login, overview, search, bulk, job, actions, schedules):
         app.router.add_routes(routes.routes)
     return app
 
@@ -180,12 +203,20 @@ class RunningHttp:
         await self.runner.cleanup()
 
 
-async def start_http(broker: Broker, sock: socket.socket) -> RunningHttp:
-    """Serve `create_app(broker)` on the bound socket `sock` (taken over) in this event loop."""
-    app = create_app(broker)
+async def start_http(
+    broker: Broker,
+    sock: socket.socket,
+    *,
+    auth: Authenticator | None = None,
+    tls: ssl.SSLContext | None = None,
+    metrics_public: bool = False,
+) -> RunningHttp:
+    """Serve `create_app(broker, ...)` on the bound socket `sock` (taken over) in this event
+    loop, over `tls` (None: plaintext), with `auth`'s sign-in (None: open)."""
+    app = create_app(broker, auth=auth, secure=tls is not None, metrics_public=metrics_public)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=tls)
     await site.start()
     host, port = sock.getsockname()[:2]
     return RunningHttp(runner, app[STATE], host=host, port=port)

@@ -1,16 +1,18 @@
 """What every page and action shares: the broker behind the request, the one form reader (and
 its CSRF check), and rendering.
 
-Security-ready by construction (docs/ui.md#security): every broker call of a page or action
-goes through `api(request)`, the one place where a per-request principal (a login's token) will
-scope the calls; every state-changing request is a POST whose form is read by `read_form`, the
-one place that checks the `csrf` field; `csrf_token` is the one value templates render in it
-(the `csrf()` macro of base.html). Until login and sessions exist (the security issue), the
-token is empty and the check accepts every form.
+Security by construction (docs/ui.md#security): every broker call of a page or action goes
+through `api(request)`, which with an auth file is the broker acting as the session's token
+(`Broker.acting_as`: the core checks the RPC's role and the tenants the call names, as for a
+gRPC call); every state-changing request is a POST whose form is read by `read_form`, the one
+place that checks the `csrf` field; `csrf_token` is the one value templates render in it (the
+`csrf()` macro of base.html). Without an auth file there are no sessions: the token is empty,
+the check accepts every form and calls are the broker's own (session.py).
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,6 +21,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from silo.broker import Broker
+from silo.web.session import SESSION, Session
 
 if TYPE_CHECKING:
     from silo.api import Api
@@ -33,6 +36,7 @@ __all__ = [
     "csrf_token",
     "read_form",
     "render",
+    "session_of",
 ]
 
 #: The form field of the CSRF token in every POST.
@@ -59,21 +63,30 @@ def broker(request: web.Request) -> Broker:
 
 def api(request: web.Request) -> Api:
     """The API every page and action calls the broker through (see the module doc)."""
-    return request.app[BROKER]
+    session: Session | None = request.get(SESSION)
+    if session is None:
+        return request.app[BROKER]
+    return request.app[BROKER].acting_as(session.principal)
+
+
+def session_of(request: web.Request) -> Session | None:
+    """The request's session (None without an auth file)."""
+    return request.get(SESSION)
 
 
 def csrf_token(request: web.Request) -> str:
-    """The CSRF token that forms of this request carry (empty until sessions exist)."""
-    return ""
+    """The CSRF token that forms of this request carry (empty without sessions)."""
+    session: Session | None = request.get(SESSION)
+    return "" if session is None else session.csrf
 
 
 async def read_form(request: web.Request) -> MultiDictProxy[str]:
     """The posted form of a state-changing request (its text fields), once its `csrf` field is
-    checked. Raises HTTPForbidden when the token does not match (never, until sessions
-    exist)."""
+    checked. Raises HTTPForbidden when the token does not match (never without sessions)."""
     posted = await request.post()
     expected = csrf_token(request)
-    if expected and posted.get(CSRF_FIELD) != expected:
+    got = posted.get(CSRF_FIELD)
+    if expected and not (isinstance(got, str) and hmac.compare_digest(got, expected)):
         raise web.HTTPForbidden(text="bad or missing csrf token")
     return MultiDictProxy(MultiDict((k, v) for k, v in posted.items() if isinstance(v, str)))
 
@@ -87,6 +100,6 @@ def render(
     context.setdefault("notice", None)
     context.setdefault("nav", "")
     html = env.get_template(template).render(
-        request=request, csrf_token=csrf_token(request), **context
+        request=request, csrf_token=csrf_token(request), session=session_of(request), **context
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

@@ -1,5 +1,9 @@
 """`/healthz` (the process is up), `/readyz` (the store is open and serving) and `/metrics`
-(Prometheus text format): plain text, for probes and scrapers (docs/operations.md#http)."""
+(Prometheus text format): plain text, for probes and scrapers (docs/operations.md#http).
+
+With an auth file, `/metrics` needs `authorization: Bearer <token>` of a token with the `admin`
+role (401 without a known token, 403 without the role) unless `--metrics-public`; the probes
+stay open (docs/security.md#web-ui)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from aiohttp import web
 from silo import errors
 from silo.server.metrics import CONTENT_TYPE
 from silo.web.context import STATE, broker
+from silo.web.session import METRICS_AUTH
 
 __all__ = ["PLAIN_PATHS", "routes"]
 
@@ -51,6 +56,16 @@ def _not_ready(reason: str) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Every metric of the broker in the Prometheus text format (404 with `--metrics off`)."""
+    auth = request.app.get(METRICS_AUTH)
+    if auth is not None:
+        try:
+            principal = auth.verify(request.headers)
+        except errors.Unauthenticated as exc:
+            return web.Response(
+                status=401, text=f"{exc}\n", headers={"WWW-Authenticate": 'Bearer realm="silo"'}
+            )
+        if "admin" not in principal.roles:
+            return web.Response(status=403, text="/metrics needs a token with the admin role\n")
     registry = broker(request).metrics
     if not registry.counting:
         return web.Response(status=404, text="metrics are off (--metrics off)\n")

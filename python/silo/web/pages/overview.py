@@ -53,11 +53,14 @@ class Queues:
 
 
 async def _queues(request: web.Request, tenant: str) -> Queues:
-    """The tenant's queues, or none and why (a bad tenant: 400; a broker without ListQueues)."""
+    """The tenant's queues, or none and why (a bad tenant: 400; a tenant the session's token
+    may not see: 403; a broker without ListQueues)."""
     try:
         stats = await api(request).list_queues(tenant=tenant)
     except errors.InvalidArgument as exc:
         return Queues([], str(exc), 400)
+    except errors.PermissionDenied as exc:  # a session whose token may not see this tenant
+        return Queues([], str(exc), 403)
     except errors.Unimplemented as exc:
         return Queues([], str(exc))
     return Queues(sorted((QueueRow.of(s) for s in stats), key=lambda r: r.name))
