@@ -24,6 +24,7 @@ from silo._proto.silo.v1 import (
     JobStatus,
     LeaseTasksRequest,
     ReportTaskOutcomeRequest,
+    RetryPolicy,
     SiloStub,
 )
 from silo.streams import is_lost_connection
@@ -34,6 +35,13 @@ NODE_TTL_S = 2
 SHARDS = 12
 #: What a client treats as "try again" (the node is down, or a shard is moving).
 RETRYABLE = (GRPCError, StreamTerminatedError, ConnectionError, OSError, asyncio.TimeoutError)
+
+
+#: A kill -9 between a lease's durable write and its answer leaves a task leased to no worker:
+#: it comes back when the lease expires (docs/api.md#leases), as a failed `lease_expired`
+#: attempt, so the load's jobs have a short lease and retries (every acked job must succeed).
+LOST_LEASE_MS = 5_000
+LOST_LEASE_RETRY = RetryPolicy(max_retries=5, schedule_ms=[100])
 
 
 def retryable(exc: Exception) -> bool:
@@ -203,7 +211,15 @@ class Load:
         job_id = f"{self.queue}-{n}"
         try:
             await self._call(
-                lambda s: s.enqueue(EnqueueRequest(id=job_id, tenant=tenant, queue=self.queue)),
+                lambda s: s.enqueue(
+                    EnqueueRequest(
+                        id=job_id,
+                        tenant=tenant,
+                        queue=self.queue,
+                        retry_policy=LOST_LEASE_RETRY,
+                        lease_ms=LOST_LEASE_MS,
+                    )
+                ),
                 self.produce_via,
             )
         except GRPCError as exc:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import silo
 import xxhash
-from cluster import NODE_TTL_S, SHARDS, Load, Nodes, cluster_map, wait_settled
+from cluster import LOST_LEASE_MS, NODE_TTL_S, SHARDS, Load, Nodes, cluster_map, wait_settled
 from grpclib.client import Channel
 from grpclib.const import Status
 from helpers import unique
@@ -383,7 +383,14 @@ async def test_connect_and_a_worker_carry_on_when_a_node_is_killed(nodes: Nodes)
             deadline = time.monotonic() + TAKEOVER_LIMIT_S + 20
             while True:
                 try:
-                    await client.enqueue(id=job_id, tenant=tenant, queue=queue)
+                    await client.enqueue(
+                        id=job_id,
+                        tenant=tenant,
+                        queue=queue,
+                        # A lease lost with the killed node comes back (tests/cluster.py).
+                        retry_policy=silo.RetryPolicy(max_retries=5, schedule_ms=(100,)),
+                        lease_ms=LOST_LEASE_MS,
+                    )
                 except silo.errors.JobAlreadyExists:
                     pass  # a retry of one that landed before the node died
                 except silo.errors.Unavailable:
