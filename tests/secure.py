@@ -3,8 +3,10 @@ and raw gRPC calls that report the status code (any RPC, any token)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from silo import _native
 from silo.server.auth import digest
 from silo.server.codec import PassthroughCodec, RawMessage
 from silo.server.streams import frame
+from silo.testing import ServerProcess
 
 PATHS = {method: f"/{service}/{method}" for service, method, _ in _native.rpcs()}
 
@@ -243,3 +246,11 @@ def make_pki(directory: Path) -> Pki:
         other_client_cert=write_cert(d / "stranger.pem", stranger[1]),
         other_client_key=write_key(d / "stranger.key", stranger[0]),
     )
+
+
+async def wait_for_log(server: ServerProcess, text: str, count: int = 1) -> None:
+    """Wait until the server's stderr holds `text` `count` times (a log line is the event)."""
+    deadline = time.monotonic() + 20
+    while server.stderr_text().count(text) < count:
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{server.stderr_text()}"
+        await asyncio.sleep(0.02)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from grpclib.client import Channel, StreamStreamMethod
 from grpclib.const import Status
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
-from secure import PATHS, Outcome, Token, channel, stream, unary, write_auth
+from secure import PATHS, Outcome, Token, channel, stream, unary, wait_for_log, write_auth
 from silo import _native
 from silo._proto.silo.admin.v1 import (
     GetConcurrencyKeyRequest,
@@ -443,14 +442,6 @@ async def test_a_restricted_session_gets_only_its_tenants_tasks(
         assert {t.job_id for t in LeaseTasksResponse.parse(left.reply).tasks} == {"o1", "o2"}
     finally:
         ch.close()
-
-
-async def wait_for_log(server: ServerProcess, text: str, count: int = 1) -> None:
-    """Wait until the server's stderr holds `text` `count` times (a log line is the event)."""
-    deadline = time.monotonic() + 20
-    while server.stderr_text().count(text) < count:
-        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{server.stderr_text()}"
-        await asyncio.sleep(0.02)
 
 
 async def test_sighup_adds_and_revokes_tokens_while_a_worker_stays_connected(

@@ -6,10 +6,8 @@ The same in a browser: test_ui_auth_browser.py."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any, cast
 import aiohttp
 import pytest
 import silo
-from secure import Token, write_auth
+from secure import Token, wait_for_log, write_auth
 from silo.testing import ServerProcess
 from silo.types import JobStatus
 from silo.web import create_app
@@ -256,13 +254,6 @@ async def test_a_session_sees_and_acts_on_its_tokens_tenants_only(
     got = await admin.get_job(id=theirs, tenant="ui-b")
     assert got.status is JobStatus.PENDING
     assert not any(q.paused for q in await admin.list_queues(tenant="ui-b"))
-
-
-async def wait_for_log(server: ServerProcess, text: str, count: int) -> None:
-    deadline = time.monotonic() + 20
-    while server.stderr_text().count(text) < count:
-        assert time.monotonic() < deadline, f"no {text!r} in the log"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_token_removed_by_sighup_ends_its_sessions(
