@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use forward::{CallContext, ForwardError, Forwarder, HOPS_HEADER};
+pub use forward::{CallContext, ForwardError, Forwarder, PeerTls, HOPS_HEADER};
 pub use lease_tasks::{plan as lease_plan, LeaseMerge};
 pub use shards::{Peer, Route, ShardMap};
 
@@ -82,6 +82,21 @@ pub struct BrokerConfig {
     /// Whether the shards count what `/metrics` exports (`--metrics`).
     #[serde(default = "default_metrics")]
     pub metrics: bool,
+    /// The node's TLS certificate chain and key (PEM files): with them, calls are forwarded to
+    /// peers over TLS and the node presents them as its client certificate
+    /// (docs/security.md#in-a-cluster). The server's own TLS lives in the Python server.
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    /// The CA certificates clients must present a certificate of (mTLS); the peers are verified
+    /// against them when `tls_peer_ca` is not set.
+    #[serde(default)]
+    pub tls_client_ca: Option<String>,
+    /// The CA certificates the peers' certificates are verified against (default:
+    /// `tls_client_ca`, else the system's roots).
+    #[serde(default)]
+    pub tls_peer_ca: Option<String>,
 }
 
 fn default_metrics() -> bool {
@@ -97,6 +112,19 @@ impl BrokerConfig {
     /// on field `settings`, with serde's message naming the setting.
     pub fn from_json(text: &str) -> Result<BrokerConfig> {
         serde_json::from_str(text).map_err(|e| Error::invalid("settings", e))
+    }
+
+    /// How calls are forwarded to peers over TLS: `None` (plain HTTP/2) without `tls_cert`.
+    fn peer_tls(&self) -> Result<Option<PeerTls>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let ca = match (&self.tls_peer_ca, &self.tls_client_ca) {
+            (Some(path), _) => Some(("tls_peer_ca", path.as_str())),
+            (None, Some(path)) => Some(("tls_client_ca", path.as_str())),
+            (None, None) => None,
+        };
+        PeerTls::from_files(cert, key, ca).map(Some)
     }
 
     /// Every setting as text, plus what the broker derived (the flush interval a store preset
@@ -278,6 +306,7 @@ impl Broker {
             node_id: config.node_id.clone().unwrap_or_else(|| "local".into()),
             address: config.advertise.clone().unwrap_or_default(),
         };
+        let peer_tls = config.peer_tls()?;
         let mut route_wait = DEFAULT_ROUTE_WAIT;
         let cluster = match &config.cluster {
             None => {
@@ -298,7 +327,7 @@ impl Broker {
         Ok(Broker {
             shards,
             leases: LeaseMerge::default(),
-            forwarder: Forwarder::default(),
+            forwarder: Forwarder::new(peer_tls),
             route_wait,
             clock,
             limits,

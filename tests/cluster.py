@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,8 +105,12 @@ class Nodes:
                 await n.stop()
 
 
-async def cluster_map(node: ServerProcess, metadata: dict[str, str] | None = None) -> Cluster:
-    channel = Channel(node.host, node.port)
+async def cluster_map(
+    node: ServerProcess,
+    metadata: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Cluster:
+    channel = Channel(node.host, node.port, ssl=tls)
     try:
         return await asyncio.wait_for(
             SiloStub(channel).get_cluster(GetClusterRequest(), metadata=metadata), 5
@@ -119,16 +124,18 @@ async def wait_settled(
     *,
     timeout: float = 30.0,
     metadata: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[int, str]:
     """Wait until every node reports the same map in which each shard has exactly one owner,
     one of `nodes` (rendezvous may leave a node without shards); returns shard -> node id.
-    `metadata`: the calls' (a token, for nodes with an auth file)."""
+    `metadata`: the calls' (a token, for nodes with an auth file); `tls`: the client's TLS
+    context (nodes that serve TLS)."""
     ids = {n.address: None for n in nodes}
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
         try:
-            maps = [await cluster_map(n, metadata) for n in nodes]
+            maps = [await cluster_map(n, metadata, tls) for n in nodes]
             owners = [{s: node.id for node in m.nodes for s in node.shards} for m in maps]
             counts = [sum(len(node.shards) for node in m.nodes) for m in maps]
             addresses = {node.address for m in maps for node in m.nodes if node.shards}

@@ -120,8 +120,9 @@ __all__ = ["PATHS", "Outcome", "Token", "auth_toml", "channel", "frame", "stream
 
 @dataclass(frozen=True)
 class Pki:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM
-    files in one directory."""
+    """A CA, a server certificate for 127.0.0.1/localhost, a client certificate and a cluster
+    node's certificate (server and client, for 127.0.0.1/localhost), as PEM files in one
+    directory."""
 
     ca: Path
     server_cert: Path
@@ -131,6 +132,8 @@ class Pki:
     other_ca: Path
     other_client_cert: Path
     other_client_key: Path
+    node_cert: Path
+    node_key: Path
 
 
 def make_pki(directory: Path) -> Pki:
@@ -193,10 +196,18 @@ def make_pki(directory: Path) -> Pki:
         return k, c
 
     def leaf(
-        cn: str, issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], server: bool
+        cn: str,
+        issuer: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+        server: bool,
+        client: bool = False,
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        """`server`: for 127.0.0.1/localhost, usable by a server; `client`: by a client (a
+        cluster node is both: it presents its certificate to its peers)."""
         k = key()
         ca_key, ca_cert = issuer
+        usages = [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        if client or not server:
+            usages.append(x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
         b = (
             x509.CertificateBuilder()
             .subject_name(name(cn))
@@ -209,14 +220,7 @@ def make_pki(directory: Path) -> Pki:
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
             )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
-                    if server
-                    else [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if server:
             b = b.add_extension(
@@ -235,6 +239,7 @@ def make_pki(directory: Path) -> Pki:
     srv = leaf("silo server", root, server=True)
     cli = leaf("silo client", root, server=False)
     stranger = leaf("stranger", other, server=False)
+    node = leaf("silo node", root, server=True, client=True)
     d = directory
     return Pki(
         ca=write_cert(d / "ca.pem", root[1]),
@@ -245,6 +250,8 @@ def make_pki(directory: Path) -> Pki:
         other_ca=write_cert(d / "other-ca.pem", other[1]),
         other_client_cert=write_cert(d / "stranger.pem", stranger[1]),
         other_client_key=write_key(d / "stranger.key", stranger[0]),
+        node_cert=write_cert(d / "node.pem", node[1]),
+        node_key=write_key(d / "node.key", node[0]),
     )
 
 

@@ -9,6 +9,8 @@ directory and SeaweedFS S3), coordinated by a real etcd on loopback.
   write from its stale copy, and what it acknowledged before is kept.
 - a fourth node joins and leaves under load: shards move with no failed call.
 - a bounded chaos loop of kill/restart with the checks after each round.
+- nodes that serve TLS (and mTLS) forward calls to each other over TLS; a node whose peer CA
+  does not trust the others' certificates answers a forwarded call UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +34,7 @@ from cluster import LOST_LEASE_MS, NODE_TTL_S, SHARDS, Load, Nodes, cluster_map,
 from grpclib.client import Channel
 from grpclib.const import Status
 from helpers import unique
-from secure import Token, channel, stream, unary, write_auth
+from secure import Pki, Token, channel, make_pki, stream, unary, write_auth
 from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest
 from silo._proto.silo.v1 import (
     EnqueueBatchRequest,
@@ -45,6 +48,7 @@ from silo._proto.silo.v1 import (
 )
 from silo.cluster import ClusterClient
 from silo.etcd_server import EtcdError, EtcdServer
+from silo.testing import ServerProcess
 from silo.worker import NODES_EVERY_S
 
 pytestmark = [pytest.mark.all_stores, pytest.mark.timeout(300)]
@@ -622,5 +626,130 @@ async def test_forwarded_stream_entries_keep_the_caller_s_token_and_owner_refusa
         finally:
             ch.close()
             ch1.close()
+    finally:
+        await cluster.stop_all()
+
+
+# ----------------------------------------------------------------- forwarding over TLS / mTLS
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def node_tls_args(pki: Pki, *, mtls: bool = False, peer_ca: Path | None = None) -> list[str]:
+    """The TLS flags of a node: its certificate names 127.0.0.1 (its advertise host) and may
+    act as a client (docs/cluster.md#node-certificates). Peers are checked against
+    --tls-peer-ca (`peer_ca`, default the test CA), or under mTLS against --tls-client-ca (its
+    default)."""
+    args = ["--tls-cert", str(pki.node_cert), "--tls-key", str(pki.node_key)]
+    if mtls:
+        return [*args, "--tls-client-ca", str(pki.ca)]
+    return [*args, "--tls-peer-ca", str(peer_ca or pki.ca)]
+
+
+async def forwarded_over(node: ServerProcess, tls: ssl.SSLContext) -> int:
+    """`forwarded_calls` of a node that serves TLS."""
+    async with await silo.connect(node.address, tls=tls) as client:
+        stats = await client.get_stats()
+    return int(stats["gauges"]["forwarded_calls"])
+
+
+async def tls_cluster(
+    etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path,
+    args: dict[str, list[str]], tls: ssl.SSLContext,
+) -> tuple[Nodes, dict[int, str]]:  # fmt: skip
+    """Nodes started with their own extra flags (`args`: node id -> flags), once settled."""
+    cluster = Nodes(store_url, etcd.url(unique("cluster")), tmp_path, store_env)
+    for node_id, extra in args.items():
+        cluster.extra_args = extra
+        await cluster.add(node_id)
+    return cluster, await wait_settled(cluster.live(), tls=tls)
+
+
+@pytest.mark.parametrize("mtls", [False, True], ids=["tls", "mtls"])
+async def test_calls_are_forwarded_between_nodes_over_tls(
+    mtls: bool,
+    etcd: EtcdServer,
+    store_url: str,
+    store_env: dict[str, str],
+    tmp_path: Path,
+    pki: Pki,
+) -> None:
+    """docs/security.md#in-a-cluster: a node that serves TLS forwards a call for another node's
+    shard over TLS, checking the peer's certificate against its CA; under mTLS it presents its
+    own certificate, which the peer requires."""
+    tls = (
+        silo.tls_context(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
+        if mtls
+        else silo.tls_context(ca=pki.ca)
+    )
+    args = node_tls_args(pki, mtls=mtls)
+    cluster, owners = await tls_cluster(
+        etcd, store_url, store_env, tmp_path, {"n0": args, "n1": args}, tls
+    )
+    try:
+        n0 = cluster.nodes["n0"]
+        tenant = tenant_on(next(s for s, node in owners.items() if node != "n0"))
+        before = await forwarded_over(n0, tls)
+        ch = channel(n0.host, n0.port, ssl=tls)
+        try:
+            job = EnqueueRequest(id="tls-1", tenant=tenant, queue="q", payload=b"p")
+            enqueued = await unary(ch, "Enqueue", bytes(job))
+            assert enqueued.status == Status.OK, enqueued.message
+            got = await unary(ch, "GetJob", bytes(GetJobRequest(tenant=tenant, id="tls-1")))
+            assert got.status == Status.OK, got.message
+            out, answers = await stream(
+                ch, "EnqueueStream", [bytes(EnqueueRequest(tenant=tenant, queue="s"))]
+            )
+            assert out.status == Status.OK, out.message
+            results = [EnqueueResult.parse(a) for a in answers]
+            assert [r.code for r in results] == [0], [(r.code, r.message) for r in results]
+        finally:
+            ch.close()
+        # Three calls went on to n1: the Enqueue, the GetJob and the stream's entry.
+        assert await forwarded_over(n0, tls) >= before + 3
+    finally:
+        await cluster.stop_all()
+
+
+async def test_a_node_that_does_not_trust_its_peer_answers_unavailable(
+    etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path, pki: Pki
+) -> None:
+    """A node whose --tls-peer-ca did not sign the other nodes' certificates cannot forward:
+    the call is answered UNAVAILABLE at once, naming the certificate, instead of hanging; the
+    other way round forwarding works."""
+    tls = silo.tls_context(ca=pki.ca)
+    cluster, owners = await tls_cluster(
+        etcd, store_url, store_env, tmp_path,
+        {
+            "n0": node_tls_args(pki, peer_ca=pki.other_ca),
+            "n1": node_tls_args(pki),
+        },
+        tls,
+    )  # fmt: skip
+    try:
+        n0, n1 = cluster.nodes["n0"], cluster.nodes["n1"]
+        on_n1 = tenant_on(next(s for s, node in owners.items() if node == "n1"))
+        before = await forwarded_over(n0, tls)
+        ch = channel(n0.host, n0.port, ssl=tls)
+        try:
+            get = bytes(GetJobRequest(tenant=on_n1, id="none"))
+            refused = await unary(ch, "GetJob", get)
+        finally:
+            ch.close()
+        assert refused.status == Status.UNAVAILABLE, refused
+        assert "certificate" in refused.message.lower(), refused.message
+        assert await forwarded_over(n0, tls) > before
+        on_n0 = next((s for s, node in owners.items() if node == "n0"), None)
+        if on_n0 is not None:  # n1 trusts n0: its calls for n0's shards are forwarded
+            ch1 = channel(n1.host, n1.port, ssl=tls)
+            try:
+                get = bytes(GetJobRequest(tenant=tenant_on(on_n0), id="none"))
+                missing = await unary(ch1, "GetJob", get)
+            finally:
+                ch1.close()
+            assert missing.status == Status.NOT_FOUND, missing
     finally:
         await cluster.stop_all()

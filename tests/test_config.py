@@ -64,6 +64,19 @@ def test_the_core_gets_every_broker_setting_and_nothing_else() -> None:
     assert sent["lease_ms"] == 900 and sent["flush_interval_ms"] is None
 
 
+def test_the_tls_files_reach_the_core_for_forwarding() -> None:
+    """A node that serves TLS forwards over TLS (docs/security.md#in-a-cluster): the core gets
+    the certificate, key and CAs; --tls-peer-ca comes from its flag or SILO_TLS_PEER_CA and
+    needs --tls-cert."""
+    env = {"SILO_TLS_PEER_CA": "/pki/peers.pem"}
+    flags = {"tls_cert": "/pki/node.pem", "tls_key": "/pki/node.key"}
+    sent = json.loads(ServeConfig.from_sources(flags, env).broker_settings())
+    assert sent["tls_cert"] == "/pki/node.pem" and sent["tls_key"] == "/pki/node.key"
+    assert sent["tls_peer_ca"] == "/pki/peers.pem" and sent["tls_client_ca"] is None
+    with pytest.raises(ConfigError, match=r"^invalid --tls-peer-ca: it needs --tls-cert"):
+        ServeConfig.from_sources({}, env)
+
+
 def test_a_bad_setting_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["serve", "--lease-ms", "2"]) == cli.EXIT_USAGE
     assert "invalid --lease-ms '2'" in capsys.readouterr().err

@@ -120,11 +120,17 @@ async def test_tls_with_tokens_and_the_cli(
 
 
 def test_unusable_tls_files_stop_the_start(tmp_path: Path, pki: Pki) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
     for args, named in [
         (["--tls-cert", str(pki.server_cert)], "--tls-cert/--tls-key"),
         (["--tls-cert", str(tmp_path / "none.pem"), "--tls-key", str(pki.server_key)], "tls"),
         ([*tls_args(pki), "--tls-client-ca", str(tmp_path / "none.pem")], "--tls-client-ca"),
         (["--tls-client-ca", str(pki.ca)], "--tls-client-ca"),
+        ([*tls_args(pki), "--tls-peer-ca", str(tmp_path / "none.pem")], "--tls-peer-ca"),
+        ([*tls_args(pki), "--tls-peer-ca", str(garbage)], "--tls-peer-ca"),
+        ([*tls_args(pki), "--tls-peer-ca", str(pki.server_key)], "--tls-peer-ca"),
+        (["--tls-peer-ca", str(pki.ca)], "--tls-peer-ca"),
     ]:
         done = subprocess.run(
             [sys.executable, "-m", "silo", "serve", "--store", "memory://",

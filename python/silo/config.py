@@ -389,17 +389,25 @@ class ServeConfig:
         _SWITCH,
         broker=False,
     )
+    # The TLS files also reach the core: a node that serves TLS forwards calls to its peers
+    # over TLS, presenting its certificate (docs/security.md#in-a-cluster).
     tls_cert: str | None = _setting(
-        None, "PEM certificate chain: serve over TLS (with --tls-key)", _OPTIONAL_PATH, broker=False
+        None,
+        "PEM certificate chain: serve over TLS (with --tls-key); in a cluster also the node's "
+        "client certificate towards its peers",
+        _OPTIONAL_PATH,
     )
-    tls_key: str | None = _setting(
-        None, "PEM private key of --tls-cert", _OPTIONAL_PATH, broker=False
-    )
+    tls_key: str | None = _setting(None, "PEM private key of --tls-cert", _OPTIONAL_PATH)
     tls_client_ca: str | None = _setting(
         None,
         "PEM CA certificates: require a client certificate signed by one of them (mTLS)",
         _OPTIONAL_PATH,
-        broker=False,
+    )
+    tls_peer_ca: str | None = _setting(
+        None,
+        "PEM CA certificates the other nodes' certificates are checked against when a call is "
+        "forwarded (default: --tls-client-ca, else the system's CAs)",
+        _OPTIONAL_PATH,
     )
     # Hostile-input limits of the gRPC transport (docs/security.md#limits).
     max_connections: int = _setting(
@@ -495,6 +503,8 @@ class ServeConfig:
             raise ConfigError("invalid --tls-cert/--tls-key: give both or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("invalid --tls-client-ca: it needs --tls-cert and --tls-key")
+        if self.tls_peer_ca is not None and self.tls_cert is None:
+            raise ConfigError("invalid --tls-peer-ca: it needs --tls-cert and --tls-key")
         if self.max_inflight_bytes < MAX_MESSAGE_BYTES:
             raise ConfigError(
                 f"invalid max_inflight_bytes {self.max_inflight_bytes}: must be at least "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from silo.config import ConfigError
 
-__all__ = ["HTTP_ALPN", "server_context", "tls_context"]
+__all__ = ["HTTP_ALPN", "check_peer_ca", "server_context", "tls_context"]
 
 _ALPN = ("h2",)
 #: What the HTTP server (web UI, /metrics) offers: aiohttp speaks HTTP/1.1 only.
@@ -44,6 +44,19 @@ def server_context(
             raise ConfigError(f"invalid --tls-client-ca {client_ca}: {exc}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def check_peer_ca(peer_ca: str | Path) -> None:
+    """Check `--tls-peer-ca` before the broker opens: a readable PEM file of CA certificates
+    (the core's forwarder verifies the other nodes' certificates against them).
+
+    Raises ConfigError naming the flag when the file cannot be read or holds no certificate.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_verify_locations(cafile=str(peer_ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"invalid --tls-peer-ca {peer_ca}: {exc}") from None
 
 
 def tls_context(

@@ -1,6 +1,7 @@
 //! Forwarding a call to the node that owns its shard: the request's bytes as they came (no
 //! re-encoding), the caller's metadata passed through, over one HTTP/2 channel per peer
-//! (docs/cluster.md#routing).
+//! (docs/cluster.md#routing). A node that serves TLS reaches its peers over TLS too, verifying
+//! their certificates and presenting its own (docs/security.md#in-a-cluster).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataValue, BinaryMetadataValue, MetadataKey};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::shards::Peer;
 use crate::error::{Code, Error};
@@ -65,9 +66,47 @@ pub enum ForwardError {
     Answered(Error),
 }
 
+/// How this node reaches its peers over TLS: the node's own certificate and key (its client
+/// identity, which peers that require client certificates check) and the CA certificates that
+/// must have signed the peers' certificates (`None`: the system's roots).
+#[derive(Debug, Clone)]
+pub struct PeerTls {
+    config: ClientTlsConfig,
+}
+
+impl PeerTls {
+    /// Reads the PEM files of `silo serve --tls-cert/--tls-key` and of the CA the peers are
+    /// verified against (`--tls-peer-ca`, else `--tls-client-ca`; `None`: the system's roots).
+    /// `ca` is the CA's setting and path. A file that cannot be read is `InvalidArgument` naming
+    /// its setting; the contents are checked by `silo serve` before the broker opens.
+    pub fn from_files(cert: &str, key: &str, ca: Option<(&str, &str)>) -> Result<PeerTls, Error> {
+        let read = |setting: &str, path: &str| {
+            std::fs::read(path).map_err(|e| Error::invalid(setting, format!("{path}: {e}")))
+        };
+        let identity = Identity::from_pem(read("tls_cert", cert)?, read("tls_key", key)?);
+        // Each peer's name is checked against the host of its advertise address (tonic takes
+        // it from the channel's URI), so node certificates must name it (an IP SAN for an IP).
+        let config = ClientTlsConfig::new()
+            .identity(identity)
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
+        let config = match ca {
+            Some((setting, path)) => {
+                config.ca_certificate(Certificate::from_pem(read(setting, path)?))
+            }
+            None => config.with_native_roots(),
+        };
+        Ok(PeerTls { config })
+    }
+}
+
+/// Longest TLS handshake with a peer; a peer that does not finish it is unreachable.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// One channel per peer address, connected on first use and reconnected by tonic.
 #[derive(Default)]
 pub struct Forwarder {
+    /// `None`: plain HTTP/2 (the node serves no TLS).
+    tls: Option<PeerTls>,
     channels: Mutex<HashMap<String, Channel>>,
     /// Calls (and sub-batches) sent to another node since start: the Admin/GetStats gauge
     /// `forwarded_calls` (a client that routes by the cluster map keeps it near 0).
@@ -75,6 +114,14 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
+    /// A forwarder that reaches its peers over TLS with `tls`, or over plain HTTP/2 without.
+    pub fn new(tls: Option<PeerTls>) -> Forwarder {
+        Forwarder {
+            tls,
+            ..Forwarder::default()
+        }
+    }
+
     /// How many calls this node has forwarded since it started.
     pub fn forwarded(&self) -> i64 {
         self.sent.load(Ordering::Relaxed)
@@ -88,7 +135,8 @@ impl Forwarder {
         if let Some(c) = channels.get(address) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|e| ForwardError::NotSent(format!("bad peer address {address:?}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             // A peer that stops answering (paused, partitioned) fails its calls within ~3 s
@@ -97,6 +145,11 @@ impl Forwarder {
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.config.clone()).map_err(|e| {
+                ForwardError::NotSent(format!("TLS to peer {address:?}: {}", chain(&e)))
+            })?;
+        }
         let channel = endpoint.connect_lazy();
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
@@ -178,6 +231,20 @@ fn not_connected(status: &tonic::Status) -> bool {
 /// The error a peer's status stands for: its own code and message when Silo answers with that
 /// code, else (a transport or client-side failure) ShardUnavailable naming it.
 fn answered(peer: &Peer, status: tonic::Status) -> Error {
+    // A status tonic made from a transport failure (a TLS handshake the peer's certificate
+    // failed, a connection cut) carries its cause; a peer's own answer carries none.
+    if let Some(cause) = std::error::Error::source(&status) {
+        let causes = chain(cause);
+        let what = if causes.contains(status.message()) {
+            causes
+        } else {
+            format!("{}: {causes}", status.message())
+        };
+        return Error::Forwarded {
+            code: Code::Unavailable,
+            message: format!("forwarding to node {:?} failed: {what}", peer.node_id),
+        };
+    }
     if let Some(code) = Code::from_i32(status.code() as i32) {
         return Error::Forwarded {
             code,
@@ -193,6 +260,20 @@ fn answered(peer: &Peer, status: tonic::Status) -> Error {
             status.message()
         ),
     }
+}
+
+/// An error and its causes, `: `-separated, each once (wrappers often repeat their cause).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Request and reply stay bytes: the owner decodes them.
@@ -250,5 +331,48 @@ mod tests {
             bad.hops, MAX_HOPS,
             "an unreadable count forwards no further"
         );
+    }
+
+    #[test]
+    fn an_unreadable_tls_file_names_its_setting() {
+        let missing = "/nonexistent/silo-test.pem";
+        for (cert, key, ca, setting) in [
+            (missing, missing, None, "tls_cert"),
+            (
+                "Cargo.toml",
+                "Cargo.toml",
+                Some(("tls_peer_ca", missing)),
+                "tls_peer_ca",
+            ),
+        ] {
+            match PeerTls::from_files(cert, key, ca) {
+                Err(Error::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, setting);
+                    assert!(reason.contains(missing), "{reason}");
+                }
+                other => panic!("expected InvalidArgument on {setting}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug)]
+        struct Wrapper(&'static str, std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.1)
+            }
+        }
+        let cause = || std::io::Error::new(std::io::ErrorKind::InvalidData, "unknown issuer");
+        let error = Wrapper("transport error", cause());
+        assert_eq!(chain(&error), "transport error: unknown issuer");
+        let repeating = Wrapper("handshake: unknown issuer", cause());
+        assert_eq!(chain(&repeating), "handshake: unknown issuer");
     }
 }

@@ -38,6 +38,10 @@ async fn broker_of(shards: Option<u32>) -> Arc<Broker> {
         advertise: None,
         cluster: None,
         node_ttl: 5000,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
+        tls_peer_ca: None,
     };
     Arc::new(Broker::open(config).await.unwrap())
 }

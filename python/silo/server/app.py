@@ -13,7 +13,8 @@ Every error is one line on stderr starting with `silo:`.
 
 Security (docs/security.md): with `--auth-file` every call needs a known bearer token and SIGHUP
 re-reads the file (a bad file keeps the old tokens); `--tls-cert/--tls-key` serve TLS (gRPC and
-HTTP), `--tls-client-ca` requires client certificates. Before anything is bound, the server
+HTTP), `--tls-client-ca` requires client certificates, `--tls-peer-ca` names the CAs the
+other nodes are checked against when a call is forwarded. Before anything is bound, the server
 refuses (exit 2) a non-loopback `--listen` or `--http` without `--auth-file` unless `--insecure`,
 an auth file with a bad entry, and unusable TLS files. The transport's limits (limits.py) guard
 every connection.
@@ -345,6 +346,10 @@ async def run(config: ServeConfig) -> int:
         auth = None if config.auth_file is None else Authenticator.from_file(config.auth_file)
         tls = _server_tls(config)
         http_tls = _server_tls(config, http=True)
+        if config.tls_peer_ca is not None:
+            from silo.tls import check_peer_ca
+
+            check_peer_ca(config.tls_peer_ca)
     except (ConfigError, AuthError) as exc:
         _fail(str(exc))
         return EXIT_USAGE
