@@ -39,6 +39,9 @@ EXPECTED = {
     "Unavailable": Status.UNAVAILABLE,
     "StoreUnavailable": Status.UNAVAILABLE,
     "InternalError": Status.INTERNAL,
+    "Unauthenticated": Status.UNAUTHENTICATED,
+    "PermissionDenied": Status.PERMISSION_DENIED,
+    "ResourceExhausted": Status.RESOURCE_EXHAUSTED,
 }
 
 
