@@ -362,3 +362,55 @@ async def test_an_embedded_broker_serves_the_same_sign_in(tmp_path: Path) -> Non
                 assert r.status == 200 and "alice" in await r.text()
     finally:
         await broker.close()
+
+
+def test_the_sign_in_throttle_counts_failures_per_address_over_a_sliding_window() -> None:
+    from silo.web.session import SignInThrottle
+
+    now = [1000.0]
+    throttle = SignInThrottle(limit=3, window_s=60, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("10.0.0.1")
+        now[0] += 1
+    assert throttle.retry_after("10.0.0.1") == 0  # 2 of 3
+    throttle.failed("10.0.0.1")  # at 1002: the third within the window
+    assert throttle.retry_after("10.0.0.1") == 58  # until the first (1000) is 60 s old
+    assert throttle.retry_after("10.0.0.2") == 0  # another address is not slowed
+    now[0] = 1030.0
+    assert throttle.retry_after("10.0.0.1") == 30
+    now[0] = 1060.0  # the first failure left the window: 2 of 3 again
+    assert throttle.retry_after("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 1  # 1001 + 60 - 1060
+    throttle.succeeded("10.0.0.1")  # a good token clears the address
+    assert throttle.retry_after("10.0.0.1") == 0
+
+
+async def test_repeated_failed_sign_ins_are_answered_429_even_with_a_good_token(
+    store_factory: Any,
+    store_env: dict[str, str],
+    tmp_path: Path,
+    auth_path: Path,
+) -> None:
+    """Its own server: the failures it makes would slow the module's other sign-ins."""
+    from silo.web.session import SIGN_IN_FAILURES
+
+    with ServerProcess(
+        store_factory("ui-auth-throttle"),
+        log_dir=tmp_path,
+        env=store_env,
+        http="127.0.0.1:0",
+        extra_args=["--auth-file", str(auth_path)],
+    ) as server:
+        async with browser_session(server) as signed_in:
+            assert (await sign_in(signed_in, ALICE)).status == 303
+            async with browser_session(server) as http:
+                for _ in range(SIGN_IN_FAILURES):
+                    r = await sign_in(http, Token("eve", "guess", ["*"], ["admin"]))
+                    assert r.status == 401
+                refused = await sign_in(http, ALICE)
+                assert refused.status == 429 and SESSION_COOKIE not in refused.cookies
+                assert 0 < int(refused.headers["Retry-After"]) <= 60
+            # A session opened before is not touched by the throttle.
+            async with signed_in.get("/jobs?tenant=ui-a", allow_redirects=False) as r:
+                assert r.status == 200

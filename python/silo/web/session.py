@@ -24,7 +24,7 @@ import hmac
 import json
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,6 +39,9 @@ __all__ = [
     "LOGIN_COOKIE",
     "LOGIN_TTL_S",
     "MAX_SESSIONS",
+    "SIGN_IN_FAILURES",
+    "SIGN_IN_WINDOW_S",
+    "SignInThrottle",
     "METRICS_AUTH",
     "OPEN_PATHS",
     "SESSION",
@@ -60,6 +63,12 @@ SESSION_TTL_S: Final = 12 * 3600
 LOGIN_TTL_S: Final = 3600
 #: Live sessions remembered at once; beyond it, the oldest ends.
 MAX_SESSIONS: Final = 10_000
+#: Failed sign-ins one client address may make within `SIGN_IN_WINDOW_S` before `/login`
+#: answers 429 without looking at the token (docs/security.md#web-ui).
+SIGN_IN_FAILURES: Final = 10
+SIGN_IN_WINDOW_S: Final = 60.0
+#: Client addresses whose failures are remembered at once (the oldest are forgotten first).
+MAX_THROTTLED_ADDRESSES: Final = 10_000
 #: What needs no session: probes, the static files, the sign-in page, and /metrics (which
 #: checks its own bearer token, docs/security.md#web-ui).
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", "/login"})
@@ -87,12 +96,51 @@ class Session:
     csrf: str
 
 
+class SignInThrottle:
+    """Failed sign-ins per client address over a sliding window: an address with `limit`
+    failures in the last `window_s` seconds is refused until the oldest of them leaves the
+    window. `clock` is injected so the window can be tested without waiting."""
+
+    def __init__(
+        self,
+        limit: int = SIGN_IN_FAILURES,
+        window_s: float = SIGN_IN_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limit, self._window, self._clock = limit, window_s, clock
+        self._failures: dict[str, deque[float]] = {}  # address -> failure times, oldest first
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until `address` may try again (0: it may now)."""
+        times = self._failures.get(address)
+        if times is None:
+            return 0.0
+        now = self._clock()
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return 0.0
+        return times[0] + self._window - now if len(times) >= self._limit else 0.0
+
+    def failed(self, address: str) -> None:
+        times = self._failures.pop(address, None) or deque(maxlen=self._limit)
+        times.append(self._clock())
+        self._failures[address] = times  # re-inserted: the dict's order is last failure first
+        while len(self._failures) > MAX_THROTTLED_ADDRESSES:
+            del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+
 class Sessions:
     """The sessions of one HTTP server over `auth`'s tokens; `secure`: cookies only over TLS."""
 
     def __init__(self, auth: Authenticator, *, secure: bool) -> None:
         self.auth = auth
         self.secure = secure
+        self.throttle = SignInThrottle()
         self._key = secrets.token_bytes(32)
         self._live: OrderedDict[str, float] = OrderedDict()  # id -> expiry (epoch seconds)
 

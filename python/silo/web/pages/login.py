@@ -4,6 +4,8 @@ it. Without an auth file there is nothing to sign into: `/login` goes to the ove
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from silo.web.context import read_form, render, session_of
@@ -53,9 +55,19 @@ async def login(request: web.Request) -> web.Response:
     if not sessions.login_csrf_ok(request.cookies.get(LOGIN_COOKIE), posted_csrf):
         raise web.HTTPForbidden(text="bad or missing csrf token: reload the sign-in page")
     target = safe_next(target if isinstance(target, str) else None)
+    # Guessing tokens is slowed per client address (behind a proxy: the proxy's address).
+    address = request.remote or ""
+    wait_s = math.ceil(sessions.throttle.retry_after(address))
+    if wait_s > 0:
+        problem = f"too many failed sign-ins: try again in {wait_s} s"
+        response = _form(request, sessions, target, problem=problem, status=429)
+        response.headers["Retry-After"] = str(wait_s)
+        return response
     opened = sessions.sign_in(token.strip()) if isinstance(token, str) and token.strip() else None
     if opened is None:
+        sessions.throttle.failed(address)
         return _form(request, sessions, target, problem="unknown token", status=401)
+    sessions.throttle.succeeded(address)
     cookie, _ = opened
     response = web.HTTPSeeOther(target)
     sessions.set_cookie(response, SESSION_COOKIE, cookie, SESSION_TTL_S)
