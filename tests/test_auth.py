@@ -62,8 +62,9 @@ from silo.testing import ServerProcess
 IN, OUT = "acme", "globex"
 ROLES = ("produce", "work", "operate", "admin", "none")
 
-#: SPEC §10's role table, written here apart from the core's (rust/auth.rs): what each RPC
-#: needs. An RPC of the core's table missing here fails `test_the_table_covers_every_rpc`.
+#: The role table of docs/security.md#roles, written here apart from the core's (rust/auth.rs):
+#: what each RPC needs. An RPC of the core's table missing here fails
+#: `test_the_table_covers_every_rpc`.
 NEEDS = {
     **dict.fromkeys(
         ["Enqueue", "EnqueueBatch", "EnqueueStream", "Cancel", "GetJob", "WaitJob"], "produce"
@@ -137,7 +138,7 @@ def test_the_table_covers_every_rpc() -> None:
 
 
 def test_principals_agree_with_the_table() -> None:
-    """The core's table (rust/auth.rs) gives what this file's copy of the SPEC gives."""
+    """The core's table (rust/auth.rs) gives what this file's copy of docs/security.md gives."""
     for role in ROLES:
         p = _native.Principal(role, ["*"], [] if role == "none" else [role])
         for rpc in NEEDS:

@@ -27,7 +27,10 @@ from silo.config import DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_STORE, ServeConfig
 from silo.methods import ApiMethods
 
 if TYPE_CHECKING:
+    import socket
+
     from silo.server.app import RunningServer
+    from silo.server.auth import Authenticator
     from silo.server.metrics import BrokerMetrics
     from silo.web import RunningHttp
 
@@ -170,14 +173,11 @@ class Broker(ApiMethods):
         ConfigError (a ValueError) for a non-loopback address without `auth_file` unless
         `insecure`, AuthError (a ValueError) for a bad auth file.
         """
-        from silo.server.app import bind, check_exposure, start_server
-        from silo.server.auth import Authenticator
+        from silo.server.app import start_server
 
-        host, port = parse_listen(address)
-        check_exposure({"address": address}, auth=auth_file is not None, insecure=insecure)
-        auth = None if auth_file is None else Authenticator.from_file(auth_file)
+        sock, auth = _bind_checked(address, auth_file, insecure)
         running = await start_server(
-            self, bind(host, port), auth=auth, tls=tls, observe=self.metrics.rpc_observer()
+            self, sock, auth=auth, tls=tls, observe=self.metrics.rpc_observer()
         )
         self._servers.append(running)
         return running
@@ -202,16 +202,10 @@ class Broker(ApiMethods):
         ConfigError (a ValueError) for a non-loopback address without `auth_file` unless
         `insecure`, AuthError (a ValueError) for a bad auth file.
         """
-        from silo.server.app import bind, check_exposure
-        from silo.server.auth import Authenticator
         from silo.web import start_http
 
-        host, port = parse_listen(address)
-        check_exposure({"address": address}, auth=auth_file is not None, insecure=insecure)
-        auth = None if auth_file is None else Authenticator.from_file(auth_file)
-        running = await start_http(
-            self, bind(host, port), auth=auth, tls=tls, metrics_public=metrics_public
-        )
+        sock, auth = _bind_checked(address, auth_file, insecure)
+        running = await start_http(self, sock, auth=auth, tls=tls, metrics_public=metrics_public)
         self._http.append(running)
         return running
 
@@ -334,3 +328,18 @@ async def _run(loop: asyncio.AbstractEventLoop, start: Callable[[asyncio.Future[
         with contextlib.suppress(Exception):
             call.abort()
         raise
+
+
+def _bind_checked(
+    address: str, auth_file: str | None, insecure: bool
+) -> tuple[socket.socket, Authenticator | None]:
+    """The listening socket of `Broker.serve`/`serve_http` on `address`, after the safe-default
+    check (a non-loopback address needs `auth_file` unless `insecure`: docs/security.md), and
+    the tokens of `auth_file` (None: no checks)."""
+    from silo.server.app import bind, check_exposure
+    from silo.server.auth import Authenticator
+
+    host, port = parse_listen(address)
+    check_exposure({"address": address}, auth=auth_file is not None, insecure=insecure)
+    auth = None if auth_file is None else Authenticator.from_file(auth_file)
+    return bind(host, port), auth
