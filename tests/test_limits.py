@@ -222,10 +222,6 @@ async def test_long_polls_over_the_caps_are_refused(make_server: MakeServer) -> 
     await still_serving(server)
 
 
-# The test's own 1,530 client sockets are closed in `finally`; on a loaded machine one of them
-# was still "closing" when the garbage collector reached it (a client-side ResourceWarning after
-# the body passed, 1 run in ~4). The broker's behaviour is what the assertions check.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_idle_connections_stalled_frames_and_parked_long_polls_leave_memory_bounded(
     make_server: MakeServer,
 ) -> None:
