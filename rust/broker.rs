@@ -701,15 +701,15 @@ impl Broker {
         Ok(wire::Cluster {
             nodes: nodes.into_values().collect(),
             shard_count: self.shards.count(),
-            hash: routing::TENANT_HASH.to_string(),
+            hash: routing::TENANT_HASH_NAME.to_string(),
         })
     }
 
     /// What `/metrics` exports of the core (docs/operations.md#metrics): the shard's counters
     /// and histograms and the object-store requests. Read without asking the actor, so it
     /// answers during a store outage too.
-    /// With several local shards the figures are their sums (a queue label may then exceed
-    /// one shard's label bound, at most once per shard).
+    /// With several local shards the figures are their sums, under the same bound of queue
+    /// labels as one shard's.
     pub fn metrics(&self) -> MetricsSnapshot {
         let mut shards = self.shards.locals().into_iter();
         let mut snapshot = match shards.next() {

@@ -220,18 +220,36 @@ impl HistogramSnapshot {
 
 impl MetricsSnapshot {
     /// Adds another shard's figures: queue counters by label (labels new to `self` are
-    /// appended), histograms and job counts summed.
+    /// appended while fewer than `MAX_QUEUE_LABELS` are named, then counted as
+    /// `OTHER_QUEUE`: the bound holds for the node's sum too), histograms and job counts
+    /// summed.
     pub fn add(&mut self, other: &MetricsSnapshot) {
+        let mut index: HashMap<String, usize> = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, (label, _))| (label.clone(), i))
+            .collect();
+        let mut named = self.queues.len() - usize::from(index.contains_key(OTHER_QUEUE));
         for (label, counters) in &other.queues {
-            match self.queues.iter_mut().find(|(l, _)| l == label) {
-                Some((_, mine)) => {
-                    mine.enqueued += counters.enqueued;
-                    mine.leased += counters.leased;
-                    for (a, b) in mine.finished.iter_mut().zip(counters.finished) {
-                        *a += b;
-                    }
-                }
-                None => self.queues.push((label.clone(), counters.clone())),
+            let label = if index.contains_key(label) || label == OTHER_QUEUE {
+                label.as_str()
+            } else if named < MAX_QUEUE_LABELS {
+                named += 1;
+                label.as_str()
+            } else {
+                OTHER_QUEUE
+            };
+            let at = *index.entry(label.to_string()).or_insert_with(|| {
+                self.queues
+                    .push((label.to_string(), QueueCounters::default()));
+                self.queues.len() - 1
+            });
+            let mine = &mut self.queues[at].1;
+            mine.enqueued += counters.enqueued;
+            mine.leased += counters.leased;
+            for (a, b) in mine.finished.iter_mut().zip(counters.finished) {
+                *a += b;
             }
         }
         self.commit_batch_size.add(&other.commit_batch_size);
@@ -338,6 +356,27 @@ mod tests {
         let other = row(OTHER_QUEUE).unwrap();
         assert_eq!((other.enqueued, other.leased), (50, 1));
         assert!(row("q250").is_none());
+    }
+
+    #[test]
+    fn a_sum_of_shards_keeps_the_label_bound() {
+        // Two shards, each with a full table of its own labels (half shared) and its own
+        // `_other`: the node's sum names MAX_QUEUE_LABELS queues and counts every job.
+        let (a, b) = (Metrics::default(), Metrics::default());
+        for i in 0..MAX_QUEUE_LABELS + 10 {
+            a.job_enqueued(&format!("q{i}"));
+            b.job_enqueued(&format!("q{}", i + MAX_QUEUE_LABELS / 2));
+        }
+        let mut sum = a.snapshot();
+        sum.add(&b.snapshot());
+        assert_eq!(sum.queues.len(), MAX_QUEUE_LABELS + 1);
+        let total: u64 = sum.queues.iter().map(|(_, c)| c.enqueued).sum();
+        assert_eq!(total, 2 * (MAX_QUEUE_LABELS as u64 + 10));
+        let row = |name: &str| sum.queues.iter().find(|(q, _)| q == name).map(|r| &r.1);
+        assert_eq!(row("q150").unwrap().enqueued, 2); // named by both shards
+        assert_eq!(row("q0").unwrap().enqueued, 1);
+        // b's own labels past a's 200 (q200..q299) and both shards' `_other` rows.
+        assert_eq!(row(OTHER_QUEUE).unwrap().enqueued, 10 + 100 + 10);
     }
 
     #[test]

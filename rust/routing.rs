@@ -4,9 +4,13 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-/// How a tenant maps to its shard, as `GetCluster` reports it (`Cluster.hash`). Clients that
-/// route by tenant compute the same function (python: `xxhash.xxh3_64_intdigest`).
+/// How a tenant maps to its shard, as the store's layout records it (a store made by another
+/// mapping is refused at open).
 pub const TENANT_HASH: &str = "xxh3_64(tenant) mod shard_count";
+/// The name of the tenant hash, as `GetCluster` reports it (`Cluster.hash`): a tenant is on
+/// shard `xxh3_64(tenant) mod shard_count`. Clients that route by tenant compute the same
+/// function (python: `xxhash.xxh3_64_intdigest`).
+pub const TENANT_HASH_NAME: &str = "xxh3_64";
 
 /// The shard of a tenant (the UTF-8 bytes of its name; `""` is the default tenant).
 pub fn shard_of_tenant(tenant: &str, shard_count: u32) -> u32 {

@@ -308,7 +308,7 @@ class Cluster(betterproto2.Message):
 
     hash: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
     """
-    how a tenant maps to its shard, e.g. "xxh3_64(tenant) mod shard_count"
+    the tenant hash: a tenant is on shard hash(tenant) mod shard_count ("xxh3_64")
     """
 
 
