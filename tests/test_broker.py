@@ -5,6 +5,8 @@ gRPC to other processes, and the sync facade and the test helpers stand on it.""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,30 @@ async def test_drain_runs_due_tasks_inline(silo_broker: silo.Broker) -> None:
     assert second.outcome(await second.job()) == 7
     assert (await later.job()).status is JobStatus.SCHEDULED
     assert await silo.testing.drain(silo_broker, tasks=[add]) == 0
+
+
+def test_silo_testing_brings_the_fixture_where_plugins_do_not_load_by_themselves(
+    tmp_path: Path,
+) -> None:
+    """With entry-point plugins off (`-p no:silo`), `pytest_plugins = ["silo.testing"]` gives a
+    user's tests the `silo_broker` fixture; without it the fixture is missing."""
+    from silo import pytest_plugin
+    from silo.testing import silo_broker
+
+    assert silo_broker is pytest_plugin.silo_broker and "silo_broker" in dir(silo.testing)
+    (tmp_path / "test_user.py").write_text(
+        "import silo\n"
+        "async def test_it(silo_broker: silo.Broker) -> None:\n"
+        "    job_id = await silo_broker.enqueue(queue='q')\n"
+        "    assert (await silo_broker.get_job(id=job_id)).queue == 'q'\n"
+    )
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:silo", "-p", "no:cacheprovider"]
+    run += ["-o", "asyncio_mode=auto", "test_user.py"]
+    without = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert without.returncode == 1 and "fixture 'silo_broker' not found" in without.stdout
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["silo.testing"]\n')
+    with_it = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert with_it.returncode == 0 and "1 passed" in with_it.stdout, with_it.stdout
 
 
 def test_the_sync_facade(tmp_path: Path) -> None:

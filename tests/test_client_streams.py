@@ -74,6 +74,47 @@ async def test_a_worker_over_a_client_runs_on_a_session(make_server: MakeServer)
         )
 
 
+#: Opened by the test below once every task of it runs.
+gate = asyncio.Event()
+
+
+@silo.task(queue="sdk-streams-wide")
+async def wait_at_gate(x: int) -> int:
+    await gate.wait()
+    return x
+
+
+async def test_a_worker_with_more_slots_than_a_session_s_credit_fills_them_all(
+    make_server: MakeServer,
+) -> None:
+    """A session holds at most 1,000 credits (docs/api.md#workersession): a worker with 1,500
+    slots grants 1,000, then more as pushed tasks use them, until 1,100 tasks run at once."""
+    server = await make_server()
+    gate.clear()
+    async with await silo.connect(server.address) as client:
+        worker = silo.Worker(client, tasks=[wait_at_gate], concurrency=1500)
+        run = asyncio.ensure_future(worker.run(handle_signals=False))
+        try:
+            handles = await asyncio.gather(*(wait_at_gate.enqueue(client, i) for i in range(1100)))
+            await wait_for_gauge(
+                gauges_of(client),
+                "running",
+                lambda n: n == 1100,
+                what="the worker did not take all 1,100 tasks at once",
+                timeout=60,
+            )
+            gauges = await gauges_of(client)()
+            assert gauges["worker_sessions"] == 1 and gauges["lease_waiters"] == 0
+            gate.set()
+            # One at a time: a connection may hold 64 parked WaitJob calls.
+            assert [await h.result(timeout=60) for h in handles] == list(range(1100))
+        finally:
+            gate.set()
+            worker.stop()
+            await run
+        assert worker.completed == 1100
+
+
 async def test_a_worker_opens_its_session_again_after_a_broker_restart(
     make_server: MakeServer,
 ) -> None:

@@ -196,7 +196,7 @@ async def test_a_raising_task_retries_then_fails_with_its_traceback(make_api: Ma
     assert job.attempt_count == 3
     failure = job.last_failure
     assert failure is not None
-    assert failure.code == f"{__name__}.Flaky"
+    assert failure.code == "Flaky"
     assert failure.message == "attempt 3 failed"
     assert failure.non_retryable is False
     traceback = failure.data.decode()
@@ -215,7 +215,7 @@ async def test_non_retryable_fails_at_once(make_api: MakeApi) -> None:
     assert job.status is JobStatus.FAILED
     assert job.attempt_count == 1
     assert job.last_failure is not None
-    assert job.last_failure.code == "silo.tasks.NonRetryable"
+    assert job.last_failure.code == "NonRetryable"
     assert job.last_failure.non_retryable is True
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from silo.types import (
     BulkResult,
@@ -225,6 +225,11 @@ class Api(Protocol):
 
     async def get_cluster(self) -> Cluster:
         """The cluster map (one node owning every shard for a single broker)."""
+        ...
+
+    async def get_stats(self) -> dict[str, Any]:
+        """Admin/GetStats of the node answering (the `admin` role): `gauges`, `shards` (each
+        shard's gauges), `settings`, `object_store_requests`, `rss_bytes`."""
         ...
 
     async def close(self) -> None:

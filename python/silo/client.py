@@ -76,7 +76,9 @@ _WAIT_SLACK_S: Final = 30.0
 
 
 class Client(ApiMethods):
-    """A connection to one broker (see the module doc). Use `async with` or call `close()`.
+    """A connection to one broker (see the module doc); its subclass
+    `silo.cluster.ClusterClient` is the client of several nodes. Use `async with` or call
+    `close()`.
 
     `timeout` (seconds) bounds every call, plus the call's own wait for long-polls
     (`lease_tasks(wait_ms=)`, `wait_job(timeout_ms=)`); None waits forever. Create it inside
@@ -104,6 +106,12 @@ class Client(ApiMethods):
         except ValueError as exc:
             raise errors.InvalidArgument(f"address: {exc}") from None
         self.addresses = tuple(addresses)
+        self._options: dict[str, Any] = {
+            "token": token,
+            "tls": tls,
+            "timeout": timeout,
+            "streams": streams,
+        }
         self._channel = Channel(host, port, ssl=tls or None, codec=PassthroughCodec())
         self._timeout = timeout
         if token is None:
@@ -114,6 +122,15 @@ class Client(ApiMethods):
         #: Whether to try the streams; False once the broker refused one (UNIMPLEMENTED).
         self.streams = streams
         self._enqueues: EnqueueStreamClient | None = None
+
+    def for_nodes(self, addresses: Sequence[str]) -> ClusterClient:
+        """A client of the cluster whose nodes are `addresses` (with this client's own address
+        first), made with this client's token, TLS, timeout and streams settings: what
+        `silo.connect(addresses, ...)` would give. The caller closes it."""
+        from silo.cluster import ClusterClient
+
+        seeds = list(dict.fromkeys([*self.addresses, *addresses]))
+        return ClusterClient(seeds, **self._options)
 
     async def close(self) -> None:
         """Close the connection; calls in progress fail. Idempotent."""
@@ -203,7 +220,7 @@ async def connect(
     tls: bool | ssl.SSLContext | None = None,
     timeout: float | None = 60.0,
     streams: bool = True,
-) -> Client | ClusterClient:
+) -> Client:
     """A client of the broker at `address` (`HOST:PORT`). A list of two or more addresses names
     nodes of a cluster: the `silo.cluster.ClusterClient` then sends each call to the node that
     serves its tenant (docs/cluster.md#clients). Connecting is lazy: an unreachable broker

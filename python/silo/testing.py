@@ -46,6 +46,22 @@ if TYPE_CHECKING:
 __all__ = ["ServerProcess", "ServerStartError", "drain", "free_port"]
 
 
+def __getattr__(name: str) -> Any:
+    """`silo.testing.silo_broker` is the fixture of the pytest plugin
+    (python/silo/pytest_plugin.py), imported on first use so that `import silo` needs no
+    pytest. Installing Silo registers the plugin already; `from silo.testing import
+    silo_broker` or `pytest_plugins = ["silo.testing"]` name it explicitly."""
+    if name == "silo_broker":
+        from silo.pytest_plugin import silo_broker
+
+        return silo_broker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "silo_broker"})
+
+
 async def drain(
     api: Api,
     *,

@@ -27,7 +27,10 @@ docs/cluster.md#workers): one lease loop per node, all sharing the worker's `con
 loop whose last call found nothing asks for one task, the others for a fair part of the free
 slots), each task heartbeated and reported to the node that leased it (through the map when
 that node is gone). The node list is read again every few seconds: a loop starts for a node
-that joined and stops for one that left.
+that joined and stops for one that left. A `silo.connect(address)` of one node that turns out to
+be a node of a cluster of several (GetCluster, when `run()` starts) is treated the same way,
+with a client of every node made from its settings: otherwise the worker would lease only from
+that node's shards and the others' jobs would wait for some other worker.
 
 Stopping (`stop()`, SIGTERM or SIGINT): leasing stops, running tasks get `grace` seconds to
 finish; those still running then are cancelled and reported as a retryable failure with code
@@ -75,6 +78,9 @@ UNKNOWN_TASK_CODE: Final = "silo.UnknownTask"
 MAX_TRACEBACK_BYTES: Final = 64 * 1024
 #: Most outcomes per ReportTaskOutcomes call, and most tasks per LeaseTasks call (the RPC limits).
 MAX_BATCH: Final = 1000
+#: Most credit a WorkerSession holds at once (the broker refuses more, docs/api.md#workersession):
+#: a worker with more free slots grants the rest as pushed tasks use credit up.
+MAX_CREDIT: Final = 1000
 #: Pause after a failed LeaseTasks or ReportTaskOutcomes call before trying again, in seconds.
 RETRY_PAUSE_S: Final = 1.0
 #: Over a cluster: how often the worker reads the node list again, in seconds.
@@ -83,12 +89,9 @@ NODES_EVERY_S: Final = 2.0
 
 def failure_of(exc: BaseException) -> TaskFailure:
     """The failure to report for an exception a task raised: code = its qualified class name
-    (`builtins` left out), message, data = the formatted traceback; NonRetryable forbids a
-    retry."""
-    cls = type(exc)
-    code = (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
+    (`__qualname__`: `PaymentDeclined`, `Order.Declined`; the module is in the traceback),
+    message, data = the formatted traceback; NonRetryable forbids a retry."""
+    code = type(exc).__qualname__
     data = "".join(traceback.format_exception(exc)).encode(errors="replace")
     if len(data) > MAX_TRACEBACK_BYTES:
         data = b"...\n" + data[-MAX_TRACEBACK_BYTES:]
@@ -209,6 +212,9 @@ class Worker:
         #: heartbeats and outcome go there), the node loops by address, the slots the loops'
         #: calls in flight asked for, and the loops whose last call found nothing.
         self._leased_from: dict[str, str] = {}
+        #: The cluster client made by `run()` for a one-node client of a cluster (closed when
+        #: `run()` returns), else None.
+        self._found_cluster: ClusterClient | None = None
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._asked = 0
         self._idle_lanes: set[str] = set()
@@ -263,6 +269,8 @@ class Worker:
         reporter = asyncio.create_task(self._report_loop(), name="silo-worker-reports")
         try:
             opener = getattr(self.api, "open_session", None)
+            if not until_idle:
+                self._found_cluster = await self._find_cluster()
             cluster = self._cluster_client()
             if cluster is not None:
                 await self._cluster_loop(cluster, until_idle=until_idle)
@@ -281,6 +289,9 @@ class Worker:
                 await reporter
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
+            if self._found_cluster is not None:
+                found, self._found_cluster = self._found_cluster, None
+                await found.close()
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
@@ -341,7 +352,28 @@ class Worker:
     def _cluster_client(self) -> ClusterClient | None:
         from silo.cluster import ClusterClient
 
+        if self._found_cluster is not None:
+            return self._found_cluster
         return self.api if isinstance(self.api, ClusterClient) else None
+
+    async def _find_cluster(self) -> ClusterClient | None:
+        """For a client of one node: a client of every node when that node's cluster has
+        several (see the module doc), else None. A node that cannot say (unreachable, or a
+        broker without GetCluster) is taken for a single broker."""
+        from silo.client import Client
+        from silo.cluster import ClusterClient
+
+        if not isinstance(self.api, Client) or isinstance(self.api, ClusterClient):
+            return None
+        try:
+            shape = await self.api.get_cluster()
+        except errors.SiloError as exc:
+            log.info("cannot read the cluster map (%s): leasing from this node only", exc)
+            return None
+        if len(shape.nodes) <= 1:
+            return None
+        log.info("the broker is a node of a cluster of %d: leasing from each", len(shape.nodes))
+        return self.api.for_nodes([n.address for n in shape.nodes])
 
     async def _cluster_loop(self, cluster: ClusterClient, *, until_idle: bool) -> None:
         """One lease loop per node of the cluster map until `stop()` (or, `until_idle`, until
@@ -450,7 +482,7 @@ class Worker:
             if session is None:  # the client has streams off
                 await self._lease_loop(until_idle=False)
                 return
-            self._credit = max(0, self.concurrency - len(self._running))
+            self._credit = min(max(0, self.concurrency - len(self._running)), MAX_CREDIT)
             try:
                 await session.start(self._credit)
                 self._session = session
@@ -480,7 +512,10 @@ class Worker:
         ended = asyncio.ensure_future(session.ended())
         try:
             while not self._stop.is_set():
-                free = self.concurrency - len(self._running) - self._credit
+                free = min(
+                    self.concurrency - len(self._running) - self._credit,
+                    MAX_CREDIT - self._credit,
+                )
                 if free > 0:
                     await session.credits(free)
                     self._credit += free
@@ -500,6 +535,13 @@ class Worker:
         self._credit = max(0, self._credit - 1)
         assert self._loop is not None
         self._start(task, self._loop.time())
+        if (
+            self._credit <= MAX_CREDIT // 2
+            and self.concurrency - len(self._running) - self._credit > 0
+        ):
+            # More free slots than the session's credit may cover (concurrency > MAX_CREDIT):
+            # half of the credit is used, so the grant loop tops it up. Never true otherwise.
+            self._slot_freed.set()
 
     def _start(self, task: Task, now: float) -> None:
         """Start running `task`, leased at loop time `now`."""
