@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import silo
 import xxhash
@@ -50,6 +51,8 @@ from silo.cluster import ClusterClient
 from silo.etcd_server import EtcdError, EtcdServer
 from silo.testing import ServerProcess
 from silo.worker import NODES_EVERY_S
+from test_ui_auth import browser_session, sign_in
+from web_helpers import table_rows, text_of
 
 pytestmark = [pytest.mark.all_stores, pytest.mark.timeout(300)]
 
@@ -339,7 +342,7 @@ async def test_connect_routes_each_call_to_its_owner_and_a_worker_leases_from_ev
     baseline = await all_forwarded(nodes)
 
     async with await silo.connect(addresses) as client:
-        assert isinstance(client, ClusterClient)
+        assert isinstance(client, ClusterClient) and isinstance(client, silo.Client)
         jobs: dict[str, str] = {}
         for i in range(48):  # streamed Enqueue (one EnqueueStream per node)
             tenant = f"tenant-{i}"
@@ -373,6 +376,34 @@ async def test_connect_routes_each_call_to_its_owner_and_a_worker_leases_from_ev
         assert set(more) <= set(ran)
     # Enqueue, GetJob, WaitJob, LeaseTasks, heartbeats and outcomes all went to the owner.
     assert await all_forwarded(nodes) == baseline
+
+
+async def test_a_worker_given_one_node_of_a_cluster_leases_from_every_node(nodes: Nodes) -> None:
+    """python/silo/worker.py: a worker over `silo.connect(one address)` learns at start that
+    the node has peers and leases from each, so jobs on every node's shards run."""
+    owners = await start(nodes, 3)
+    assert len(set(owners.values())) == 3, "every node owns shards"
+    first = nodes.live()[0].address
+    queue = unique("one-seed")
+    async with await silo.connect(first) as client:
+        assert not isinstance(client, ClusterClient)
+        jobs = {
+            (await client.enqueue(tenant=f"seed-{i}", queue=queue)).id: f"seed-{i}"
+            for i in range(36)
+        }
+        ran: list[str] = []
+        worker = echo_worker(client, queue, ran)
+        running = asyncio.ensure_future(worker.run(handle_signals=False))
+        try:
+            for job_id, tenant in jobs.items():
+                job = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
+                assert job.status is silo.JobStatus.SUCCEEDED, job_id
+            assert len(worker._lanes) == 3, "one lease loop per node"
+        finally:
+            worker.stop()
+            await running
+        assert sorted(ran) == sorted(jobs), "each job ran once"
+        assert worker._found_cluster is None, "the worker closed the clients it made"
 
 
 async def test_connect_and_a_worker_carry_on_when_a_node_is_killed(nodes: Nodes) -> None:
@@ -495,6 +526,57 @@ async def test_cluster_status_shows_nodes_owners_and_counts(nodes: Nodes) -> Non
     for node_id in set(owners.values()):
         assert node_id in text
     assert "READY" in text and "SHARD" in text
+
+
+async def test_the_web_ui_shows_the_nodes_the_shard_owners_and_every_shard_s_counts(
+    etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path
+) -> None:
+    """docs/ui.md#cluster: a node's /cluster page lists every node and the shards it owns, and
+    each shard's counts, the other node's asked over gRPC with the session's token; a token
+    without the admin role sees the map and no counts."""
+    root = Token("root", "secret-root", ["*"], ["admin"])
+    a = Token("a", "secret-a", ["a-*"], ["produce", "operate", "work"])
+    auth = write_auth(tmp_path / "auth.toml", [root, a])
+    cluster = Nodes(
+        store_url,
+        etcd.url(unique("cluster")),
+        tmp_path,
+        store_env,
+        ["--auth-file", str(auth), "--http", "127.0.0.1:0"],
+    )
+    try:
+        for i in range(2):
+            await cluster.add(f"n{i}")
+        owners = await wait_settled(cluster.live(), metadata=root.header)
+        n0 = cluster.nodes["n0"]
+        remote = next(s for s, node in owners.items() if node != "n0")
+        async with await silo.connect(n0.address, token=root.secret) as client:
+            for _ in range(3):  # forwarded to the other node, which owns the shard
+                await client.enqueue(tenant=tenant_on(remote, "a"), queue="ui-cluster")
+        async with browser_session(n0) as http:
+            assert (await sign_in(http, root)).status == 303
+            async with http.get("/cluster") as r:
+                page = await r.text()
+                assert r.status == 200, page
+        assert f"2 nodes, {SHARDS} shards" in text_of(page)
+        nodes = {row[0].removesuffix(" this node"): row for row in table_rows(page, "nodes")}
+        assert set(nodes) == {"n0", "n1"} and nodes["n0"][0] == "n0 this node"
+        for node_id, row in nodes.items():
+            assert row[3] == ", ".join(str(s) for s, n in sorted(owners.items()) if n == node_id)
+        shards = table_rows(page, "shards")
+        assert [(int(r[0]), r[1]) for r in shards] == sorted(owners.items())
+        assert all(len(r) == 6 and all(c.isdigit() for c in r[2:]) for r in shards), shards
+        assert shards[remote][2] == "3", shards[remote]  # Ready, as the owner counts it
+
+        async with browser_session(n0) as http:
+            assert (await sign_in(http, a)).status == 303
+            async with http.get("/cluster") as r:
+                page = await r.text()
+                assert r.status == 200, page
+        assert "Per-shard counts need a token with the admin role" in text_of(page)
+        assert all(len(r) == 2 for r in table_rows(page, "shards"))
+    finally:
+        await cluster.stop_all()
 
 
 async def test_a_forwarded_call_is_checked_on_both_nodes_with_the_caller_s_token(
@@ -679,19 +761,21 @@ async def test_calls_are_forwarded_between_nodes_over_tls(
 ) -> None:
     """docs/security.md#in-a-cluster: a node that serves TLS forwards a call for another node's
     shard over TLS, checking the peer's certificate against its CA; under mTLS it presents its
-    own certificate, which the peer requires."""
+    own certificate, which the peer requires. Its web UI's cluster page asks the peer for its
+    shards' counts over the same TLS."""
     tls = (
         silo.tls_context(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
         if mtls
         else silo.tls_context(ca=pki.ca)
     )
-    args = node_tls_args(pki, mtls=mtls)
+    args = [*node_tls_args(pki, mtls=mtls), "--http", "127.0.0.1:0"]
     cluster, owners = await tls_cluster(
         etcd, store_url, store_env, tmp_path, {"n0": args, "n1": args}, tls
     )
     try:
         n0 = cluster.nodes["n0"]
-        tenant = tenant_on(next(s for s, node in owners.items() if node != "n0"))
+        remote = next(s for s, node in owners.items() if node != "n0")
+        tenant = tenant_on(remote)
         before = await forwarded_over(n0, tls)
         ch = channel(n0.host, n0.port, ssl=tls)
         try:
@@ -710,6 +794,12 @@ async def test_calls_are_forwarded_between_nodes_over_tls(
             ch.close()
         # Three calls went on to n1: the Enqueue, the GetJob and the stream's entry.
         assert await forwarded_over(n0, tls) >= before + 3
+        async with aiohttp.ClientSession(f"https://{n0.http_address}") as http:
+            async with http.get("/cluster", ssl=tls) as r:
+                page = await r.text()
+                assert r.status == 200, page
+        row = table_rows(page, "shards")[remote]
+        assert row[:3] == [str(remote), "n1", "2"], row  # two jobs ready on n1's shard
     finally:
         await cluster.stop_all()
 

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from silo.types import JobStatus, TaskFailure
-from web_helpers import finished_job, running_job, text_of
+from web_helpers import finished_job, running_job, table_rows, text_of
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
 INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.I)
@@ -234,6 +234,24 @@ async def test_static_files_are_served_with_their_types(http) -> None:
         assert r.status == 200 and r.content_type == "text/css"
     async with http.get(js.group(1)) as r:
         assert r.status == 200 and "javascript" in r.content_type
+
+
+async def test_the_cluster_page_of_a_single_broker(ns, http, http_api) -> None:
+    """One node owning the one shard, with the shard's counts (docs/ui.md#cluster); the
+    multi-node page is tested in test_cluster.py."""
+    job_id, _ = await running_job(http_api, tenant=ns.tenant, queue=ns.queue)
+    status, body, headers = await get(http, "/cluster")
+    assert status == 200, body
+    assert_secure_page(body, headers)
+    assert "1 node, 1 shard" in text_of(body)
+    assert 'href="/cluster" aria-current="page"' in body
+    [node] = table_rows(body, "nodes")  # `silo serve` alone: its id is its address
+    assert node == [f"{node[1]} this node", node[1], "1", "0"], node
+    [shard] = table_rows(body, "shards")
+    assert shard[:2] == ["0", node[1]] and all(c.isdigit() for c in shard[2:]), shard
+    assert int(shard[4]) >= 1  # Running: our job, at least
+    assert "Moving" not in text_of(body)
+    assert (await http_api.get_job(id=job_id, tenant=ns.tenant)).status is JobStatus.RUNNING
 
 
 # ---------------------------------------------------------------- queues, search, bulk (ListJobs)

@@ -158,6 +158,21 @@ def test_unknown_job_is_a_clear_404(tab: Page, ns: Any) -> None:
     tab.errors = [e for e in tab.errors if "404" not in e]
 
 
+def test_the_cluster_page_from_the_menu(tab: Page, api: Any, ns: Any) -> None:
+    from playwright.sync_api import expect
+
+    api.enqueue(tenant=ns.tenant, queue=ns.queue)
+    page = tab.go(f"/?tenant={ns.tenant}")
+    page.get_by_role("link", name="Cluster").click()
+    expect(page.locator("h1")).to_have_text("Cluster")
+    expect(page.locator("table.nodes tbody tr")).to_have_count(1)
+    expect(page.locator("table.nodes .here-badge")).to_have_text("this node")
+    expect(page.locator("table.shards thead th")).to_have_count(6)
+    ready = page.locator("table.shards tbody tr").first.locator("td").nth(1)
+    assert int(ready.inner_text().replace(",", "")) >= 1
+    tab.shot("cluster")
+
+
 def test_the_job_box_and_its_shortcut(tab: Page, api: Any, ns: Any) -> None:
     from playwright.sync_api import expect
 

@@ -39,3 +39,17 @@ def text_of(page: str) -> str:
     """The visible text of an HTML page, whitespace folded (for `in` assertions)."""
     no_tags = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S))
     return " ".join(html.unescape(no_tags).split())
+
+
+def table_rows(page: str, table_class: str) -> list[list[str]]:
+    """The body rows of the page's `<table class="{table_class}">`, each as its cells' visible
+    text (header cells included, in order)."""
+    found = re.search(rf'<table class="{table_class}">(.*?)</table>', page, flags=re.S)
+    assert found is not None, f"no table {table_class!r} on the page"
+    body = re.search(r"<tbody>(.*?)</tbody>", found[1], flags=re.S)
+    assert body is not None
+    rows = re.findall(r"<tr\b[^>]*>(.*?)</tr>", body[1], flags=re.S)
+    return [
+        [text_of(c) for c in re.findall(r"<t[hd]\b[^>]*>(.*?)</t[hd]>", r, flags=re.S)]
+        for r in rows
+    ]

@@ -19,24 +19,28 @@ import logging
 import re
 import ssl
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import xxhash
 
 from silo import errors
 from silo.client import Client
 from silo.config import parse_listen
-from silo.methods import ApiMethods
 from silo.types import Cluster
+
+if TYPE_CHECKING:
+    from silo.streams import SessionClient
+    from silo.types import Task
 
 __all__ = ["ClusterClient", "ClusterMap", "shard_of_task", "shard_of_tenant"]
 
 log = logging.getLogger("silo.cluster")
 
-#: The tenant hash this client computes (GetCluster's `hash` must say the same).
-TENANT_HASH: Final = "xxh3_64(tenant) mod shard_count"
+#: The tenant hash this client computes: a tenant is on shard `xxh3_64(tenant) mod
+#: shard_count` (GetCluster's `hash` must name the same).
+TENANT_HASH: Final = "xxh3_64"
 
 #: Calls routed by their `tenant` field.
 _BY_TENANT: Final = frozenset(
@@ -151,9 +155,10 @@ def _not_applied(exc: errors.Unavailable) -> bool:
     return False
 
 
-class ClusterClient(ApiMethods):
-    """`silo.Api` over the nodes of a cluster (see the module doc): `silo.connect` returns one
-    for two or more addresses. `seeds` are those addresses; the map adds the nodes it names.
+class ClusterClient(Client):
+    """The `silo.Client` of the nodes of a cluster (see the module doc): `silo.connect` returns
+    one for two or more addresses. `seeds` are those addresses; the map adds the nodes it names.
+    It holds one `Client` per node instead of a connection of its own.
 
     Calls without a tenant go to any node: LeaseTasks to the nodes in turn (each node leases
     from its own shards; `silo.Worker` leases from every node at once), GetCluster, GetStats
@@ -171,6 +176,8 @@ class ClusterClient(ApiMethods):
         streams: bool = True,
         refresh_s: float = 5.0,
     ) -> None:
+        # No super().__init__(): a ClusterClient has no connection of its own; every call goes
+        # through the Client of the node it is routed to (`node`).
         if not seeds:
             raise errors.InvalidArgument("address: give at least one HOST:PORT")
         for address in seeds:
@@ -186,6 +193,7 @@ class ClusterClient(ApiMethods):
             "streams": streams,
         }
         self.refresh_s = refresh_s
+        self.streams = streams
         self._clients: dict[str, Client] = {}
         self._map: ClusterMap | None = None
         self._map_at = float("-inf")
@@ -316,6 +324,18 @@ class ClusterClient(ApiMethods):
                     await self.refresh()
                 except errors.Unavailable:
                     raise exc from None
+
+    async def call(self, rpc: str, request: bytes, *, wait_s: float = 0.0) -> bytes:
+        """The unary RPC `rpc` on its encoded request, sent to the first live node (which
+        forwards it to the owner when the call is another node's): the encoded reply."""
+        return await self.node(self._any(rpc, ())).call(rpc, request, wait_s=wait_s)
+
+    def open_session(
+        self, *, worker_id: str, queues: Sequence[str], on_task: Callable[[Task], None]
+    ) -> SessionClient | None:
+        """None: a session is served by one node's shards, so `silo.Worker` leases from every
+        node instead (docs/cluster.md#clients)."""
+        return None
 
     async def close(self) -> None:
         """Close every node's connection. Idempotent."""

@@ -11,6 +11,7 @@ import sys
 from typing import Final
 
 from grpclib.client import Channel
+from grpclib.exceptions import GRPCError
 
 from silo._proto.silo.admin.v1 import AdminStub, GetStatsRequest, ShardStats
 from silo._proto.silo.v1 import GetClusterRequest, SiloStub
@@ -18,7 +19,7 @@ from silo.client import TOKEN_VAR
 from silo.commands import add_security_arguments, client_tls
 from silo.config import DEFAULT_LISTEN, parse_listen
 
-__all__ = ["register", "run"]
+__all__ = ["COLUMNS", "Dial", "node_stats", "register", "run", "status"]
 
 #: The per-shard gauges the table shows, in order.
 COLUMNS: Final = ("ready", "scheduled", "running", "lease_waiters")
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Dial:
+class Dial:
     """How to reach the nodes: the bearer token (None: none) and the TLS of every channel."""
 
     def __init__(self, token: str | None, tls: ssl.SSLContext | bool | None) -> None:
@@ -60,13 +61,17 @@ class _Dial:
         return Channel(host, port, ssl=self.tls or None)
 
 
-async def _stats(address: str, dial: _Dial) -> list[ShardStats] | str:
+async def node_stats(address: str, dial: Dial) -> list[ShardStats] | str:
+    """The per-shard stats of the node at `address` (Admin/GetStats), or why there are none
+    (`unreachable (...)`, `refused (...)` for an error the node answered)."""
     channel = dial.channel(address)
     try:
         stats = await asyncio.wait_for(
             AdminStub(channel, metadata=dial.metadata).get_stats(GetStatsRequest()), 5
         )
         return list(stats.shards)
+    except GRPCError as exc:
+        return f"refused ({exc.status.name}: {exc.message})"
     except Exception as exc:
         return f"unreachable ({type(exc).__name__})"
     finally:
@@ -79,7 +84,7 @@ async def status(
     """The status tables of the cluster `address` belongs to, as text. GetCluster needs any
     valid token and Admin/GetStats an `admin` one when the nodes check tokens
     (docs/security.md); `tls` as for `silo.connect`."""
-    dial = _Dial(token, tls)
+    dial = Dial(token, tls)
     channel = dial.channel(address)
     try:
         cluster = await asyncio.wait_for(
@@ -89,7 +94,11 @@ async def status(
         raise OSError(f"cannot reach {address}: {exc}") from exc
     finally:
         channel.close()
-    lines = [f"{len(cluster.nodes)} node(s), {cluster.shard_count} shard(s), {cluster.hash}", ""]
+    lines = [
+        f"{len(cluster.nodes)} node(s), {cluster.shard_count} shard(s), "
+        f"tenant shard = {cluster.hash}(tenant) mod {cluster.shard_count}",
+        "",
+    ]
     rows: list[tuple[str, ...]] = [("NODE", "ADDRESS", "SHARDS")]
     rows += [(n.id, n.address, ",".join(map(str, sorted(n.shards))) or "-") for n in cluster.nodes]
     owned = {s for n in cluster.nodes for s in n.shards}
@@ -99,7 +108,7 @@ async def status(
         lines.append(f"moving (no owner right now): {','.join(map(str, moving))}")
     lines.append("")
     shard_rows: list[tuple[str, ...]] = [("SHARD", "NODE", *(c.upper() for c in COLUMNS))]
-    stats = await asyncio.gather(*(_stats(n.address, dial) for n in cluster.nodes))
+    stats = await asyncio.gather(*(node_stats(n.address, dial) for n in cluster.nodes))
     for node, got in zip(cluster.nodes, stats, strict=True):
         if isinstance(got, str):
             shard_rows += [(str(s), node.id, got, "", "", "") for s in sorted(node.shards)]

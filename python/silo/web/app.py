@@ -26,7 +26,17 @@ from silo import errors
 from silo.status import status_for
 from silo.web import format as fmt
 from silo.web.context import BROKER, STATE, TEMPLATES, HttpState, render
-from silo.web.pages import actions, bulk, health, job, login, overview, schedules, search
+from silo.web.pages import (
+    actions,
+    bulk,
+    cluster,
+    health,
+    job,
+    login,
+    overview,
+    schedules,
+    search,
+)
 from silo.web.session import METRICS_AUTH, SESSIONS, Sessions, require_session
 
 if TYPE_CHECKING:
@@ -174,7 +184,7 @@ def create_app(
     app.router.add_static("/static/", HERE / "static", name="static", append_version=True)
     app[TEMPLATES] = _templates(app)
     app.on_response_prepare.append(_security_headers)
-    for routes in (health, login, overview, search, bulk, job, actions, schedules):
+    for routes in (health, login, overview, search, bulk, job, actions, schedules, cluster):
         app.router.add_routes(routes.routes)
     return app
 

@@ -7,8 +7,10 @@ the session id, the token's SHA-256 digest (the auth file's own `token_sha256`, 
 and its expiry, signed with HMAC-SHA256 under a key drawn at random when the process starts: a
 restart ends every session. The server also remembers each live session id, so signing out
 ends the session for good (not only in this browser), and at most `MAX_SESSIONS` live at once
-(the oldest goes first). Each request looks the digest up in the auth file's current version,
-so a token removed by SIGHUP stops its sessions at their next request.
+(the oldest goes first). Beside the id it keeps, in memory only, the token typed in: the cluster
+page asks the other nodes for their shards' counts with it, as a client of theirs would. Each
+request looks the digest up in the auth file's current version, so a token removed by SIGHUP
+stops its sessions at their next request.
 
 CSRF: every state-changing request is a POST whose form carries `csrf`, an HMAC of the session
 id under the same key (checked by `context.read_form`); the sign-in form, which comes before any
@@ -26,7 +28,7 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -89,11 +91,13 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in browser: its id, the token's principal and the CSRF token of its forms."""
+    """A signed-in browser: its id, the token's principal, the CSRF token of its forms, and the
+    token itself (for calls to the other nodes of a cluster; never rendered)."""
 
     id: str
     principal: _native.Principal
     csrf: str
+    token: str = field(repr=False)
 
 
 class SignInThrottle:
@@ -142,7 +146,8 @@ class Sessions:
         self.secure = secure
         self.throttle = SignInThrottle()
         self._key = secrets.token_bytes(32)
-        self._live: OrderedDict[str, float] = OrderedDict()  # id -> expiry (epoch seconds)
+        # id -> (expiry in epoch seconds, the token signed in with)
+        self._live: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
     def _mac(self, purpose: bytes, data: bytes) -> bytes:
         return hmac.new(self._key, purpose + b"\0" + data, hashlib.sha256).digest()
@@ -156,7 +161,7 @@ class Sessions:
             return None
         sid = secrets.token_urlsafe(18)
         expires = int(time.time()) + SESSION_TTL_S
-        self._live[sid] = expires
+        self._live[sid] = (expires, token)
         while len(self._live) > MAX_SESSIONS:
             self._live.popitem(last=False)
         payload = json.dumps({"s": sid, "d": sha, "e": expires}, separators=(",", ":")).encode()
@@ -176,7 +181,8 @@ class Sessions:
             return None
         if not hmac.compare_digest(mac, self._mac(b"session", payload)):
             return None
-        if not isinstance(sid, str) or not isinstance(sha, str) or self._live.get(sid) != expires:
+        live = self._live.get(sid) if isinstance(sid, str) else None
+        if live is None or not isinstance(sha, str) or live[0] != expires:
             return None
         if expires <= time.time():
             self._live.pop(sid, None)
@@ -185,7 +191,7 @@ class Sessions:
         if principal is None:  # revoked (SIGHUP): the session ends with it
             self._live.pop(sid, None)
             return None
-        return Session(sid, principal, _b64(self._mac(b"csrf", sid.encode())))
+        return Session(sid, principal, _b64(self._mac(b"csrf", sid.encode())), live[1])
 
     def sign_out(self, session: Session) -> None:
         self._live.pop(session.id, None)
