@@ -5,6 +5,7 @@ and RPCs, and its labels stay bounded (no tenant label; at most 200 queue labels
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -79,6 +80,30 @@ async def test_counters_move_when_jobs_run(ns, http_server: ServerProcess) -> No
     assert delta(before, after, rpc, method="Enqueue", code="OK") == 4
     assert delta(before, after, rpc, method="ReportTaskOutcome", code="OK") == 3
     assert delta(before, after, rpc, method="GetJob", code="NOT_FOUND") == 1
+
+
+async def test_a_stream_is_timed_once_when_it_ends(make_server) -> None:
+    """docs/operations.md#metrics: an EnqueueStream counts in silo_rpc_duration_seconds when
+    the client closes it (the scrape is polled: the server ends its side just after)."""
+
+    def streams(samples: Samples) -> float:
+        return sum(
+            v
+            for (name, pairs), v in samples.items()
+            if name == "silo_rpc_duration_seconds_count"
+            and dict(pairs).get("method") == "EnqueueStream"
+        )
+
+    server: ServerProcess = await make_server(http="127.0.0.1:0")
+    assert streams(await scrape(server.http_url)) == 0
+    async with await silo.connect(server.address) as api:
+        await api.enqueue(queue="q")
+        assert streams(await scrape(server.http_url)) == 0, "still open: not counted"
+    deadline = time.monotonic() + 10
+    while streams(await scrape(server.http_url)) == 0:
+        assert time.monotonic() < deadline, "the closed stream was never counted"
+        await asyncio.sleep(0.05)
+    assert streams(await scrape(server.http_url)) == 1
 
 
 async def test_no_tenant_label_and_at_most_200_queue_labels(make_server) -> None:

@@ -2,7 +2,7 @@
 
 Two sources: the Rust core counts jobs, tasks and commits in the shard actor and hands over a
 snapshot (`silo._native.Broker.metrics()`), which `CoreCollector` turns into metric families at
-each scrape; and the gRPC server observes each unary call's duration in
+each scrape; and the gRPC server observes each call's duration in
 `silo_rpc_duration_seconds` (service.py calls `observe_rpc`). Nothing here decodes a request.
 Labels are bounded: no tenant label, at most 200 queue labels (the core folds the rest into
 `queue="_other"`), methods from the RPC table, codes from the status enum.
@@ -127,7 +127,8 @@ class BrokerMetrics:
         self.registry.register(CoreCollector(snapshot))
         self._rpc = Histogram(
             "silo_rpc_duration_seconds",
-            "Duration of unary gRPC calls, by method and status code.",
+            "Duration of gRPC calls (a stream's from its opening to its end), by method and "
+            "status code.",
             ["method", "code"],
             buckets=RPC_BUCKETS,
             registry=self.registry,
@@ -136,14 +137,14 @@ class BrokerMetrics:
         self._children: dict[tuple[str, str], Any] = {}
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        """One unary call of `method` ended with status `code` after `seconds`."""
+        """One call of `method` ended with status `code` after `seconds`."""
         child = self._children.get((method, code))
         if child is None:
             child = self._children[(method, code)] = self._rpc.labels(method, code)
         child.observe(seconds)
 
     def rpc_observer(self) -> Callable[[str, str, float], None] | None:
-        """The hook a gRPC server calls after each unary call; None when nothing is counted."""
+        """The hook a gRPC server calls after each call; None when nothing is counted."""
         return self.observe_rpc if self.counting else None
 
     def exposition(self) -> bytes:

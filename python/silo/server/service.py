@@ -41,7 +41,7 @@ Principal = _native.Principal
 Metadata = list[tuple[str, bytes]]
 RawCall = Callable[[bytes, Principal | None, Metadata | None], Awaitable[bytes]]
 OpenStream = Callable[[Principal | None, Metadata | None], StreamApi]
-#: observe(method, code, seconds): one unary call ended (metrics.BrokerMetrics.observe_rpc).
+#: observe(method, code, seconds): one call ended (metrics.BrokerMetrics.observe_rpc).
 ObserveRpc = Callable[[str, str, float], None]
 
 
@@ -156,7 +156,7 @@ class RawService:
     served by streams.serve_stream over the stream its opener starts; while the tracker drains,
     new calls answer UNAVAILABLE, unary calls in flight run to completion and streams stop
     reading and end once they answered what they read. `observe`, when given, learns each
-    unary call's method, status code name and duration.
+    call's method, status code name and duration (a stream's, from its opening to its end).
     """
 
     def __init__(
@@ -206,7 +206,7 @@ class RawService:
         limits = gate.limits
         pass_metadata = self._pass_metadata
 
-        async def handle(stream: RawStream) -> None:
+        async def serve(stream: RawStream) -> None:
             tracker.enter(route)
             try:
                 principal = gate.admit(stream, method)
@@ -223,9 +223,7 @@ class RawService:
             finally:
                 tracker.leave(route)
 
-        handle.__name__ = method
-        handle.__qualname__ = f"{type(self).__name__}.{method}"
-        return handle
+        return _timed(method, serve, self._observe, type(self).__name__)
 
     def _handler(
         self, route: str, method: str, call: RawCall | None
@@ -234,7 +232,6 @@ class RawService:
         pass_metadata = self._pass_metadata
         limits = gate.limits
         long_poll = route in CallTracker.LONG_POLLS
-        observe = self._observe
 
         async def serve(stream: RawStream) -> None:
             tracker.enter(route)
@@ -263,30 +260,40 @@ class RawService:
             finally:
                 tracker.leave(route)
 
-        if observe is None:
-            handle = serve
-        else:
+        return _timed(method, serve, self._observe, type(self).__name__)
 
-            async def handle(stream: RawStream) -> None:
-                started = time.perf_counter()
-                code = "OK"
-                try:
-                    await serve(stream)
-                except GRPCError as exc:
-                    code = exc.status.name
-                    raise
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except BaseException:
-                    code = "UNKNOWN"
-                    raise
-                finally:
-                    observe(method, code, time.perf_counter() - started)
 
-        handle.__name__ = method
-        handle.__qualname__ = f"{type(self).__name__}.{method}"
-        return handle
+def _timed(
+    method: str,
+    serve: Callable[[RawStream], Awaitable[None]],
+    observe: ObserveRpc | None,
+    owner: str,
+) -> Callable[[RawStream], Awaitable[None]]:
+    """`serve`, telling `observe` (when given) how the call ended and how long it took."""
+    if observe is None:
+        handle = serve
+    else:
+
+        async def handle(stream: RawStream) -> None:
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                await serve(stream)
+            except GRPCError as exc:
+                code = exc.status.name
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except BaseException:
+                code = "UNKNOWN"
+                raise
+            finally:
+                observe(method, code, time.perf_counter() - started)
+
+    handle.__name__ = method
+    handle.__qualname__ = f"{owner}.{method}"
+    return handle
 
 
 def _metadata(metadata: Mapping[str, str | bytes] | None) -> Metadata:
