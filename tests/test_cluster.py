@@ -321,6 +321,24 @@ def echo_worker(client: silo.Api, queue: str, ran: list[str], concurrency: int =
     return silo.Worker(client, handlers={queue: handle}, concurrency=concurrency, poll_ms=200)
 
 
+@contextlib.asynccontextmanager
+async def running(worker: silo.Worker) -> AsyncIterator[None]:
+    """`worker` runs for the body of the `async with`; it is stopped (and its run awaited) after."""
+    run = asyncio.ensure_future(worker.run(handle_signals=False))
+    try:
+        yield
+    finally:
+        worker.stop()
+        await run
+
+
+async def all_succeed(client: silo.Api, jobs: dict[str, str]) -> None:
+    """Waits for each job (id -> tenant) to end, which must be SUCCEEDED."""
+    for job_id, tenant in jobs.items():
+        job = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
+        assert job.status is silo.JobStatus.SUCCEEDED, job_id
+
+
 async def test_connect_routes_each_call_to_its_owner_and_a_worker_leases_from_every_node(
     nodes: Nodes,
 ) -> None:
@@ -359,14 +377,8 @@ async def test_connect_routes_each_call_to_its_owner_and_a_worker_leases_from_ev
 
         ran: list[str] = []
         worker = echo_worker(client, queue, ran)
-        running = asyncio.ensure_future(worker.run(handle_signals=False))
-        try:
-            for job_id, tenant in jobs.items():
-                job = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
-                assert job.status is silo.JobStatus.SUCCEEDED, job_id
-        finally:
-            worker.stop()
-            await running
+        async with running(worker):
+            await all_succeed(client, jobs)
         assert sorted(ran) == sorted(jobs), "each job ran once"
         assert set(worker._lanes) == set(), "the lease loops ended with the worker"
         # run_until_idle over a cluster: every node's due tasks, then it returns; with fewer
@@ -393,15 +405,9 @@ async def test_a_worker_given_one_node_of_a_cluster_leases_from_every_node(nodes
         }
         ran: list[str] = []
         worker = echo_worker(client, queue, ran)
-        running = asyncio.ensure_future(worker.run(handle_signals=False))
-        try:
-            for job_id, tenant in jobs.items():
-                job = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
-                assert job.status is silo.JobStatus.SUCCEEDED, job_id
+        async with running(worker):
+            await all_succeed(client, jobs)
             assert len(worker._lanes) == 3, "one lease loop per node"
-        finally:
-            worker.stop()
-            await running
         assert sorted(ran) == sorted(jobs), "each job ran once"
         assert worker._found_cluster is None, "the worker closed the clients it made"
 
@@ -438,17 +444,14 @@ async def test_connect_and_a_worker_carry_on_when_a_node_is_killed(nodes: Nodes)
     async with await silo.connect(addresses, timeout=30) as client:
         ran: list[str] = []
         worker = echo_worker(client, queue, ran)
-        running = asyncio.ensure_future(worker.run(handle_signals=False))
-        try:
+        async with running(worker):
             await produce(client, 120, 0)
             # A worker in the middle of leasing from every node, a client mid-stream.
             victim = nodes.nodes["n1"]
             victim.kill9()
             await produce(client, 120, 120)
             await wait_settled(nodes.live())
-            for job_id, tenant in acked.items():
-                job = await client.wait_job(id=job_id, tenant=tenant, timeout_ms=60_000)
-                assert job.status is silo.JobStatus.SUCCEEDED, job_id
+            await all_succeed(client, acked)
             assert victim.address not in client.nodes(), "the map dropped the dead node"
             # The worker reads the node list every NODES_EVERY_S: its loop for the dead node
             # ends at the next read (polled: the worker has no event for it).
@@ -456,9 +459,6 @@ async def test_connect_and_a_worker_carry_on_when_a_node_is_killed(nodes: Nodes)
             while victim.address in worker._lanes:
                 assert time.monotonic() < deadline, "a lease loop for the dead node stayed"
                 await asyncio.sleep(0.1)
-        finally:
-            worker.stop()
-            await running
         for job_id, tenant in acked.items():
             job = await client.get_job(id=job_id, tenant=tenant, include_attempts=True)
             done = [a for a in job.attempts if a.status is silo.AttemptStatus.SUCCEEDED]
@@ -528,6 +528,26 @@ async def test_cluster_status_shows_nodes_owners_and_counts(nodes: Nodes) -> Non
     assert "READY" in text and "SHARD" in text
 
 
+async def two_nodes(cluster: Nodes, token: Token) -> tuple[dict[int, str], ServerProcess, int]:
+    """Starts nodes n0 and n1 (their calls made with `token`): the shard owners once settled,
+    n0, and a shard n1 owns."""
+    for i in range(2):
+        await cluster.add(f"n{i}")
+    owners = await wait_settled(cluster.live(), metadata=token.header)
+    remote = next(s for s, node in owners.items() if node != "n0")
+    return owners, cluster.nodes["n0"], remote
+
+
+async def signed_in_page(node: ServerProcess, token: Token, path: str) -> str:
+    """The web UI page `path` of `node` as a browser signed in with `token` sees it."""
+    async with browser_session(node) as http:
+        assert (await sign_in(http, token)).status == 303
+        async with http.get(path) as r:
+            page = await r.text()
+            assert r.status == 200, page
+    return page
+
+
 async def test_the_web_ui_shows_the_nodes_the_shard_owners_and_every_shard_s_counts(
     etcd: EtcdServer, store_url: str, store_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -545,19 +565,11 @@ async def test_the_web_ui_shows_the_nodes_the_shard_owners_and_every_shard_s_cou
         ["--auth-file", str(auth), "--http", "127.0.0.1:0"],
     )
     try:
-        for i in range(2):
-            await cluster.add(f"n{i}")
-        owners = await wait_settled(cluster.live(), metadata=root.header)
-        n0 = cluster.nodes["n0"]
-        remote = next(s for s, node in owners.items() if node != "n0")
+        owners, n0, remote = await two_nodes(cluster, root)
         async with await silo.connect(n0.address, token=root.secret) as client:
             for _ in range(3):  # forwarded to the other node, which owns the shard
                 await client.enqueue(tenant=tenant_on(remote, "a"), queue="ui-cluster")
-        async with browser_session(n0) as http:
-            assert (await sign_in(http, root)).status == 303
-            async with http.get("/cluster") as r:
-                page = await r.text()
-                assert r.status == 200, page
+        page = await signed_in_page(n0, root, "/cluster")
         assert f"2 nodes, {SHARDS} shards" in text_of(page)
         nodes = {row[0].removesuffix(" this node"): row for row in table_rows(page, "nodes")}
         assert set(nodes) == {"n0", "n1"} and nodes["n0"][0] == "n0 this node"
@@ -568,11 +580,7 @@ async def test_the_web_ui_shows_the_nodes_the_shard_owners_and_every_shard_s_cou
         assert all(len(r) == 6 and all(c.isdigit() for c in r[2:]) for r in shards), shards
         assert shards[remote][2] == "3", shards[remote]  # Ready, as the owner counts it
 
-        async with browser_session(n0) as http:
-            assert (await sign_in(http, a)).status == 303
-            async with http.get("/cluster") as r:
-                page = await r.text()
-                assert r.status == 200, page
+        page = await signed_in_page(n0, a, "/cluster")
         assert "Per-shard counts need a token with the admin role" in text_of(page)
         assert all(len(r) == 2 for r in table_rows(page, "shards"))
     finally:
@@ -592,11 +600,7 @@ async def test_a_forwarded_call_is_checked_on_both_nodes_with_the_caller_s_token
         store_url, etcd.url(unique("cluster")), tmp_path, store_env, ["--auth-file", str(auth)]
     )
     try:
-        for i in range(2):
-            await cluster.add(f"n{i}")
-        owners = await wait_settled(cluster.live(), metadata=a.header)
-        n0 = cluster.nodes["n0"]
-        remote = next(s for s, node in owners.items() if node != "n0")
+        owners, n0, remote = await two_nodes(cluster, a)
         local = next((s for s, node in owners.items() if node == "n0"), remote)
         tenant = tenant_on(remote, "a")
         ch = channel(n0.host, n0.port)
